@@ -1,0 +1,85 @@
+"""The `relex` command: data check | train | evaluate | predict | sweep | leaderboard.
+
+Each subcommand lives beside the code it drives (``relex.data.commands``,
+``relex.train.commands``, ``relex.sweep.commands``, ``relex.leaderboard``); this module only
+wires them up and turns :class:`~relex.errors.RelexError` into one clear line and exit code 2.
+Heavy imports (torch, ray) happen inside the subcommands, so ``relex --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from relex import __version__
+from relex.errors import RelexError
+
+# (subcommand path, module, add-arguments function, run function, help)
+COMMANDS = [
+    (("data", "check"), "relex.data.commands", "add_check_args", "check",
+     "validate a data file: rows, labels and their counts, bad rows"),
+    (("train",), "relex.train.commands", "add_train_args", "train",
+     "train one model (every technique is a flag)"),
+    (("evaluate",), "relex.train.commands", "add_evaluate_args", "evaluate",
+     "evaluate a checkpoint on a labelled file"),
+    (("predict",), "relex.train.commands", "add_predict_args", "predict",
+     "write a submission file (id, pred_label, probs) for a data file"),
+    (("sweep",), "relex.sweep.commands", "add_sweep_args", "sweep",
+     "run a job file's sweep on Ray Tune with ASHA and a live leaderboard"),
+    (("leaderboard",), "relex.leaderboard", "add_leaderboard_args", "leaderboard",
+     "show a sweep's results, ranked by micro-F1"),
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line (it already does) and never a traceback."""
+
+    def error(self, message: str) -> None:  # pragma: no cover - argparse path
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="relex", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"relex {__version__}")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for path, module, add_fn, run_fn, help_text in COMMANDS:
+        if len(path) == 2:
+            if path[0] not in groups:
+                grp = subs.add_parser(path[0], help=f"{path[0]} tools")
+                groups[path[0]] = grp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND",
+                                                     parser_class=_Parser)
+                grp.set_defaults(_group=grp)
+            p = groups[path[0]].add_parser(path[1], help=help_text, description=help_text)
+        else:
+            p = subs.add_parser(path[0], help=help_text, description=help_text)
+        mod = importlib.import_module(module)
+        getattr(mod, add_fn)(p)
+        p.set_defaults(_run=(module, run_fn))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "_run"):
+        (getattr(args, "_group", None) or parser).print_help(sys.stderr)
+        return 2
+    module, run_fn = args._run
+    try:
+        rc = getattr(importlib.import_module(module), run_fn)(args)
+    except RelexError as e:
+        print(f"relex: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("relex: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

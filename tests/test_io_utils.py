@@ -1,0 +1,42 @@
+"""Crash-safe writes: the target is either the old or the new content, never partial."""
+
+from __future__ import annotations
+
+import pytest
+
+from relex.io_utils import atomic_path, atomic_write_text, sha256_file
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+    p = tmp_path / "out" / "r.json"
+    atomic_write_text(p, "one")
+    atomic_write_text(p, "two")
+    assert p.read_text() == "two"
+    assert [x.name for x in p.parent.iterdir()] == ["r.json"]
+
+
+def test_failure_keeps_old_file(tmp_path):
+    p = tmp_path / "r.txt"
+    p.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(p) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    assert p.read_text() == "old"
+    assert [x.name for x in tmp_path.iterdir()] == ["r.txt"]
+
+
+def test_atomic_directory_replace(tmp_path):
+    d = tmp_path / "ckpt"
+    with atomic_path(d, is_dir=True) as tmp:
+        (tmp / "a").write_text("1")
+    with atomic_path(d, is_dir=True) as tmp:
+        (tmp / "b").write_text("2")
+    assert sorted(x.name for x in d.iterdir()) == ["b"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_sha256_file(tmp_path):
+    p = tmp_path / "x"
+    p.write_bytes(b"abc")
+    assert sha256_file(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -1,0 +1,109 @@
+"""KLUE-RE metrics against direct scikit-learn computations (metrics.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import auc, f1_score, precision_recall_curve
+
+from relex import metrics
+
+
+def _random_probs(rng, n, c):
+    logits = rng.normal(size=(n, c)) * 3
+    return metrics.softmax(logits)
+
+
+def _klue_auprc(y, probs):
+    """KLUE's reference computation: every class, trapezoidal area, unweighted mean."""
+    areas = []
+    for c in range(probs.shape[1]):
+        p, r, _ = precision_recall_curve(y == c, probs[:, c])
+        areas.append(auc(r, p))
+    return np.mean(areas) * 100
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_sklearn_on_random_data(seed):
+    rng = np.random.default_rng(seed)
+    names = ["no_relation"] + [f"rel{i}" for i in range(9)]
+    n = 500
+    y = rng.integers(0, len(names), size=n)
+    y[: len(names)] = np.arange(len(names))  # every class present
+    probs = _random_probs(rng, n, len(names))
+    out = metrics.compute(y, probs, names, negative="no_relation")
+    preds = probs.argmax(1)
+    assert out["micro_f1"] == pytest.approx(
+        f1_score(y, preds, average="micro", labels=list(range(1, len(names)))) * 100, abs=1e-12
+    )
+    assert out["auprc"] == pytest.approx(_klue_auprc(y, probs), abs=1e-12)
+    assert out["accuracy"] == pytest.approx((preds == y).mean() * 100, abs=1e-12)
+    assert out["auprc_classes"] == len(names) and out["auprc_skipped"] == []
+    assert out["n"] == n
+
+
+def test_negative_label_not_first_and_label_order_invariance():
+    rng = np.random.default_rng(3)
+    names = ["a", "b", "관계없음", "c"]
+    y = rng.integers(0, 4, size=200)
+    y[:4] = np.arange(4)
+    probs = _random_probs(rng, 200, 4)
+    out = metrics.compute(y, probs, names, negative="관계없음")
+    perm = np.array([3, 2, 0, 1])  # new column j holds old column perm[j]
+    inv = np.argsort(perm)
+    out2 = metrics.compute(inv[y], probs[:, perm], [names[i] for i in perm], negative="관계없음")
+    for k in ("micro_f1", "auprc", "accuracy"):
+        assert out[k] == pytest.approx(out2[k], abs=1e-9)
+
+
+def test_predicting_negative_for_negative_counts_for_nothing():
+    names = ["no_relation", "r1", "r2"]
+    y = np.array([0, 0, 1, 2])
+    probs = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.8, 0.1]])
+    out = metrics.compute(y, probs, names)
+    # TP=1 (r1), FP=1 (r1 for r2), FN=1 (r2): P=R=F1=0.5
+    assert out["micro_f1"] == pytest.approx(50.0)
+    assert out["accuracy"] == pytest.approx(75.0)
+
+
+def test_all_negative_gold_and_predictions():
+    names = ["no_relation", "r1", "r2"]
+    y = np.zeros(10, dtype=int)
+    probs = np.tile([0.8, 0.1, 0.1], (10, 1))
+    out = metrics.compute(y, probs, names)
+    assert out["micro_f1"] == 0.0  # no real relation predicted or gold: nothing to score
+    assert out["accuracy"] == 100.0
+    assert out["auprc_classes"] == 1 and out["auprc_skipped"] == ["r1", "r2"]
+    assert np.isfinite(out["auprc"])
+
+
+def test_class_absent_from_gold_is_skipped_not_nan():
+    rng = np.random.default_rng(4)
+    names = ["no_relation", "r1", "r2", "r3"]
+    y = rng.choice([0, 1, 2], size=300)  # r3 never gold
+    probs = _random_probs(rng, 300, 4)
+    out = metrics.compute(y, probs, names)
+    assert out["auprc_skipped"] == ["r3"]
+    expected = np.mean(
+        [auc(*precision_recall_curve(y == c, probs[:, c])[1::-1]) for c in range(3)]
+    ) * 100
+    assert out["auprc"] == pytest.approx(expected, abs=1e-12)
+    assert np.isfinite(out["auprc"])
+
+
+def test_per_class_report():
+    names = ["no_relation", "r1", "r2"]
+    y = np.array([0, 1, 1, 2])
+    probs = np.eye(3)[[0, 1, 2, 2]] * 0.9 + 0.1 / 3
+    out = metrics.compute(y, probs, names)
+    pc = out["per_class"]
+    assert pc["r1"]["precision"] == pytest.approx(100.0)
+    assert pc["r1"]["recall"] == pytest.approx(50.0)
+    assert pc["r2"]["support"] == 1 and pc["r2"]["precision"] == pytest.approx(50.0)
+
+
+def test_bad_shapes_and_empty_raise():
+    with pytest.raises(ValueError):
+        metrics.compute([0, 1], np.ones((3, 2)) / 2, ["a", "b"])
+    with pytest.raises(ValueError):
+        metrics.compute([], np.zeros((0, 2)), ["a", "b"])
