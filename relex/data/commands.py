@@ -1,0 +1,173 @@
+"""``relex data check FILE``: read and validate a data file and report what is in it.
+
+Prints the row count, the labels with counts and shares, the most frequent entity type pairs,
+sentence lengths and the bad rows (first 20, and how many more) — as rich tables on a
+terminal, as plain text otherwise. Exit code 0 when every row is valid, 2 when some are not;
+with ``--skip-bad-rows`` bad rows are dropped and reported, and the exit code is 0 while valid
+rows remain. File-level problems (missing columns, bad encoding, ...) raise RelexError, which
+``relex.cli`` prints in one line (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+SHOW_BAD = 20
+TOP_PAIRS = 15
+
+
+def add_check_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE",
+                        help="data file: KLUE .json, competition .csv/.tsv, .jsonl or .parquet")
+    parser.add_argument("--labels", metavar="relation_list.json", default=None,
+                        help='label list {"relations": [...]} (order kept); default: the labels '
+                             "found in the file")
+    parser.add_argument("--negative-label", metavar="NAME", default=None,
+                        help="the no-relation label (default: no_relation, or the one label that "
+                             "looks like it, e.g. 관계없음)")
+    parser.add_argument("--skip-bad-rows", action="store_true",
+                        help="drop invalid rows (reported) instead of failing")
+    parser.add_argument("--unlabeled", action="store_true",
+                        help="the file has no labels (e.g. a test set)")
+
+
+# --- output ----------------------------------------------------------------------------------------
+class _Out:
+    """Tables and lines: rich on a terminal, aligned plain text otherwise."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.rich = hasattr(self.stream, "isatty") and self.stream.isatty()
+        if self.rich:
+            from rich.console import Console
+
+            self.console = Console(file=self.stream, highlight=False)
+
+    def line(self, text: str = "", style: str | None = None) -> None:
+        if self.rich:
+            from rich.markup import escape
+
+            self.console.print(f"[{style}]{escape(text)}[/]" if style else escape(text))
+        else:
+            print(text, file=self.stream)
+
+    def table(self, title: str, headers: list[str], rows: list[list[str]],
+              right: tuple[int, ...] = ()) -> None:
+        if self.rich:
+            from rich.table import Table
+
+            t = Table(title=title, title_justify="left", title_style="bold")
+            for j, h in enumerate(headers):
+                t.add_column(h, justify="right" if j in right else "left",
+                             overflow="fold")
+            for r in rows:
+                t.add_row(*r)
+            self.console.print(t)
+            return
+        from rich.cells import cell_len  # display width of Korean text
+
+        print(f"{title}:", file=self.stream)
+        cells = [headers] + rows
+        widths = [max(cell_len(r[j]) for r in cells) for j in range(len(headers))]
+        for r in cells:
+            parts = []
+            for j, c in enumerate(r):
+                pad = " " * (widths[j] - cell_len(c))
+                last = j == len(r) - 1
+                parts.append(pad + c if j in right else (c if last else c + pad))
+            print("  " + "  ".join(parts).rstrip(), file=self.stream)
+        print(file=self.stream)
+
+
+def _n(x: int) -> str:
+    return f"{x:,}"
+
+
+def _pct(x: int, total: int) -> str:
+    return f"{100.0 * x / total:.1f}%" if total else "-"
+
+
+def check(args: argparse.Namespace) -> int:
+    from relex.data.io import load
+
+    ds = load(args.file, labels=args.labels, negative=args.negative_label,
+              require_labels=not args.unlabeled)
+    try:
+        return _report(ds, args, _Out())
+    except BrokenPipeError:  # `relex data check FILE | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _report(ds, args: argparse.Namespace, out: _Out) -> int:
+    import numpy as np
+
+    from relex.data.io import EXTENSIONS
+
+    f = ds.frame
+    n_valid, n_bad = len(ds), len(ds.bad_rows)
+    total = n_valid + n_bad
+    kind = EXTENSIONS.get(os.path.splitext(args.file)[1].lower(), "?")
+    out.line(f"{args.file} ({kind}): {_n(total)} rows, {_n(n_valid)} valid, {_n(n_bad)} bad",
+             style="bold")
+    origin = args.labels if args.labels else "found in the file"
+    labelled = f["label"].notna()
+    if not args.unlabeled or bool(labelled.any()):
+        out.line(f"labels: {len(ds.labels)} ({origin}); negative label: {ds.labels.negative}")
+    out.line()
+
+    if n_valid:
+        counts = f.loc[labelled, "label"].value_counts().to_dict()
+        n_lab = int(labelled.sum())
+        if len(ds.labels):
+            rows = [[name, _n(int(counts.get(name, 0))), _pct(int(counts.get(name, 0)), n_lab)]
+                    for name in ds.labels.names]
+            if n_lab < n_valid:
+                rows.append(["(unlabelled)", _n(n_valid - n_lab), _pct(n_valid - n_lab, n_valid)])
+            out.table(f"Labels ({len(ds.labels)})", ["label", "count", "%"], rows, right=(1, 2))
+
+        pairs = (f["subj_type"] + " → " + f["obj_type"]).value_counts()
+        top = pairs.head(TOP_PAIRS)
+        title = f"Entity type pairs (top {len(top)} of {len(pairs)})"
+        out.table(title, ["subject → object", "count", "%"],
+                  [[k, _n(int(v)), _pct(int(v), n_valid)] for k, v in top.items()], right=(1, 2))
+
+        lens = f["sentence"].str.len().to_numpy(dtype=np.int64)
+        out.table("Sentence length (characters)", ["min", "mean", "median", "p95", "max"],
+                  [[str(int(lens.min())), f"{lens.mean():.1f}", f"{np.median(lens):.0f}",
+                    f"{np.percentile(lens, 95):.0f}", str(int(lens.max()))]],
+                  right=(0, 1, 2, 3, 4))
+
+        sources = f["source"].value_counts()
+        if len(sources) > 1 or (len(sources) == 1 and sources.index[0] != ""):
+            out.table("Sources", ["source", "count", "%"],
+                      [[k or "(none)", _n(int(v)), _pct(int(v), n_valid)] for k, v in sources.items()],
+                      right=(1, 2))
+
+    if n_bad:
+        shown = ds.bad_rows[:SHOW_BAD]
+        rows = [[str(b.row), getattr(b, "where", None) or "", b.id or "", b.reason] for b in shown]
+        headers = ["row", "where", "id", "reason"]
+        if not any(r[1] for r in rows):  # JSON / Parquet: the row is the record number
+            rows = [[r[0]] + r[2:] for r in rows]
+            headers = ["row", "id", "reason"]
+        title = f"Bad rows ({_n(n_bad)}; row = 1-based data row, header not counted)"
+        out.table(title, headers, rows, right=(0,))
+        if n_bad > SHOW_BAD:
+            out.line(f"... and {_n(n_bad - SHOW_BAD)} more bad rows")
+        if args.skip_bad_rows:
+            if n_valid:
+                out.line(f"dropped {_n(n_bad)} bad row{'s' if n_bad > 1 else ''} "
+                         f"(--skip-bad-rows); {_n(n_valid)} valid rows remain", style="yellow")
+                return 0
+            out.line(f"all {_n(n_bad)} rows are bad; no valid rows remain", style="red")
+            return 2
+        them = "them" if n_bad > 1 else "it"
+        out.line(f"{_n(n_bad)} bad row{'s' if n_bad > 1 else ''}: fix {them}, or pass "
+                 f"--skip-bad-rows to drop {them}", style="red")
+        return 2
+    out.line(f"OK: all {_n(n_valid)} rows are valid", style="green")
+    return 0
