@@ -1,0 +1,202 @@
+"""ASHA whose rung records survive a driver crash.
+
+Ray Tune restores trials, searcher and callbacks on ``Tuner.restore`` but not the scheduler's
+state (ray#30838): a resumed sweep's ASHA would start with empty rungs and decide differently.
+:class:`Rungs` is the whole of ASHA's state — for every rung, the metric each trial had when it
+reached it, and each decision made — and it is written atomically to ``asha_state.json`` in the
+sweep directory *before* each decision is returned to Tune. :class:`PersistentASHA` is a Tune
+scheduler (FIFO order) driven by it; on ``relex sweep --resume`` it reloads the file.
+
+The rule is Ray's ``AsyncHyperBandScheduler`` with one bracket: rungs at
+``grace_period · reduction_factor^k`` evaluations (below ``max_t`` when set); a trial reaching a
+rung is stopped if its metric is below the ``1 − 1/reduction_factor`` percentile of the values
+recorded at that rung *before it* (the first arrival always continues). A NaN metric counts as
+the worst value. Trials are keyed by relex's stable trial id (its grid index), not Ray's id.
+
+Determinism: ASHA is asynchronous, so a decision depends on which trials reached the rung first.
+Two facts make a resumed sweep decide exactly as an uninterrupted one:
+
+* decisions already made are never re-made: a trial replaying evaluations after a resume (it
+  continues from its last checkpoint, which may be older than its last report) gets the recorded
+  decision back for a rung it already reached;
+* with ``max_concurrent=1`` trials run one at a time in grid order, so rung arrival order is the
+  grid order in both runs. With more concurrent trials arrival order depends on timing — in an
+  uninterrupted run just as much — and the persisted records still guarantee that nothing
+  decided before the crash is forgotten.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from relex.io_utils import atomic_write_text
+
+STATE_FILE = "asha_state.json"
+CONTINUE, STOP = "CONTINUE", "STOP"
+
+
+class Rungs:
+    """ASHA's rung records and decisions, persisted to ``path`` (if given) on every change."""
+
+    def __init__(self, *, grace_period: int, reduction_factor: float, max_t: int = 0,
+                 mode: str = "max", path: str | Path | None = None):
+        if grace_period < 1 or reduction_factor <= 1 or mode not in ("max", "min"):
+            raise ValueError("grace_period >= 1, reduction_factor > 1, mode max|min")
+        self.grace_period = int(grace_period)
+        self.reduction_factor = float(reduction_factor)
+        self.max_t = int(max_t)
+        self.mode = mode
+        self.path = Path(path) if path else None
+        # rung milestone (str, for JSON) -> list of [trial_id, value, decision] in arrival order
+        self.records: dict[str, list[list[Any]]] = {}
+        self.stopped: dict[str, int] = {}  # trial_id -> milestone where ASHA stopped it
+        self._lock = threading.Lock()
+        if self.path and self.path.exists():
+            self._load()
+
+    # ------------------------------------------------------------------ rungs
+    def milestones(self, upto: int) -> list[int]:
+        """Rung milestones <= upto (and < max_t when max_t is set), ascending."""
+        out, k = [], 0
+        while True:
+            m = self.grace_period * self.reduction_factor ** k
+            m = int(math.ceil(m - 1e-9))
+            if m > upto or (self.max_t and m >= self.max_t):
+                return out
+            if not out or m > out[-1]:
+                out.append(m)
+            k += 1
+
+    def _score(self, value: float | None) -> float:
+        if value is None or not math.isfinite(float(value)):
+            return -math.inf
+        return float(value) if self.mode == "max" else -float(value)
+
+    def decide(self, trial_id: str, iteration: int, value: float | None) -> str:
+        """The decision for ``trial_id`` after its ``iteration``-th evaluation."""
+        with self._lock:
+            if trial_id in self.stopped and self.stopped[trial_id] <= iteration:
+                return STOP
+            if self.max_t and iteration >= self.max_t:
+                return STOP  # budget reached: a normal end, not an early stop
+            rungs = self.milestones(iteration)
+            if not rungs or rungs[-1] != iteration:
+                return CONTINUE
+            key = str(iteration)
+            recorded = self.records.setdefault(key, [])
+            for tid, _, decision in recorded:
+                if tid == trial_id:  # a replayed evaluation after resume
+                    return decision
+            score = self._score(value)
+            earlier = [s for _, s, _ in recorded if s is not None]  # finite scores only
+            decision = CONTINUE
+            if earlier:
+                cutoff = float(np.percentile(earlier, (1 - 1 / self.reduction_factor) * 100))
+                if score < cutoff:
+                    decision = STOP
+            recorded.append([trial_id, score if math.isfinite(score) else None, decision])
+            if decision == STOP:
+                self.stopped[trial_id] = iteration
+            self._save()
+            return decision
+
+    def was_stopped(self, trial_id: str) -> bool:
+        return trial_id in self.stopped
+
+    # ------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        return {"grace_period": self.grace_period, "reduction_factor": self.reduction_factor,
+                "max_t": self.max_t, "mode": self.mode, "records": self.records,
+                "stopped": self.stopped}
+
+    def _save(self) -> None:
+        import os, traceback
+        if os.environ.get("RELEX_DEBUG_ASHA"):
+            with open(os.environ["RELEX_DEBUG_ASHA"], "a") as fh:
+                fh.write(f"--- {os.getpid()} {id(self)} {sorted(self.stopped)}\n" + "".join(traceback.format_stack(limit=12)))
+        if self.path:
+            atomic_write_text(self.path, json.dumps(self.to_dict(), indent=1, sort_keys=True))
+
+    def _load(self) -> None:
+        data = json.loads(self.path.read_text(encoding="utf-8"))
+        same = (data.get("grace_period") == self.grace_period
+                and float(data.get("reduction_factor", 0)) == self.reduction_factor
+                and data.get("max_t") == self.max_t and data.get("mode") == self.mode)
+        if not same:
+            raise ValueError(f"{self.path}: ASHA settings differ from the job's")
+        self.records = {k: [list(r) for r in v] for k, v in data.get("records", {}).items()}
+        self.stopped = {k: int(v) for k, v in data.get("stopped", {}).items()}
+
+
+def _trial_key(trial) -> str:
+    cfg = getattr(trial, "config", None) or {}
+    spec = cfg.get("trial") if isinstance(cfg, dict) else None
+    if isinstance(spec, dict) and "trial_id" in spec:
+        return str(spec["trial_id"])
+    return str(trial.trial_id)
+
+
+def _make_scheduler_class():
+    from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+    class PersistentASHA(FIFOScheduler):
+        """Tune scheduler: FIFO trial order, ASHA stopping from persisted :class:`Rungs`."""
+
+        def __init__(self, rungs: Rungs, metric: str, time_attr: str = "training_iteration"):
+            super().__init__()
+            self.rungs = rungs
+            self._metric = metric
+            self._mode = rungs.mode
+            self.time_attr = time_attr
+
+        def set_search_properties(self, metric, mode, **spec) -> bool:
+            return True
+
+        def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+            if self.time_attr not in result:
+                return TrialScheduler.CONTINUE
+            value = result.get(self._metric)
+            decision = self.rungs.decide(_trial_key(trial), int(result[self.time_attr]),
+                                         None if value is None else float(value))
+            return TrialScheduler.STOP if decision == STOP else TrialScheduler.CONTINUE
+
+        def debug_string(self) -> str:
+            return f"relex ASHA: {len(self.rungs.stopped)} stopped early"
+
+        # Tune pickles the scheduler into the experiment's tuner.pkl; on restore the runner
+        # registers a scheduler whose rungs were reloaded from asha_state.json, and that one
+        # is used instead of the stale pickled copy.
+        def __reduce__(self):
+            return (_registered_scheduler, ())
+
+    return PersistentASHA
+
+
+_REGISTRY: dict[str, Any] = {}
+
+
+def register_scheduler(scheduler) -> None:
+    _REGISTRY["scheduler"] = scheduler
+
+
+def _registered_scheduler():
+    if "scheduler" not in _REGISTRY:
+        # Unpickled outside a relex run (e.g. Ray's own tooling reading tuner.pkl): a plain FIFO.
+        from ray.tune.schedulers import FIFOScheduler
+        return FIFOScheduler()
+    return _REGISTRY["scheduler"]
+
+
+def make_scheduler(asha: dict[str, Any], state_path: str | Path):
+    """Build the Tune scheduler for a job's ASHA settings, reloading ``state_path`` if present."""
+    rungs = Rungs(grace_period=asha["grace_period"], reduction_factor=asha["reduction_factor"],
+                  max_t=asha["max_t"], mode=asha["mode"], path=state_path)
+    sched = _make_scheduler_class()(rungs, asha["metric"])
+    register_scheduler(sched)
+    return sched

@@ -1,0 +1,201 @@
+"""The Tune callback that records results and drives the live leaderboard.
+
+Ray's new output engine ignores custom progress reporters (ray#38202), so everything the user
+sees while a sweep runs comes from here: ``on_trial_result`` adds a history row and refreshes
+the leaderboard, ``on_trial_complete`` / ``on_trial_error`` write the trial's final row and
+rewrite the Parquet files atomically. On a terminal the leaderboard is a rich ``Live`` table;
+elsewhere one line per finished trial.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from relex.io_utils import atomic_write_text
+from relex.sweep.job import Job
+from relex.sweep.results import ResultsWriter
+from relex.sweep.trial import FINAL_FILE
+
+_HISTORY_KEYS = ("step", "epoch", "micro_f1", "auprc", "accuracy", "val_loss", "lr", "train_loss",
+                 "is_best")
+_LIVE_KEYS = ("node", "node_id", "gpu", "started_at", "checkpoint")
+
+
+def _trial_id(trial) -> str:
+    return str(trial.config["trial"]["trial_id"])
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _error_line(text: str | None) -> str | None:
+    """The last 'SomethingError: message' line of a traceback text."""
+    if not text:
+        return None
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        head = ln.split(":", 1)[0]
+        if head.endswith(("Error", "Exception", "Diverged", "Interrupt")) and " " not in head:
+            return ln
+    return lines[-1] if lines else None
+
+
+class SweepCallback(Callback):
+    def __init__(self, job: Job, sweep_dir: Path, writer: ResultsWriter, rungs, *,
+                 console=None, live: bool | None = None, history_flush_s: float = 5.0):
+        self.job = job
+        self.dir = Path(sweep_dir)
+        self.writer = writer
+        self.rungs = rungs
+        self.console = console
+        self.live_enabled = bool(console is not None and console.is_terminal) if live is None else live
+        self._live = None
+        self._last_flush = 0.0
+        self.history_flush_s = history_flush_s
+        self.configs = {t.trial_id: t.config.to_dict() for t in job.trials}
+        self.previously_finished = writer.finished()  # recorded by an earlier (interrupted) run
+        self.total = len(job.trials)
+
+    # Tune pickles callbacks into tuner.pkl; on resume the runner registers a fresh callback
+    # (writer reloaded from the Parquet files) and that one is used.
+    def __reduce__(self):
+        return (_registered_callback, ())
+
+    # ------------------------------------------------------------------ helpers
+    def _base_row(self, tid: str) -> dict[str, Any]:
+        return {"trial_id": tid, **self.configs.get(tid, {})}
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _render(self):
+        from relex.leaderboard import rich_table
+
+        rows = self.writer.trial_rows()
+        done = sum(r.get("status") in ("TERMINATED", "STOPPED_EARLY", "ERROR") for r in rows)
+        return rich_table(rows, top=20, title=f"{self.job.name}: {done}/{self.total} trials finished")
+
+    def _line(self, row: dict[str, Any]) -> None:
+        if self.console is None or self.live_enabled:
+            return
+        done = len(self.writer.finished())
+        f1 = row.get("micro_f1")
+        f1s = f"micro_f1={f1:.2f}" if isinstance(f1, float) else "micro_f1=-"
+        err = (f"  {row['error']} (traceback: {self.dir / row['trial_id'] / 'error.txt'})"
+               if row.get("error") else "")
+        self.console.print(f"[{done}/{self.total}] {row['trial_id']} {row['status']} {f1s}{err}",
+                           markup=False, highlight=False)
+
+    def start_live(self) -> None:
+        if self.live_enabled and self._live is None:
+            from rich.live import Live
+
+            self._live = Live(self._render(), console=self.console, refresh_per_second=2,
+                              transient=False)
+            self._live.start()
+
+    def stop_live(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.stop()
+            self._live = None
+
+    # ---------------------------------------------------------------- callbacks
+    def setup(self, **info) -> None:
+        self.start_live()
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        tid = _trial_id(trial)
+        if tid in self.previously_finished:
+            return
+        self.writer.set_trial({**self._base_row(tid), "status": "RUNNING", "error": None})
+        self._refresh()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        tid = _trial_id(trial)
+        if tid in self.previously_finished:
+            return
+        it = int(result.get("training_iteration", 0))
+        self.writer.add_history({"trial_id": tid, "iteration": it,
+                                 **{k: result.get(k) for k in _HISTORY_KEYS}})
+        row = {**self._base_row(tid), "status": "RUNNING", "evaluations": it,
+               "attempts": result.get("attempt"), "epochs_run": result.get("epoch"),
+               "wall_s": result.get("elapsed_s"),
+               **{k: result.get(k) for k in _LIVE_KEYS}}
+        for k in ("micro_f1", "auprc", "accuracy", "val_loss"):
+            row[k] = result.get(f"best_{k}")
+        row["best_step"] = result.get("best_step")
+        row["best_epoch"] = result.get("best_epoch")
+        self.writer.set_trial(row)
+        now = time.monotonic()
+        if now - self._last_flush > self.history_flush_s:
+            self.writer.flush()
+            self._last_flush = now
+        self._refresh()
+
+    def _finish(self, trial, status: str, error: str | None = None) -> dict[str, Any]:
+        tid = _trial_id(trial)
+        tdir = self.dir / tid
+        if tid in self.previously_finished:
+            self._refresh()  # Ray re-ran a trial whose result was already recorded: keep it
+            return self.writer.trials[tid]
+        row = {**self._base_row(tid), "status": status, "error": error, "ended_at": time.time()}
+        summary = _read_json(tdir / "summary.json") if status == "TERMINATED" else {}
+        if summary:
+            row.update({k: v for k, v in summary.items() if k != "trial_id"})
+        attempts = tdir / "attempts.jsonl"
+        if attempts.exists():
+            row["attempts"] = len(attempts.read_text(encoding="utf-8").splitlines())
+        probs = self.dir / "valid_probs" / f"{tid}.npy"
+        if probs.exists():
+            row["valid_probs"] = str(probs)
+        self.writer.set_trial(row)
+        self.writer.flush()
+        atomic_write_text(tdir / FINAL_FILE, json.dumps({"status": status, "at": time.time()}))
+        self._last_flush = time.monotonic()
+        full = self.writer.trials[tid]
+        self._line(full)
+        self._refresh()
+        return full
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        tid = _trial_id(trial)
+        status = "STOPPED_EARLY" if self.rungs is not None and self.rungs.was_stopped(tid) else "TERMINATED"
+        self._finish(trial, status)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        tid = _trial_id(trial)
+        err = _read_json(self.dir / tid / "error.json").get("error")
+        if not err:
+            try:
+                err = _error_line(trial.get_error())
+            except Exception:
+                err = None
+        self._finish(trial, "ERROR", err or "trial failed (no error message recorded)")
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.writer.flush()
+        self.stop_live()
+
+
+_REGISTRY: dict[str, Any] = {}
+
+
+def register_callback(cb: SweepCallback) -> None:
+    _REGISTRY["callback"] = cb
+
+
+def _registered_callback():
+    if "callback" not in _REGISTRY:
+        return Callback()  # read outside a relex run: a no-op callback
+    return _REGISTRY["callback"]

@@ -1,0 +1,107 @@
+"""``relex sweep JOB.py``: run a job file's sweep on Ray Tune (or print its plan)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from relex.errors import RelexError
+
+
+def add_sweep_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", metavar="JOB.py", help="a job file defining `sweep = Sweep(...)`")
+    p.add_argument("--name", help="the sweep's name (default: the job's name)")
+    p.add_argument("--storage", default="artifacts", metavar="DIR",
+                   help="where sweeps are stored (default: artifacts); results go to DIR/NAME. "
+                        "On a cluster: a path every node sees (e.g. an EFS mount)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted sweep: finished trials are kept, unfinished "
+                        "ones continue from their last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete an existing sweep of the same name and start again")
+    p.add_argument("--address", metavar="ADDR",
+                   help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the trials and resources; start nothing")
+    p.add_argument("--gpus-per-trial", type=float, default=None, metavar="N",
+                   help="GPUs per trial (default: the job's, else 1 if the cluster has GPUs)")
+    p.add_argument("--cpus-per-trial", type=float, default=None, metavar="N",
+                   help="CPUs per trial (default: the job's, else 1)")
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def print_plan(job, args, console) -> None:
+    from rich.table import Table
+
+    res = {"gpu": args.gpus_per_trial if args.gpus_per_trial is not None else job.resources["gpu"],
+           "cpu": args.cpus_per_trial if args.cpus_per_trial is not None else job.resources["cpu"]}
+    gpu = "1 if the cluster has GPUs, else 0" if res["gpu"] is None else f"{res['gpu']:g}"
+    cpu = "1" if res["cpu"] is None else f"{res['cpu']:g}"
+    fixed_keys = [k for k, v in job.sweep.space.items() if k not in job.axes]
+    name = args.name or job.name
+    lines = [
+        f"sweep {name}: {len(job.trials)} trials  ->  {args.storage}/{name}",
+        f"data: train {job.train}; valid "
+        + (f"{job.valid:g} of train (stratified, seed {job.split_seed})" if isinstance(job.valid, float)
+           else str(job.valid)),
+        f"resources per trial: GPU {gpu}, CPU {cpu}"
+        + (f"; at most {job.max_concurrent} at once" if job.max_concurrent else ""),
+        f"ASHA: metric {job.asha['metric']} ({job.asha['mode']}), grace period "
+        f"{job.asha['grace_period']}, reduction factor {job.asha['reduction_factor']:g}, max_t "
+        + (str(job.asha["max_t"]) if job.asha["max_t"] else "none")
+        + f"; retries per trial {job.max_failures}",
+    ]
+    if fixed_keys:
+        cfg0 = job.trials[0].config
+        lines.append("fixed: " + ", ".join(f"{k}={_value(getattr(cfg0, k))}" for k in fixed_keys))
+    for m in job.missing_files:
+        lines.append(f"note: data file not found: {m} (a real run stops here)")
+    for ln in lines:
+        console.print(ln, markup=False, highlight=False)
+    header = ["trial", *job.axes]
+    rows = [[t.trial_id, *[_value(t.varying[a]) for a in job.axes]] for t in job.trials]
+    if console.is_terminal:
+        table = Table(header_style="bold", pad_edge=False)
+        for h in header:
+            table.add_column(h, no_wrap=True)
+        for r in rows:
+            table.add_row(*r)
+        console.print(table)
+    else:
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        for r in [header, *rows]:
+            sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+
+
+def sweep(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from relex.sweep.job import load_job
+
+    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+    for flag in ("gpus_per_trial", "cpus_per_trial"):
+        v = getattr(args, flag)
+        if v is not None and (v < 0 or (flag == "cpus_per_trial" and v == 0)):
+            raise RelexError(f"--{flag.replace('_', '-')} {v:g} is invalid")
+    if args.resume and args.overwrite:
+        raise RelexError("--resume and --overwrite contradict each other")
+    job = load_job(args.job, check_files=not args.dry_run)
+    if args.dry_run:
+        print_plan(job, args, console)
+        return 0
+
+    from relex.sweep.runner import print_summary, run
+
+    outcome = run(job, storage=args.storage, name=args.name, resume=args.resume,
+                  overwrite=args.overwrite, address=args.address, gpus=args.gpus_per_trial,
+                  cpus=args.cpus_per_trial, console=console)
+    print_summary(outcome, console, show_table=not console.is_terminal)
+    ok = outcome.counts.get("TERMINATED", 0) + outcome.counts.get("STOPPED_EARLY", 0)
+    return 0 if ok else 1

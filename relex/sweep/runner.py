@@ -1,0 +1,282 @@
+"""Run a loaded job on Ray Tune: pre-flight, resources, the Tuner, resume.
+
+Order of work (every user mistake fails before Ray starts):
+
+1. the job file is loaded and expanded (:func:`relex.sweep.job.load_job`);
+2. pre-flight on the driver: data read and validated once (the validation split made once, the
+   same for every trial), every backbone resolved once (one ``RelexError`` if one cannot load),
+   features built once into ``<sweep_dir>/cache`` so trials find them there;
+3. Ray is started (or joined: ``--address``, ``RAY_ADDRESS``), resources per trial decided;
+4. a ``Tuner`` with relex's persistent ASHA, the results callback and one grid point per trial
+   (``Tuner.restore`` for ``--resume``).
+
+Storage: the sweep directory is ``<storage>/<name>`` and is at once Ray Tune's experiment
+directory and relex's results directory. It must be a POSIX path every node sees (a local disk
+for one machine, a shared mount such as EFS/NFS for a cluster): trials write their checkpoints,
+summaries and validation probabilities there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from relex.errors import RelexError
+from relex.io_utils import atomic_write_text
+from relex.sweep.job import Job
+
+JOB_FILE = "job.json"
+
+
+@dataclass
+class SweepOutcome:
+    sweep_dir: Path
+    counts: dict[str, int]
+    rows: list[dict[str, Any]]
+
+
+# ------------------------------------------------------------------------- resources
+def decide_resources(job: Job, cluster: dict[str, float], *, gpus: float | None = None,
+                     cpus: float | None = None, local: bool = True) -> dict[str, float]:
+    """Per-trial resources: flags beat the job file, the job file beats the defaults.
+
+    Default: one GPU per trial when the cluster has GPUs, otherwise CPU only; 1 CPU per trial.
+    An explicit GPU request is kept on a cluster that has none yet (an autoscaler may add GPU
+    nodes), except on a local Ray instance relex started itself, where it could never run.
+    """
+    have_gpu = float(cluster.get("GPU", 0) or 0)
+    gpu = gpus if gpus is not None else job.resources.get("gpu")
+    explicit = gpu is not None
+    if gpu is None:
+        gpu = 1 if have_gpu >= 1 else 0
+    cpu = cpus if cpus is not None else job.resources.get("cpu")
+    if cpu is None:
+        cpu = 1
+    if gpu < 0 or cpu <= 0:
+        raise RelexError(f"resources per trial: gpu={gpu}, cpu={cpu} are invalid")
+    if explicit and gpu > 0 and have_gpu < gpu and local:
+        raise RelexError(f"each trial asks for {gpu:g} GPU but this machine has {have_gpu:g}; "
+                         "pass --gpus-per-trial 0 to run on CPU")
+    have_cpu = float(cluster.get("CPU", 0) or 0)
+    if local and cpu > have_cpu:
+        raise RelexError(f"each trial asks for {cpu:g} CPUs but this machine has {have_cpu:g}; "
+                         "pass --cpus-per-trial")
+    return {"cpu": cpu, "gpu": gpu}
+
+
+# ------------------------------------------------------------------------- pre-flight
+def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
+    """Read the data, resolve backbones and build features once, on the driver."""
+    from relex.data import read_dataset, stratified_split
+    from relex.model.backbone import resolve_backbone
+
+    def say(msg: str) -> None:
+        if console is not None:
+            console.print(msg, markup=False, highlight=False)
+
+    say(f"reading {job.train}")
+    labels = str(job.labels) if job.labels else None
+    full = read_dataset(str(job.train), labels=labels, negative=job.negative_label)
+    if isinstance(job.valid, float):
+        train, valid = stratified_split(full, job.valid, job.split_seed)
+    else:
+        train = full
+        valid = read_dataset(str(job.valid), labels=full.labels, negative=job.negative_label)
+    if len(train) == 0 or len(valid) == 0:
+        raise RelexError(f"{job.path}: the training or validation set is empty")
+    say(f"data: {len(train)} train / {len(valid)} validation examples, {len(full.labels)} labels")
+
+    cache = sweep_dir / "cache"
+    corpus = list(train.frame["sentence"])
+    backbones: dict[str, str] = {}
+    resolved: dict[tuple, str] = {}
+    for t in job.trials:
+        cfg = t.config
+        key = (cfg.backbone,) + ((cfg.tiny_hidden, cfg.tiny_layers, cfg.tiny_heads, cfg.tiny_vocab)
+                                 if cfg.backbone == "relex/tiny" else ())
+        if key not in resolved:
+            say(f"backbone {cfg.backbone}")
+            resolved[key] = resolve_backbone(cfg.backbone, corpus=corpus, cfg=cfg,
+                                             cache_dir=cache / "backbones")
+        backbones[t.trial_id] = resolved[key]
+
+    feats_cache = cache / "features"
+    built: set[tuple] = set()
+    for t in job.trials:
+        cfg = t.config
+        key = (backbones[t.trial_id], cfg.marker, cfg.max_length)
+        if key in built:
+            continue
+        built.add(key)
+        say(f"features {cfg.marker}, max_length {cfg.max_length}")
+        build_features(cfg, train, valid, backbones[t.trial_id], feats_cache)
+    return {"train": train, "valid": valid, "backbones": backbones, "features_cache": str(feats_cache),
+            "sweep_dir": str(sweep_dir), "before_trial": job.sweep.before_trial,
+            "n_labels": len(full.labels)}
+
+
+def build_features(cfg, train, valid, backbone_path: str, cache_dir: Path) -> None:
+    """Featurize both splits into ``cache_dir`` exactly as ``relex.train.fit`` will look them up."""
+    from relex.data.features import featurize
+    from relex.data.markers import prepare_tokenizer
+    from relex.model.backbone import load_tokenizer
+    from relex.train.loop import entity_types
+
+    tokenizer = load_tokenizer(backbone_path)
+    prepare_tokenizer(tokenizer, cfg.marker, entity_types(train, valid))
+    for ds in (train, valid):
+        featurize(ds, tokenizer, cfg.marker, cfg.max_length, cache_dir=cache_dir)
+
+
+# ------------------------------------------------------------------------------- Ray
+def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
+    """Connect to (or start) Ray; True when this call started it (and must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "configure_logging": True, "logging_level": "WARNING"}
+    try:
+        if address:
+            ray.init(address=address, **kwargs)
+        elif os.environ.get("RAY_ADDRESS"):
+            ray.init(**kwargs)
+        else:
+            ray.init(num_cpus=num_cpus, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = address or os.environ.get("RAY_ADDRESS") or "local"
+        raise RelexError(f"cannot start or reach Ray ({where}): {str(e).splitlines()[0]}") from None
+    return True
+
+
+def trial_name(trial) -> str:
+    return str(trial.config["trial"]["trial_id"])
+
+
+def _check_same_job(job: Job, sweep_dir: Path) -> None:
+    path = sweep_dir / JOB_FILE
+    if not path.exists():
+        return
+    old = json.loads(path.read_text(encoding="utf-8"))
+    new = job.resolved()
+    if old.get("trials") != new["trials"]:
+        raise RelexError(f"{sweep_dir}: the job's trials differ from those the sweep started with; "
+                         "resume with the same job file, or start a new sweep with --name")
+    if old.get("asha") != new["asha"]:
+        raise RelexError(f"{sweep_dir}: the job's ASHA settings differ from the sweep's; "
+                         "resume with the same job file")
+
+
+def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None = None,
+        resume: bool = False, overwrite: bool = False, address: str | None = None,
+        gpus: float | None = None, cpus: float | None = None, console=None,
+        live: bool | None = None, num_cpus: int | None = None,
+        trainable: Callable | None = None, prepared: dict[str, Any] | None = None) -> SweepOutcome:
+    """Run (or resume) a sweep. ``trainable``/``prepared`` replace the trial function and the
+    pre-flight (a lightweight trainable for scheduling tests); everything else is the same."""
+    from relex.sweep.asha import STATE_FILE, make_scheduler
+    from relex.sweep.callback import SweepCallback, register_callback
+    from relex.sweep.results import ResultsWriter
+
+    name = name or job.name
+    storage = Path(os.path.abspath(Path(storage).expanduser()))
+    sweep_dir = storage / name
+    started_before = (sweep_dir / "tuner.pkl").exists()
+    if resume and not started_before:
+        raise RelexError(f"{sweep_dir}: no sweep to resume here (run without --resume to start it)")
+    if not resume and sweep_dir.exists() and any(sweep_dir.iterdir()):
+        if not overwrite:
+            raise RelexError(f"{sweep_dir} already holds a sweep; pass --resume to continue it, "
+                             "--overwrite to start it again, or --name for a new one")
+        shutil.rmtree(sweep_dir)
+    if resume:
+        _check_same_job(job, sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+
+    if prepared is None:
+        prepared = preflight(job, sweep_dir, console=console)
+    else:
+        prepared = {**prepared, "sweep_dir": str(sweep_dir)}
+    atomic_write_text(sweep_dir / JOB_FILE, json.dumps(job.resolved(), indent=1, sort_keys=True))
+
+    import ray
+    from ray import tune
+
+    local = not (address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
+    owns_ray = start_ray(address, num_cpus)
+    try:
+        res = decide_resources(job, ray.cluster_resources(), gpus=gpus, cpus=cpus, local=local)
+        if console is not None:
+            console.print(f"sweep {name}: {len(job.trials)} trials, {res['gpu']:g} GPU + "
+                          f"{res['cpu']:g} CPU per trial"
+                          + (f", at most {job.max_concurrent} at once" if job.max_concurrent else "")
+                          + f" -> {sweep_dir}", markup=False, highlight=False)
+        scheduler = make_scheduler(job.asha, sweep_dir / STATE_FILE)
+        writer = ResultsWriter(sweep_dir)
+        callback = SweepCallback(job, sweep_dir, writer, scheduler.rungs, console=console, live=live)
+        register_callback(callback)
+
+        from relex.sweep.trial import run_trial
+
+        fn = trainable or run_trial
+        wrapped = tune.with_resources(tune.with_parameters(fn, prepared=prepared),
+                                      {"cpu": res["cpu"], "gpu": res["gpu"]})
+        if resume:
+            tuner = tune.Tuner.restore(str(sweep_dir), wrapped, resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False)
+        else:
+            space = {"trial": tune.grid_search(
+                [{"trial_id": t.trial_id, "config": t.config.to_dict()} for t in job.trials])}
+            tuner = tune.Tuner(
+                wrapped, param_space=space,
+                tune_config=tune.TuneConfig(
+                    scheduler=scheduler, max_concurrent_trials=job.max_concurrent or None,
+                    reuse_actors=job.reuse_actors, trial_name_creator=trial_name,
+                    trial_dirname_creator=trial_name),
+                run_config=tune.RunConfig(
+                    name=name, storage_path=str(storage),
+                    failure_config=tune.FailureConfig(max_failures=job.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    callbacks=[callback], verbose=0))
+        # Tune's own console output (config box, tracebacks of failed trials) would tear through
+        # the live leaderboard; the callback reports every trial, and each failed trial's full
+        # traceback stays in <sweep_dir>/<trial_id>/error.txt.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        tune_log = logging.getLogger("ray.tune")
+        level = tune_log.level
+        tune_log.setLevel(logging.CRITICAL)
+        try:
+            tuner.fit()
+        finally:
+            tune_log.setLevel(level)
+            callback.stop_live()
+            writer.flush()
+        rows = writer.trial_rows()
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        return SweepOutcome(sweep_dir, counts, rows)
+    finally:
+        if owns_ray:
+            ray.shutdown()
+
+
+def print_summary(outcome: SweepOutcome, console, *, show_table: bool) -> None:
+    from relex.leaderboard import plain_text, rich_table
+
+    if show_table:
+        if console.is_terminal:
+            console.print(rich_table(outcome.rows, title=f"{outcome.sweep_dir.name}"))
+        else:
+            sys.stdout.write(plain_text(outcome.rows))
+    parts = [f"{n} {s.lower().replace('_', ' ')}" for s, n in sorted(outcome.counts.items())]
+    console.print(f"{sum(outcome.counts.values())} trials: {', '.join(parts)}; results in "
+                  f"{outcome.sweep_dir}/trials.parquet", markup=False, highlight=False)

@@ -1,0 +1,183 @@
+"""The trial function Ray Tune runs: one TrialConfig through ``relex.train.fit``.
+
+After every evaluation the trial reports the metrics (plus the best-so-far summary the results
+writer needs if ASHA stops the trial there) with a full resumable training state as the Tune
+checkpoint; a restarted trial (retry after a failure, or ``relex sweep --resume``) continues
+from ``tune.get_checkpoint()``. Files of a trial live in ``<sweep_dir>/<trial_id>/``:
+
+* ``run/`` — fit's output directory (its best checkpoint is ``run/...`` as fit reports);
+* ``attempts.jsonl`` — one line per start of the trial function (start time, node, resume step);
+* ``summary.json`` — written when fit returns: best metrics, steps, wall time;
+* ``error.json`` — the failure's one-line message, written before the exception reaches Tune;
+* ``final.json`` — written by the driver once the trial's final row is recorded.
+
+The validation-set probabilities of the best checkpoint go to
+``<sweep_dir>/valid_probs/<trial_id>.npy``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from relex.io_utils import atomic_path, atomic_write_text
+
+METRIC_KEYS = ("micro_f1", "auprc", "accuracy", "val_loss")
+FINAL_FILE = "final.json"  # written by the driver's callback when the trial's result is recorded
+
+
+def placement() -> dict[str, str]:
+    """Where this trial runs: node address, Ray node id, GPUs (ids and device name)."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    try:
+        gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    except Exception:
+        gpu_ids = []
+    gpu = ",".join(gpu_ids)
+    if gpu_ids:
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                gpu = f"{gpu}:{torch.cuda.get_device_name(0)}"
+        except Exception:
+            pass
+    try:
+        ip = ray.util.get_node_ip_address()
+    except Exception:
+        ip = socket.gethostname()
+    return {"node": ip, "node_id": ctx.get_node_id() or "", "gpu": gpu,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+
+
+def _f(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f
+
+
+def short_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _append_attempt(path: Path, record: dict[str, Any]) -> int:
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    lines.append(json.dumps(record, sort_keys=True))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return len(lines)
+
+
+def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) -> None:
+    """Tune function trainable. ``config["trial"]`` = {"trial_id", "config"}; ``prepared`` comes
+    from the driver's pre-flight (datasets, resolved backbones, feature cache, sweep dir)."""
+    import numpy as np
+    from ray import tune
+
+    from relex.config import TrialConfig
+    from relex.train import fit
+
+    spec = config["trial"]
+    trial_id = spec["trial_id"]
+    cfg = TrialConfig.from_dict(spec["config"], where=f"trial {trial_id}")
+    sweep_dir = Path(prepared["sweep_dir"])
+    tdir = sweep_dir / trial_id
+    tdir.mkdir(parents=True, exist_ok=True)
+    if (tdir / FINAL_FILE).exists():
+        # Finished before the driver died, but Ray's experiment snapshot (taken every few
+        # seconds) still had it running: its result is recorded, so do not run it again.
+        return
+    where = placement()
+    started = time.time()
+
+    resume_dir = None
+    ckpt = tune.get_checkpoint()
+    tmp_root = Path(tempfile.mkdtemp(prefix=f"relex-{trial_id}-"))
+    try:
+        if ckpt is not None:
+            resume_dir = Path(ckpt.to_directory(str(tmp_root / "resume")))
+        attempt = _append_attempt(tdir / "attempts.jsonl", {
+            "started_at": started, "resume_from": ckpt.path if ckpt is not None else None, **where})
+
+        best: dict[str, Any] = {}
+        state = {"evals": 0}
+
+        def on_evaluate(ev) -> None:
+            m = dict(ev.metrics)
+            state["evals"] += 1
+            if ev.is_best or not best:
+                bm = ev.best_metrics or m
+                best.update({f"best_{k}": _f(bm.get(k)) for k in METRIC_KEYS})
+                best.update(best_step=int(ev.best_step if ev.best_step is not None else ev.step),
+                            best_epoch=_f(ev.epoch) if ev.is_best else best.get("best_epoch"),
+                            checkpoint=str(ev.best_dir) if ev.best_dir else None)
+            payload = {k: _f(m.get(k)) for k in (*METRIC_KEYS, "train_loss", "lr")}
+            payload.update(step=int(ev.step), epoch=_f(ev.epoch), is_best=bool(ev.is_best),
+                           trial_id=trial_id, attempt=attempt, started_at=started,
+                           elapsed_s=time.time() - started, **where, **best)
+            ck = tmp_root / f"state-{state['evals']}"
+            ev.save_state(str(ck))
+            if ev.is_best and (ck / "best_probs.safetensors").exists():
+                # kept now: ASHA may stop the trial before fit returns its probabilities
+                from safetensors.numpy import load_file
+
+                _save_probs(sweep_dir, trial_id, load_file(str(ck / "best_probs.safetensors"))["probs"])
+            tune.report(payload, checkpoint=tune.Checkpoint.from_directory(str(ck)))
+            shutil.rmtree(ck, ignore_errors=True)
+
+        if prepared.get("before_trial") is not None:
+            prepared["before_trial"](cfg, trial_id)
+        backbone_path = prepared["backbones"].get(cfg.backbone)
+        result = fit(cfg, prepared["train"], prepared["valid"], str(tdir / "run"),
+                     on_evaluate=on_evaluate, resume_from=str(resume_dir) if resume_dir else None,
+                     features_cache=prepared.get("features_cache"), backbone_path=backbone_path,
+                     progress=False)
+        probs_path = None
+        if getattr(result, "valid_probs", None) is not None:
+            probs_path = _save_probs(sweep_dir, trial_id, np.asarray(result.valid_probs))
+        bm = dict(result.best_metrics or {})
+        summary = {
+            "trial_id": trial_id, **{k: _f(bm.get(k)) for k in METRIC_KEYS},
+            "best_step": result.best_step, "best_epoch": _f(result.best_epoch),
+            "epochs_run": _f(result.epochs_run), "steps": result.steps, "wall_s": _f(result.wall_s),
+            "checkpoint": str(result.best_dir) if result.best_dir else None,
+            "valid_probs": str(probs_path) if probs_path else None,
+            "started_at": started, "ended_at": time.time(), **where,
+        }
+        atomic_write_text(tdir / "summary.json", json.dumps(summary, indent=1, default=_json_default))
+    except Exception as e:
+        atomic_write_text(tdir / "error.json", json.dumps({"error": short_error(e), "at": time.time()}))
+        raise
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return str(o)
+
+
+def _save_probs(sweep_dir: Path, trial_id: str, probs) -> Path:
+    import numpy as np
+
+    path = sweep_dir / "valid_probs" / f"{trial_id}.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, probs.astype(np.float32))
+    return path

@@ -1,0 +1,338 @@
+"""``relex train``, ``relex evaluate`` and ``relex predict``.
+
+``relex train`` has one flag per :class:`~relex.config.TrialConfig` field (dashes for
+underscores; ``--erpe/--no-erpe`` for booleans), generated from the dataclass, so a new config
+field is a new flag with no other change. Values are validated by ``TrialConfig.from_dict``:
+a bad value is one line and exit code 2. With no data flags it trains the tiny local backbone on
+the bundled sample, offline.
+
+Heavy imports (torch, transformers) happen inside the run functions only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from relex.config import (AMP_MODES, HEADS, HNM_MODES, LOSSES, MARKER_STYLES, RBERT_LAYERS, SCHEDULERS,
+                          TrialConfig)
+from relex.errors import RelexError
+
+_CHOICES = {
+    "marker": MARKER_STYLES,
+    "head": HEADS,
+    "loss": LOSSES,
+    "scheduler": SCHEDULERS,
+    "amp": AMP_MODES,
+    "hnm_mode": HNM_MODES,
+    "rbert_layers": RBERT_LAYERS,
+}
+
+_HELP = {
+    "backbone": "encoder: 'relex/tiny' (embedded, offline), 'relex/tiny-<H>x<L>', a local "
+                "save_pretrained directory, or a model-hub id such as klue/roberta-base",
+    "marker": "entity representation",
+    "max_length": "maximum tokens per example (long sentences are windowed around the entities)",
+    "head": "classification head: [CLS], the entity start markers, or R-BERT",
+    "head_dropout": "dropout in the head",
+    "rbert_layers": "R-BERT entity layers shared or split between subject and object",
+    "rbert_extra": "add |e1-e2| and e1*e2 to the R-BERT features",
+    "erpe": "entity-relative position embeddings",
+    "erpe_clip": "ERPE distance clip",
+    "fgm": "FGM adversarial epsilon (0 = off)",
+    "rdrop": "R-Drop alpha (0 = off)",
+    "llrd": "layer-wise learning-rate decay (1 = off)",
+    "hnm": "fraction of negatives mined as hard after each epoch (0 = off)",
+    "hnm_weight": "loss weight (weight mode) or sampling multiplier (resample mode) of hard negatives",
+    "hnm_mode": "how hard negatives are used",
+    "loss": "classification loss",
+    "label_smoothing": "label smoothing",
+    "focal_gamma": "focal loss gamma",
+    "class_balanced": "class-balanced loss beta (0 = off)",
+    "lr": "peak learning rate",
+    "weight_decay": "AdamW weight decay",
+    "batch_size": "examples per micro-batch",
+    "grad_accum": "micro-batches per optimizer step",
+    "epochs": "training epochs",
+    "max_steps": "stop after this many optimizer steps (0 = no limit)",
+    "warmup_ratio": "fraction of steps of linear warm-up",
+    "scheduler": "learning-rate schedule after warm-up",
+    "grad_clip": "gradient-norm clip (0 = off)",
+    "eval_every": "optimizer steps between evaluations (0 = once per epoch)",
+    "patience": "evaluations without a better micro-F1 before stopping (0 = off)",
+    "eval_batch_size": "examples per evaluation batch",
+    "seed": "random seed (runs with the same seed give the same metrics on CPU)",
+    "amp": "mixed precision: auto = bf16/fp16 on CUDA, off on CPU",
+    "num_threads": "torch CPU threads (0 = torch's default)",
+    "negative_label": "the label excluded from micro-F1 (KLUE: no_relation)",
+    "tiny_hidden": "hidden size of relex/tiny",
+    "tiny_layers": "layers of relex/tiny",
+    "tiny_heads": "attention heads of relex/tiny",
+    "tiny_vocab": "tokenizer vocabulary size of relex/tiny",
+}
+
+
+def _one_line_errors(p: argparse.ArgumentParser) -> None:
+    """Argument errors as exactly one line on stderr (no usage block), exit code 2."""
+
+    def error(message: str) -> None:
+        p.exit(2, f"{p.prog}: error: {message} (see --help)\n")
+
+    p.error = error  # type: ignore[method-assign]
+
+
+def _field_type(f: dataclasses.Field) -> str:
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """One flag per TrialConfig field; unset flags keep the dataclass default."""
+    g = p.add_argument_group("trial configuration (every TrialConfig field)")
+    defaults = TrialConfig()
+    for f in dataclasses.fields(TrialConfig):
+        flag = "--" + f.name.replace("_", "-")
+        typ = _field_type(f)
+        default = getattr(defaults, f.name)
+        help_text = _HELP.get(f.name, f.name.replace("_", " "))
+        if typ == "bool":
+            g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                           help=f"{help_text} (default: {'on' if default else 'off'})")
+            continue
+        if f.name in _CHOICES:
+            choices = _CHOICES[f.name]
+            metavar = "{" + ",".join(choices) + "}"
+            help_text += f"; one of: {', '.join(choices)}"
+        else:
+            metavar = {"int": "N", "float": "X"}.get(typ, "NAME")
+        # values stay strings here; TrialConfig.from_dict converts and validates them, so a bad
+        # value is one clear line naming the flag
+        g.add_argument(flag, dest=f.name, metavar=metavar, default=argparse.SUPPRESS,
+                       help=f"{help_text} (default: {default})")
+
+
+def config_from_args(args: argparse.Namespace) -> TrialConfig:
+    given = {name: getattr(args, name) for name in TrialConfig.field_names() if hasattr(args, name)}
+    base: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        path = Path(args.config)
+        if not path.is_file():
+            raise RelexError(f"--config {path}: file not found")
+        base = TrialConfig.from_json(path.read_text(encoding="utf-8"), where=str(path)).to_dict()
+    try:
+        return TrialConfig.from_dict({**base, **given}, where="relex train")
+    except RelexError as e:
+        # name the flag the way the user typed it
+        msg = str(e)
+        for name in given:
+            msg = msg.replace(f"relex train: {name}=", f"relex train: --{name.replace('_', '-')}=")
+        raise RelexError(msg) from None
+
+
+# ----------------------------------------------------------------------------- train
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.usage = "relex train [--train FILE] [--valid FILE | --valid-fraction F] --out DIR [options]"
+    _one_line_errors(p)
+    d = p.add_argument_group("data and output")
+    d.add_argument("--train", metavar="FILE", default=None,
+                   help="training file: KLUE JSON, boostcamp CSV, JSONL or Parquet "
+                        "(default: the bundled sample)")
+    v = d.add_mutually_exclusive_group()
+    v.add_argument("--valid", metavar="FILE", default=None, help="validation file")
+    v.add_argument("--valid-fraction", metavar="F", type=str, default=None,
+                   help="hold out this stratified fraction of --train for validation (default: 0.1)")
+    d.add_argument("--out", metavar="DIR", required=True,
+                   help="output directory: best/ (checkpoint), history.jsonl, metrics.json")
+    d.add_argument("--labels", metavar="FILE", default=None,
+                   help="relation_list.json fixing the label set and its order (default: the labels in --train)")
+    d.add_argument("--skip-bad-rows", action="store_true", help="drop invalid rows instead of stopping")
+    d.add_argument("--config", metavar="JSON", default=None,
+                   help="a TrialConfig JSON file (e.g. a checkpoint's config.json); flags override it")
+    d.add_argument("--save-state", action="store_true",
+                   help="after every evaluation, write a resumable training state to OUT/state")
+    d.add_argument("--resume", metavar="STATE", default=None,
+                   help="continue exactly from a saved training state directory (e.g. OUT/state)")
+    d.add_argument("--quiet", action="store_true", help="no progress output")
+    add_config_args(p)
+
+
+def _fraction(text: str | None) -> float:
+    if text is None:
+        return 0.1
+    try:
+        f = float(text)
+    except ValueError:
+        raise RelexError(f"--valid-fraction {text!r}: expected a number between 0 and 1") from None
+    if not (0 < f < 1):
+        raise RelexError(f"--valid-fraction {text!r}: must be between 0 and 1 (exclusive)")
+    return f
+
+
+def train(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    fraction = _fraction(args.valid_fraction)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise RelexError(f"--out {out}: exists and is not a directory")
+
+    from relex.data import read_dataset, stratified_split
+    from relex.data.sample import SAMPLE_PATH
+    from relex.model.backbone import resolve_backbone
+
+    backbone_path = None
+    if not cfg.backbone.startswith("relex/"):
+        # fail at once on a backbone that cannot be loaded, before reading any data
+        backbone_path = resolve_backbone(cfg.backbone, cfg=cfg)
+
+    train_path = Path(args.train) if args.train else Path(SAMPLE_PATH)
+    labels = args.labels
+    neg = cfg.negative_label
+    train_ds = read_dataset(train_path, labels=labels, negative=neg, skip_bad_rows=args.skip_bad_rows)
+    _warn_skipped(train_ds)
+    if args.valid:
+        valid_ds = read_dataset(Path(args.valid), labels=train_ds.labels, negative=neg,
+                                skip_bad_rows=args.skip_bad_rows)
+        _warn_skipped(valid_ds)
+        how = f"validation file {args.valid}"
+    else:
+        train_ds, valid_ds = stratified_split(train_ds, fraction, seed=cfg.seed)
+        how = f"stratified {fraction:g} split of {train_path}"
+
+    from relex.train.loop import fit
+
+    if backbone_path is None:  # the embedded backbone's tokenizer is trained on the training split
+        backbone_path = resolve_backbone(cfg.backbone, corpus=train_ds.frame["sentence"].tolist(), cfg=cfg)
+    progress = False if args.quiet else None
+    if not args.quiet:
+        print(f"relex train: {len(train_ds)} training / {len(valid_ds)} validation examples ({how}); "
+              f"backbone {cfg.backbone}", file=sys.stderr)
+    t0 = time.perf_counter()
+    on_evaluate = None
+    if args.save_state:
+        state_dir = out / "state"
+
+        def on_evaluate(ev) -> None:
+            ev.save_state(state_dir)
+
+    res = fit(cfg, train_ds, valid_ds, out, progress=progress, resume_from=args.resume,
+              on_evaluate=on_evaluate, backbone_path=backbone_path)
+    wall = time.perf_counter() - t0
+    m = res.best_metrics
+    print(f"micro_f1  {m['micro_f1']:.2f}")
+    print(f"auprc     {m['auprc']:.2f}")
+    print(f"accuracy  {m['accuracy']:.2f}")
+    print(f"best step {res.best_step} (epoch {res.best_epoch:.2f}) of {res.steps} steps; stop: {res.stop_reason}")
+    print(f"wall time {wall:.1f}s, {res.examples_per_s:.1f} training examples/s ({res.device}, amp {res.amp})")
+    print(f"checkpoint {res.best_dir}")
+    print(f"history   {out / 'history.jsonl'}, summary {out / 'metrics.json'}")
+    return 0
+
+
+def _warn_skipped(ds) -> None:
+    skipped = getattr(ds, "skipped", None) or []
+    if skipped:
+        print(f"relex: skipped {len(skipped)} bad rows of {ds.path} (first: {skipped[0]})", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- evaluate / predict
+def add_evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.usage = "relex evaluate CHECKPOINT FILE [--json] [--per-class] [--skip-bad-rows]"
+    _one_line_errors(p)
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint directory (e.g. OUT/best)")
+    p.add_argument("file", metavar="FILE", help="labelled data file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--per-class", action="store_true", help="add per-class precision/recall/F1")
+    p.add_argument("--skip-bad-rows", action="store_true", help="drop invalid rows instead of stopping")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="inference batch size (default: the checkpoint's eval_batch_size)")
+
+
+def add_predict_args(p: argparse.ArgumentParser) -> None:
+    p.usage = "relex predict CHECKPOINT FILE --output preds.csv [--skip-bad-rows]"
+    _one_line_errors(p)
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint directory (e.g. OUT/best)")
+    p.add_argument("file", metavar="FILE", help="data file; labels are not needed")
+    p.add_argument("--output", "-o", required=True, metavar="CSV",
+                   help="submission CSV to write: id, pred_label, probs")
+    p.add_argument("--skip-bad-rows", action="store_true", help="drop invalid rows instead of stopping")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="inference batch size (default: the checkpoint's eval_batch_size)")
+
+
+def _infer(args: argparse.Namespace, *, require_labels: bool):
+    """Load the checkpoint, read and featurize the file, return (ds, probs, labels, cfg)."""
+    from relex.data import read_dataset
+    from relex.data.features import featurize
+    from relex.io_utils import cache_root
+    from relex.train import amp as amp_mod
+    from relex.train import checkpoint as ckpt
+    from relex.train.loop import default_device
+
+    device = default_device()
+    model, tokenizer, cfg, labels = ckpt.load(args.checkpoint, device=device)
+    ds = read_dataset(Path(args.file), labels=labels, negative=labels.negative,
+                      skip_bad_rows=args.skip_bad_rows, require_labels=require_labels)
+    _warn_skipped(ds)
+    if len(ds) == 0:
+        raise RelexError(f"{args.file}: no rows to process")
+    feats = featurize(ds, tokenizer, cfg.marker, cfg.max_length, cache_dir=cache_root() / "features")
+    bs = args.batch_size or cfg.eval_batch_size
+    if bs < 1:
+        raise RelexError("--batch-size must be at least 1")
+    probs = ckpt.predict_probs(model, feats, batch_size=bs, amp=amp_mod.resolve(cfg.amp, device))
+    return ds, probs, labels, cfg
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from relex import metrics as M
+
+    ds, probs, labels, cfg = _infer(args, require_labels=True)
+    import numpy as np
+
+    y = np.asarray(ds.label_ids())
+    if (y < 0).any():
+        raise RelexError(f"{args.file}: {int((y < 0).sum())} rows have no label; evaluate needs a labelled file")
+    m = M.compute(y, probs, labels.names, labels.negative, per_class=args.per_class)
+    if args.json:
+        out = {"checkpoint": str(args.checkpoint), "file": str(args.file), **m}
+        print(json.dumps(out, ensure_ascii=False))
+        return 0
+    print(f"{args.file}: {m['n']} examples, checkpoint {args.checkpoint}")
+    print(f"micro_f1  {m['micro_f1']:.2f}")
+    print(f"auprc     {m['auprc']:.2f}" + (f"  (over {m['auprc_classes']} classes present)"
+                                            if m["auprc_skipped"] else ""))
+    print(f"accuracy  {m['accuracy']:.2f}")
+    if args.per_class:
+        _per_class_table(m["per_class"])
+    return 0
+
+
+def _per_class_table(per_class: dict[str, dict[str, float]]) -> None:
+    width = max(len("label"), *(len(k) for k in per_class))
+    print(f"{'label':<{width}}  {'precision':>9}  {'recall':>7}  {'f1':>7}  {'support':>7}")
+    for name, r in per_class.items():
+        print(f"{name:<{width}}  {r['precision']:9.2f}  {r['recall']:7.2f}  {r['f1']:7.2f}  {r['support']:7d}")
+
+
+def predict(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    if out.is_dir():
+        raise RelexError(f"--output {out}: is a directory; give a CSV file name")
+    ds, probs, labels, cfg = _infer(args, require_labels=False)
+    import pandas as pd
+
+    from relex.io_utils import atomic_write_text
+
+    pred = probs.argmax(axis=1)
+    frame = pd.DataFrame({
+        "id": ds.frame["id"].astype(str).tolist(),
+        "pred_label": [labels.names[i] for i in pred],
+        "probs": [str([float(x) for x in row]) for row in probs],
+    })
+    atomic_write_text(out, frame.to_csv(index=False))
+    print(f"wrote {len(frame)} predictions to {out} ({len(labels)} labels)", file=sys.stderr)
+    return 0

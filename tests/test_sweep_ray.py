@@ -1,0 +1,278 @@
+"""Sweeps on a real Ray cluster: one trial per GPU across nodes; kill the driver and resume;
+a failing trial becomes an ERROR row while the rest complete.
+
+One local multi-node Ray cluster serves the module (a CPU head and two worker nodes that each
+declare one GPU, as `ray start --num-gpus 1` would on a GPU box). `relex sweep` runs as a
+subprocess joining it with `--address`, as on a real cluster, so the driver can be SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from relex.data.sample import SAMPLE_PATH
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0",
+       "TOKENIZERS_PARALLELISM": "false"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray
+    import ray.cloudpickle
+    from ray.cluster_utils import Cluster
+
+    saved = {k: os.environ.get(k) for k in ENV}
+    os.environ.update(ENV)
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    workers = [c.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
+    c.wait_for_nodes()
+    ray.init(address=c.address)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        yield {"address": c.address, "gpu_nodes": {w.node_id for w in workers}}
+    finally:
+        ray.shutdown()
+        c.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# ---------------------------------------------------------------- one trial per GPU
+def _probe_trial(config, prepared):
+    """A lightweight trainable: records where and when it ran."""
+    import ray
+    from ray import tune
+
+    tid = config["trial"]["trial_id"]
+    start = time.time()
+    time.sleep(1.0)
+    rec = {"trial": tid, "node": ray.get_runtime_context().get_node_id(),
+           "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+           "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "start": start, "end": time.time()}
+    out = Path(prepared["sweep_dir"]) / "probe"
+    out.mkdir(exist_ok=True)
+    (out / f"{tid}.json").write_text(json.dumps(rec))
+    from relex.sweep.trial import placement
+
+    tune.report({"micro_f1": float(int(tid[1:])), "step": 1, "epoch": 1.0, **placement()})
+
+
+def test_trials_land_one_per_gpu_across_nodes(cluster, tmp_path):
+    from relex.sweep.job import load_job
+    from relex.sweep.runner import run
+
+    job_file = tmp_path / "gpu_job.py"
+    job_file.write_text(
+        "from relex.sweep import Sweep, grid\n"
+        f"sweep = Sweep(name='gpus', train={str(SAMPLE_PATH)!r},\n"
+        "              space=dict(lr=grid([1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 6e-4])),\n"
+        "              asha=dict(grace_period=2))\n")  # one report per trial: no rung reached
+    job = load_job(job_file)
+    assert job.resources == {"gpu": None, "cpu": None}  # the default: one GPU if there are GPUs
+    out = run(job, storage=tmp_path / "art", trainable=_probe_trial, prepared={}, live=False)
+    assert out.counts == {"TERMINATED": 6}
+
+    recs = [json.loads(p.read_text()) for p in sorted((out.sweep_dir / "probe").glob("*.json"))]
+    assert len(recs) == 6
+    for r in recs:
+        assert r["node"] in cluster["gpu_nodes"]  # never on the GPU-less head
+        assert len(r["gpu_ids"]) == 1 and r["cuda"] == r["gpu_ids"][0]
+    # never two trials at once on one GPU, never more trials at once than GPUs
+    for node in cluster["gpu_nodes"]:
+        spans = sorted((r["start"], r["end"]) for r in recs if r["node"] == node)
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+    events = sorted([(r["start"], 1) for r in recs] + [(r["end"], -1) for r in recs])
+    running, peak = 0, 0
+    for _, d in events:
+        running += d
+        peak = max(peak, running)
+    assert peak <= 2
+    rows = pq.read_table(out.sweep_dir / "trials.parquet").to_pylist()
+    by_id = {r["trial_id"]: r for r in rows}
+    for r in recs:
+        assert by_id[r["trial"]]["node_id"] == r["node"]
+        assert by_id[r["trial"]]["gpu"].split(":")[0] == r["gpu_ids"][0]
+
+
+# ------------------------------------------------------------ kill, resume, errors
+JOB = '''
+from relex.sweep import Sweep, grid
+
+def fail_one(cfg, trial_id):
+    # one trial of the grid is broken on purpose: it must end as an ERROR row
+    if cfg.head == "marker" and cfg.lr == 1e-3:
+        raise RuntimeError("broken trial " + trial_id)
+
+sweep = Sweep(
+    name="e2e", train={data!r}, valid=0.25,
+    space=dict(head=grid(["cls", "marker"]), lr=grid([3e-3, 1e-3, 2e-4]),
+               tiny_hidden=32, tiny_layers=1, tiny_heads=2, max_length=64, batch_size=16,
+               epochs=20, max_steps=30, eval_every=6, warmup_ratio=0.0, num_threads=1, amp="off",
+               eval_batch_size=128),
+    seeds=[7],
+    asha=dict(metric="auprc", grace_period=1, reduction_factor=2),
+    resources=dict(gpu=0, cpu=1),
+    max_concurrent=1,
+    max_failures=1,
+    before_trial=fail_one,
+)
+'''
+
+
+def _sweep_cmd(job, storage, name, address, *extra):
+    return [sys.executable, "-m", "relex.cli", "sweep", str(job), "--storage", str(storage),
+            "--name", name, "--address", address, *extra]
+
+
+def _env(tmp_path):
+    env = {**os.environ, **ENV, "RELEX_CACHE": str(tmp_path / "cache"), "TUNE_GLOBAL_CHECKPOINT_S": "0",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def _leaderboard(sweep_dir):
+    from relex.leaderboard import csv_text, load_rows
+
+    rows = list(csv.DictReader(io.StringIO(csv_text(load_rows(sweep_dir)))))
+    keys = ("rank", "trial_id", "head", "micro_f1", "auprc", "accuracy", "best_step", "status")
+    return [{k: r[k] for k in keys} for r in rows]
+
+
+def _attempts(sweep_dir, tid):
+    f = sweep_dir / tid / "attempts.jsonl"
+    return [json.loads(x) for x in f.read_text().splitlines()] if f.exists() else []
+
+
+@pytest.fixture(scope="module")
+def e2e_job(tmp_path_factory):
+    d = tmp_path_factory.mktemp("e2e")
+    data = json.loads(Path(SAMPLE_PATH).read_text(encoding="utf-8"))
+    (d / "data.json").write_text(json.dumps(data[::2], ensure_ascii=False), encoding="utf-8")
+    job = d / "job.py"
+    job.write_text(JOB.format(data=str(d / "data.json")))
+    return job
+
+
+@pytest.fixture(scope="module")
+def reference(cluster, e2e_job, tmp_path_factory):
+    """The uninterrupted run of the seeded sweep."""
+    tmp = tmp_path_factory.mktemp("ref")
+    p = subprocess.run(_sweep_cmd(e2e_job, tmp / "art", "ref", cluster["address"]), cwd=tmp,
+                       env=_env(tmp), capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return tmp / "art" / "ref", p
+
+
+def test_failing_trial_is_an_error_row_and_the_rest_complete(reference):
+    sweep_dir, proc = reference
+    rows = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
+    assert len(rows) == 6
+    assert rows["t004"]["status"] == "ERROR"
+    assert rows["t004"]["error"] == "RuntimeError: broken trial t004"
+    assert len(_attempts(sweep_dir, "t004")) == 2  # retried once (max_failures=1), then ERROR
+    others = [r for t, r in rows.items() if t != "t004"]
+    assert all(r["status"] in ("TERMINATED", "STOPPED_EARLY") for r in others)
+    assert all(r["micro_f1"] is not None and r["error"] is None for r in others)
+    assert any(r["status"] == "STOPPED_EARLY" for r in others)  # ASHA did prune
+    assert "t004 ERROR" in proc.stdout and "RuntimeError: broken trial t004" in proc.stdout
+    # per-trial artifacts
+    for t, r in rows.items():
+        if t == "t004":
+            continue
+        assert Path(r["checkpoint"], "model.safetensors").exists()
+        assert Path(r["valid_probs"]).exists()
+    hist = pq.read_table(sweep_dir / "history.parquet").to_pylist()
+    assert {h["trial_id"] for h in hist} == set(rows) - {"t004"}
+    done = {t: r["evaluations"] for t, r in rows.items() if t != "t004"}
+    for t, n in done.items():
+        assert sorted(h["iteration"] for h in hist if h["trial_id"] == t) == list(range(1, n + 1))
+    job = json.loads((sweep_dir / "job.json").read_text())
+    assert [t["trial_id"] for t in job["trials"]] == [f"t{i:03d}" for i in range(6)]
+
+
+def test_kill_driver_then_resume_matches_uninterrupted(cluster, e2e_job, reference, tmp_path):
+    ref_dir, _ = reference
+    storage = tmp_path / "art"
+    sweep_dir = storage / "cut"
+    env = _env(tmp_path)
+    proc = subprocess.Popen(_sweep_cmd(e2e_job, storage, "cut", cluster["address"]), cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # wait until two trials are recorded and a third has reported an evaluation (so it has a
+    # checkpoint), then kill the driver without warning
+    deadline = time.time() + 180
+    victim = None
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            finals = {p.parent.name for p in sweep_dir.glob("t*/final.json")}
+            running = sorted({p.parent.name for p in sweep_dir.glob("t*/checkpoint_*")} - finals)
+            if len(finals) >= 2 and running:
+                victim = running[0]
+                time.sleep(0.3)
+                break
+            time.sleep(0.1)
+        if victim is None or proc.poll() is not None:
+            out = proc.communicate(timeout=60)[0] if proc.poll() is not None else ""
+            pytest.fail(f"the sweep ended before it could be killed:\n{out[-3000:]}")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    before = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()
+              if r["status"] in ("TERMINATED", "STOPPED_EARLY", "ERROR")}
+    assert len(before) >= 2
+    attempts_before = {t: len(_attempts(sweep_dir, t)) for t in before}
+
+    p = subprocess.run(_sweep_cmd(e2e_job, storage, "cut", cluster["address"], "--resume"),
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+
+    after = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
+    assert sorted(after) == [f"t{i:03d}" for i in range(6)]
+    for t, row in before.items():  # finished trials: kept as they were, never run again
+        assert after[t] == row
+        assert len(_attempts(sweep_dir, t)) == attempts_before[t]
+    # the trial running at the kill was started again from its last checkpoint
+    if victim not in before:
+        runs = _attempts(sweep_dir, victim)
+        assert len(runs) >= 2 and runs[-1]["resume_from"] is not None
+    # same leaderboard and the same ASHA decisions as the uninterrupted run
+    assert _leaderboard(sweep_dir) == _leaderboard(ref_dir)
+    ours = json.loads((sweep_dir / "asha_state.json").read_text())
+    theirs = json.loads((ref_dir / "asha_state.json").read_text())
+    assert ours["records"] == theirs["records"] and ours["stopped"] == theirs["stopped"]
+    hist = pq.read_table(sweep_dir / "history.parquet").to_pylist()
+    ref_hist = pq.read_table(ref_dir / "history.parquet").to_pylist()
+    key = lambda h: (h["trial_id"], h["iteration"])  # noqa: E731
+    assert sorted(map(key, hist)) == sorted(map(key, ref_hist))
+
+
+def test_resume_and_start_guards(cluster, e2e_job, reference, tmp_path):
+    ref_dir, _ = reference
+    env = _env(tmp_path)
+    # starting over an existing sweep without --resume/--overwrite is refused, before Ray work
+    p = subprocess.run(_sweep_cmd(e2e_job, ref_dir.parent, "ref", cluster["address"]),
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "already holds a sweep" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    p = subprocess.run(_sweep_cmd(e2e_job, tmp_path / "none", "x", cluster["address"], "--resume"),
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "no sweep to resume" in p.stderr
