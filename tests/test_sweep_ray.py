@@ -122,7 +122,7 @@ def fail_one(cfg, trial_id):
 
 sweep = Sweep(
     name="e2e", train={data!r}, valid=0.25,
-    space=dict(head=grid(["cls", "marker"]), lr=grid([3e-3, 1e-3, 2e-4]),
+    space=dict(head=grid(["cls", "marker"]), lr=grid([2e-4, 1e-3, 3e-3]),
                tiny_hidden=32, tiny_layers=1, tiny_heads=2, max_length=64, batch_size=16,
                epochs=20, max_steps=30, eval_every=6, warmup_ratio=0.0, num_threads=1, amp="off",
                eval_batch_size=128),
@@ -157,7 +157,7 @@ def _leaderboard(sweep_dir):
 
 
 def _attempts(sweep_dir, tid):
-    f = sweep_dir / tid / "attempts.jsonl"
+    f = sweep_dir / "trials" / tid / "attempts.jsonl"
     return [json.loads(x) for x in f.read_text().splitlines()] if f.exists() else []
 
 
@@ -215,14 +215,16 @@ def test_kill_driver_then_resume_matches_uninterrupted(cluster, e2e_job, referen
     env = _env(tmp_path)
     proc = subprocess.Popen(_sweep_cmd(e2e_job, storage, "cut", cluster["address"]), cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # wait until two trials are recorded and a third has reported an evaluation (so it has a
-    # checkpoint), then kill the driver without warning
+    # wait until two trials are recorded and a third is running with a checkpoint, then kill
+    # the driver without warning
     deadline = time.time() + 180
     victim = None
     try:
         while time.time() < deadline and proc.poll() is None:
-            finals = {p.parent.name for p in sweep_dir.glob("t*/final.json")}
-            running = sorted({p.parent.name for p in sweep_dir.glob("t*/checkpoint_*")} - finals)
+            finals = {p.parent.name for p in sweep_dir.glob("trials/t*/final.json")}
+            # a second checkpoint: the driver has taken in the trial's first result
+            running = sorted({p.parent.name for p in sweep_dir.glob("ray/t*/checkpoint_00000[1-9]")}
+                             - finals)
             if len(finals) >= 2 and running:
                 victim = running[0]
                 time.sleep(0.3)
@@ -251,9 +253,9 @@ def test_kill_driver_then_resume_matches_uninterrupted(cluster, e2e_job, referen
         assert after[t] == row
         assert len(_attempts(sweep_dir, t)) == attempts_before[t]
     # the trial running at the kill was started again from its last checkpoint
-    if victim not in before:
-        runs = _attempts(sweep_dir, victim)
-        assert len(runs) >= 2 and runs[-1]["resume_from"] is not None
+    assert victim not in before
+    runs = _attempts(sweep_dir, victim)
+    assert len(runs) == 2 and runs[0]["resume_from"] is None and runs[1]["resume_from"] is not None
     # same leaderboard and the same ASHA decisions as the uninterrupted run
     assert _leaderboard(sweep_dir) == _leaderboard(ref_dir)
     ours = json.loads((sweep_dir / "asha_state.json").read_text())

@@ -152,6 +152,19 @@ def test_resume_continues_exactly(split, tmp_path):
         assert (res.best_dir / "model.safetensors").read_bytes() == (full.best_dir / "model.safetensors").read_bytes()
 
 
+def test_resume_from_a_finished_state_trains_no_further(split, tmp_path):
+    from relex.train import fit
+
+    cfg = TrialConfig(**{**FAST, "max_steps": 4, "eval_every": 2})
+    saved = {}
+    full = fit(cfg, *split, tmp_path / "full", progress=False,
+               on_evaluate=lambda ev: saved.update({ev.step: ev.save_state(tmp_path / f"s{ev.step}")}))
+    assert sorted(saved) == [2, 4]
+    res = fit(cfg, *split, tmp_path / "again", progress=False, resume_from=saved[4])
+    assert res.steps == 4 and res.stop_reason == "max_steps" and same_history(full, res)
+    assert (res.best_dir / "model.safetensors").is_file()  # the best checkpoint came with the state
+
+
 def test_history_and_metrics_files(baseline):
     out = baseline.best_dir.parent
     lines = (out / "history.jsonl").read_text().splitlines()

@@ -31,7 +31,7 @@ from relex.config import MARKER_STYLES
 from relex.errors import RelexError
 
 STYLES = MARKER_STYLES
-# Styles whose start marker is a single new token and that replace the entity words.
+# Styles whose marker replaces the entity words (the start marker is the whole marked entity).
 MASK_STYLES = ("entity_mask",)
 
 

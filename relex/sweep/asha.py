@@ -116,10 +116,6 @@ class Rungs:
                 "stopped": self.stopped}
 
     def _save(self) -> None:
-        import os, traceback
-        if os.environ.get("RELEX_DEBUG_ASHA"):
-            with open(os.environ["RELEX_DEBUG_ASHA"], "a") as fh:
-                fh.write(f"--- {os.getpid()} {id(self)} {sorted(self.stopped)}\n" + "".join(traceback.format_stack(limit=12)))
         if self.path:
             atomic_write_text(self.path, json.dumps(self.to_dict(), indent=1, sort_keys=True))
 

@@ -19,7 +19,7 @@ from ray.tune import Callback
 from relex.io_utils import atomic_write_text
 from relex.sweep.job import Job
 from relex.sweep.results import ResultsWriter
-from relex.sweep.trial import FINAL_FILE
+from relex.sweep.trial import FINAL_FILE, RAY_DIR, TRIALS_DIR
 
 _HISTORY_KEYS = ("step", "epoch", "micro_f1", "auprc", "accuracy", "val_loss", "lr", "train_loss",
                  "is_best")
@@ -51,7 +51,7 @@ def _error_line(text: str | None) -> str | None:
 
 class SweepCallback(Callback):
     def __init__(self, job: Job, sweep_dir: Path, writer: ResultsWriter, rungs, *,
-                 console=None, live: bool | None = None, history_flush_s: float = 5.0):
+                 console=None, live: bool | None = None):
         self.job = job
         self.dir = Path(sweep_dir)
         self.writer = writer
@@ -59,8 +59,6 @@ class SweepCallback(Callback):
         self.console = console
         self.live_enabled = bool(console is not None and console.is_terminal) if live is None else live
         self._live = None
-        self._last_flush = 0.0
-        self.history_flush_s = history_flush_s
         self.configs = {t.trial_id: t.config.to_dict() for t in job.trials}
         self.previously_finished = writer.finished()  # recorded by an earlier (interrupted) run
         self.total = len(job.trials)
@@ -91,7 +89,7 @@ class SweepCallback(Callback):
         done = len(self.writer.finished())
         f1 = row.get("micro_f1")
         f1s = f"micro_f1={f1:.2f}" if isinstance(f1, float) else "micro_f1=-"
-        err = (f"  {row['error']} (traceback: {self.dir / row['trial_id'] / 'error.txt'})"
+        err = (f"  {row['error']} (traceback: {self.dir / RAY_DIR / row['trial_id'] / 'error.txt'})"
                if row.get("error") else "")
         self.console.print(f"[{done}/{self.total}] {row['trial_id']} {row['status']} {f1s}{err}",
                            markup=False, highlight=False)
@@ -137,15 +135,14 @@ class SweepCallback(Callback):
         row["best_step"] = result.get("best_step")
         row["best_epoch"] = result.get("best_epoch")
         self.writer.set_trial(row)
-        now = time.monotonic()
-        if now - self._last_flush > self.history_flush_s:
-            self.writer.flush()
-            self._last_flush = now
+        # Written before Tune snapshots the trial's new checkpoint into its experiment state, so
+        # a driver killed at any point loses no evaluation a resumed trial will not repeat.
+        self.writer.flush()
         self._refresh()
 
     def _finish(self, trial, status: str, error: str | None = None) -> dict[str, Any]:
         tid = _trial_id(trial)
-        tdir = self.dir / tid
+        tdir = self.dir / TRIALS_DIR / tid
         if tid in self.previously_finished:
             self._refresh()  # Ray re-ran a trial whose result was already recorded: keep it
             return self.writer.trials[tid]
@@ -162,7 +159,6 @@ class SweepCallback(Callback):
         self.writer.set_trial(row)
         self.writer.flush()
         atomic_write_text(tdir / FINAL_FILE, json.dumps({"status": status, "at": time.time()}))
-        self._last_flush = time.monotonic()
         full = self.writer.trials[tid]
         self._line(full)
         self._refresh()
@@ -175,7 +171,7 @@ class SweepCallback(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         tid = _trial_id(trial)
-        err = _read_json(self.dir / tid / "error.json").get("error")
+        err = _read_json(self.dir / TRIALS_DIR / tid / "error.json").get("error")
         if not err:
             try:
                 err = _error_line(trial.get_error())

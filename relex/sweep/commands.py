@@ -104,4 +104,4 @@ def sweep(args: argparse.Namespace) -> int:
                   cpus=args.cpus_per_trial, console=console)
     print_summary(outcome, console, show_table=not console.is_terminal)
     ok = outcome.counts.get("TERMINATED", 0) + outcome.counts.get("STOPPED_EARLY", 0)
-    return 0 if ok else 1
+    return 0 if ok and not outcome.unfinished else 1

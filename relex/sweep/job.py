@@ -70,6 +70,8 @@ def grid(values: Sequence[Any]) -> Grid:
 
 def _did_you_mean(key: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(key, list(known), n=1)
+    if not close:
+        close = [k for k in known if k.startswith(key) or key.startswith(k)][:1]
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

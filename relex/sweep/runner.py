@@ -10,10 +10,13 @@ Order of work (every user mistake fails before Ray starts):
 4. a ``Tuner`` with relex's persistent ASHA, the results callback and one grid point per trial
    (``Tuner.restore`` for ``--resume``).
 
-Storage: the sweep directory is ``<storage>/<name>`` and is at once Ray Tune's experiment
-directory and relex's results directory. It must be a POSIX path every node sees (a local disk
-for one machine, a shared mount such as EFS/NFS for a cluster): trials write their checkpoints,
-summaries and validation probabilities there.
+Storage: the sweep directory is ``<storage>/<name>``: relex's results (``trials.parquet``,
+``history.parquet``, ``job.json``, ``asha_state.json``, ``valid_probs/``, ``trials/<id>/``
+with each trial's best checkpoint) and, in ``ray/``, Ray Tune's experiment directory (its state
+and each trial's latest resumable checkpoint). The two are kept apart because on resume Tune
+copies every ``.json`` of its experiment directory to a staging area and later writes the copies
+back, which would roll relex's files back. It must be a POSIX path every node sees (a local
+disk for one machine, a shared mount such as EFS/NFS for a cluster).
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ class SweepOutcome:
     sweep_dir: Path
     counts: dict[str, int]
     rows: list[dict[str, Any]]
+    total: int = 0
+    job_path: Path | None = None
+
+    @property
+    def unfinished(self) -> int:
+        done = sum(n for s, n in self.counts.items() if s in ("TERMINATED", "STOPPED_EARLY", "ERROR"))
+        return max(self.total - done, 0)
 
 
 # ------------------------------------------------------------------------- resources
@@ -185,18 +195,25 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
     from relex.sweep.asha import STATE_FILE, make_scheduler
     from relex.sweep.callback import SweepCallback, register_callback
     from relex.sweep.results import ResultsWriter
+    from relex.sweep.trial import RAY_DIR, run_trial
 
     name = name or job.name
     storage = Path(os.path.abspath(Path(storage).expanduser()))
     sweep_dir = storage / name
-    started_before = (sweep_dir / "tuner.pkl").exists()
+    ray_dir = sweep_dir / RAY_DIR
+    started_before = (ray_dir / "tuner.pkl").exists()
     if resume and not started_before:
         raise RelexError(f"{sweep_dir}: no sweep to resume here (run without --resume to start it)")
-    if not resume and sweep_dir.exists() and any(sweep_dir.iterdir()):
+    if not resume and (started_before or (sweep_dir / "trials.parquet").exists()):
         if not overwrite:
             raise RelexError(f"{sweep_dir} already holds a sweep; pass --resume to continue it, "
                              "--overwrite to start it again, or --name for a new one")
         shutil.rmtree(sweep_dir)
+    elif not resume and sweep_dir.exists():
+        # an earlier start that failed in pre-flight: keep its cache, drop the rest
+        for p in sweep_dir.iterdir():
+            if p.name != "cache":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
     if resume:
         _check_same_job(job, sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -224,13 +241,12 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
         callback = SweepCallback(job, sweep_dir, writer, scheduler.rungs, console=console, live=live)
         register_callback(callback)
 
-        from relex.sweep.trial import run_trial
 
         fn = trainable or run_trial
         wrapped = tune.with_resources(tune.with_parameters(fn, prepared=prepared),
                                       {"cpu": res["cpu"], "gpu": res["gpu"]})
         if resume:
-            tuner = tune.Tuner.restore(str(sweep_dir), wrapped, resume_unfinished=True,
+            tuner = tune.Tuner.restore(str(ray_dir), wrapped, resume_unfinished=True,
                                        resume_errored=False, restart_errored=False)
         else:
             space = {"trial": tune.grid_search(
@@ -242,7 +258,7 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
                     reuse_actors=job.reuse_actors, trial_name_creator=trial_name,
                     trial_dirname_creator=trial_name),
                 run_config=tune.RunConfig(
-                    name=name, storage_path=str(storage),
+                    name=RAY_DIR, storage_path=str(sweep_dir),
                     failure_config=tune.FailureConfig(max_failures=job.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     callbacks=[callback], verbose=0))
@@ -263,7 +279,7 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
         counts: dict[str, int] = {}
         for r in rows:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
-        return SweepOutcome(sweep_dir, counts, rows)
+        return SweepOutcome(sweep_dir, counts, rows, total=len(job.trials), job_path=job.path)
     finally:
         if owns_ray:
             ray.shutdown()
@@ -277,6 +293,13 @@ def print_summary(outcome: SweepOutcome, console, *, show_table: bool) -> None:
             console.print(rich_table(outcome.rows, title=f"{outcome.sweep_dir.name}"))
         else:
             sys.stdout.write(plain_text(outcome.rows))
-    parts = [f"{n} {s.lower().replace('_', ' ')}" for s, n in sorted(outcome.counts.items())]
-    console.print(f"{sum(outcome.counts.values())} trials: {', '.join(parts)}; results in "
+    parts = [f"{n} {s.lower().replace('_', ' ')}" for s, n in sorted(outcome.counts.items())
+             if s in ("TERMINATED", "STOPPED_EARLY", "ERROR")]
+    if outcome.unfinished:
+        parts.append(f"{outcome.unfinished} unfinished")
+    console.print(f"{outcome.total} trials: {', '.join(parts) or 'none finished'}; results in "
                   f"{outcome.sweep_dir}/trials.parquet", markup=False, highlight=False)
+    if outcome.unfinished:
+        console.print(f"the sweep stopped early; continue it with: relex sweep {outcome.job_path} "
+                      f"--storage {outcome.sweep_dir.parent} --name {outcome.sweep_dir.name} --resume",
+                      markup=False, highlight=False)

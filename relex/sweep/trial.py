@@ -5,7 +5,7 @@ writer needs if ASHA stops the trial there) with a full resumable training state
 checkpoint; a restarted trial (retry after a failure, or ``relex sweep --resume``) continues
 from ``tune.get_checkpoint()``. Files of a trial live in ``<sweep_dir>/<trial_id>/``:
 
-* ``run/`` — fit's output directory (its best checkpoint is ``run/...`` as fit reports);
+* ``run/`` — fit's output directory (the best checkpoint is ``run/best``);
 * ``attempts.jsonl`` — one line per start of the trial function (start time, node, resume step);
 * ``summary.json`` — written when fit returns: best metrics, steps, wall time;
 * ``error.json`` — the failure's one-line message, written before the exception reaches Tune;
@@ -30,6 +30,8 @@ from typing import Any
 from relex.io_utils import atomic_path, atomic_write_text
 
 METRIC_KEYS = ("micro_f1", "auprc", "accuracy", "val_loss")
+TRIALS_DIR = "trials"  # <sweep_dir>/trials/<trial_id>/: relex's files of each trial
+RAY_DIR = "ray"  # <sweep_dir>/ray/: Ray Tune's experiment directory (state, checkpoints)
 FINAL_FILE = "final.json"  # written by the driver's callback when the trial's result is recorded
 
 
@@ -93,7 +95,7 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
     trial_id = spec["trial_id"]
     cfg = TrialConfig.from_dict(spec["config"], where=f"trial {trial_id}")
     sweep_dir = Path(prepared["sweep_dir"])
-    tdir = sweep_dir / trial_id
+    tdir = sweep_dir / TRIALS_DIR / trial_id
     tdir.mkdir(parents=True, exist_ok=True)
     if (tdir / FINAL_FILE).exists():
         # Finished before the driver died, but Ray's experiment snapshot (taken every few

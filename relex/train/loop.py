@@ -504,6 +504,9 @@ class _Trainer:
         stop = self.stopping  # a state saved at the evaluation that stopped the run
         if stop:
             self.stop_reason = "early_stopping"
+        elif cfg.max_steps and self.step >= cfg.max_steps:  # a state saved at the step limit
+            stop = True
+            self.stop_reason = "max_steps"
         try:
             while self.epoch < cfg.epochs and not stop:
                 batches = self.epoch_batches(self.epoch)
@@ -547,7 +550,7 @@ class _Trainer:
                 self.epoch += 1
                 self.batch_in_epoch = 0
             if self.last_eval_step != self.step or self.best_metrics is None:
-                # e.g. resumed from the final state: nothing left to train, still report
+                # the last step was not evaluated yet (or nothing was): evaluate it
                 self.evaluate(max(1, len(self.epoch_batches(min(self.epoch, cfg.epochs - 1)))))
         finally:
             self.report.close()

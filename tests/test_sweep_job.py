@@ -1,0 +1,177 @@
+"""Job files: loading, validation (one line, exit 2, before Ray), grid expansion, dry runs,
+resources, the bundled jobs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from relex.cli import main
+from relex.config import TrialConfig
+from relex.data.sample import SAMPLE_PATH
+from relex.errors import RelexError
+from relex.sweep.job import load_job
+from relex.sweep.runner import decide_resources
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAD = "from relex.sweep import Sweep, grid\n"
+
+
+def _job(tmp_path, body, name="job.py"):
+    p = tmp_path / name
+    p.write_text(HEAD + body, encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Fail the test if a sweep gets as far as pre-flight or Ray."""
+    import relex.sweep.runner as runner
+
+    def boom(*a, **k):
+        raise AssertionError("pre-flight/Ray reached")
+
+    monkeypatch.setattr(runner, "preflight", boom)
+    monkeypatch.setattr(runner, "start_ray", boom)
+
+
+def test_grid_expansion_order_ids_and_fixed_values(tmp_path):
+    p = _job(tmp_path, f"sweep = Sweep(name='g', train={str(SAMPLE_PATH)!r}, valid=0.2,\n"
+                       "  space=dict(head=grid(['cls', 'marker']), erpe=grid([False, True]), lr=3e-5,\n"
+                       "             fgm=grid([0.5])), seeds=[1, 2])\n")
+    job = load_job(p)
+    assert [t.trial_id for t in job.trials] == [f"t{i:03d}" for i in range(8)]
+    got = [(t.config.head, t.config.erpe, t.config.seed) for t in job.trials]
+    assert got == [(h, e, s) for h in ("cls", "marker") for e in (False, True) for s in (1, 2)]
+    assert all(t.config.lr == 3e-5 and t.config.fgm == 0.5 for t in job.trials)
+    assert job.axes == ["head", "erpe", "seed"]  # a one-value axis does not vary
+    assert job.trials[5].varying == {"head": "marker", "erpe": False, "seed": 2}
+    assert all(isinstance(t.config, TrialConfig) for t in job.trials)
+    assert job.valid == 0.2 and job.train == SAMPLE_PATH
+    resolved = json.loads(json.dumps(job.resolved()))
+    assert resolved["trials"][3]["config"]["erpe"] is True
+
+
+def test_paths_are_relative_to_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.json").write_text("[]")
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    p = _job(jobs, "sweep = Sweep(name='p', train='data/t.json', valid='data/t.json')\n")
+    monkeypatch.chdir(tmp_path)
+    job = load_job("jobs/job.py")
+    assert job.train == tmp_path / "data" / "t.json" and job.valid == job.train
+    monkeypatch.chdir(jobs)
+    with pytest.raises(RelexError, match="data file not found"):
+        load_job(p)
+
+
+@pytest.mark.parametrize("body,expected", [
+    ("sweep = Sweep(name='x',\n  train='a.json' valid=0.1)\n", "job.py:4: syntax error"),
+    ("sweep = Sweep(name='x', train=TRAIN, space=dict(hed=grid(['cls'])))\n",
+     "unknown config key 'hed' (did you mean 'head'?)"),
+    ("sweep = Sweep(name='x', trian=TRAIN)\n", "unknown argument 'trian' (did you mean 'train'?)"),
+    ("sweep = Sweep(name='x', train=TRAIN, space=dict(lr=grid([3e-5, 5.0])))\n",
+     "trial t001: lr=5.0 is invalid"),
+    ("sweep = Sweep(name='x', train=TRAIN, space=dict(head='mlp'))\n", "head='mlp' is invalid"),
+    ("sweep = Sweep(name='x', train='missing.json')\n", "data file not found"),
+    ("swep = Sweep(name='x', train=TRAIN)\n", "no `sweep` object"),
+    ("sweep = 3\n", "`sweep` is a int"),
+    ("\nx = 1 / 0\n", "job.py:4: ZeroDivisionError: division by zero"),
+    ("sweep = Sweep(name='x', train=TRAIN, asha=dict(grace=1))\n",
+     "unknown key 'grace' (did you mean 'grace_period'?)"),
+    ("sweep = Sweep(name='x', train=TRAIN, asha=dict(metric='f1'))\n", "metric='f1' is invalid"),
+    ("sweep = Sweep(name='x', train=TRAIN, resources=dict(gpus=1))\n", "did you mean 'gpu'"),
+    ("sweep = Sweep(name='x', train=TRAIN, valid=1.5)\n", "fraction must be in (0, 1)"),
+    ("sweep = Sweep(name='x', train=TRAIN, space=dict(seed=grid([1, 2])))\n", "seeds=[...]"),
+    ("sweep = Sweep(name='x', train=TRAIN, space=dict(head=grid([])))\n", "at least one value"),
+    ("sweep = Sweep(name='x', train=TRAIN, space=dict(head=grid(['cls', 'cls'])))\n",
+     "same config"),
+    ("sweep = Sweep(name='a b', train=TRAIN)\n", "name='a b' is invalid"),
+])
+def test_bad_job_files_fail_in_one_line_with_exit_2_before_ray(tmp_path, capsys, no_ray, body, expected):
+    p = _job(tmp_path, f"TRAIN = {str(SAMPLE_PATH)!r}\n" + body)
+    assert main(["sweep", str(p), "--storage", str(tmp_path / "art")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"relex: error: {p}") and len(err.strip().splitlines()) == 1
+    assert expected in err, err
+    assert not (tmp_path / "art").exists()
+
+
+def test_missing_job_file(tmp_path, capsys, no_ray):
+    assert main(["sweep", str(tmp_path / "nope.py")]) == 2
+    assert "job file not found" in capsys.readouterr().err
+
+
+def test_dry_run_prints_trials_and_resources_without_ray(tmp_path, capsys, no_ray):
+    p = _job(tmp_path, f"sweep = Sweep(name='d', train={str(SAMPLE_PATH)!r},\n"
+                       "  space=dict(head=grid(['cls', 'marker']), rdrop=grid([0.0, 2.0]), epochs=2),\n"
+                       "  resources=dict(cpu=2), max_concurrent=3)\n")
+    assert main(["sweep", str(p), "--dry-run", "--gpus-per-trial", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "sweep d: 4 trials" in out
+    assert "GPU 0, CPU 2; at most 3 at once" in out
+    lines = out.splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.split()[:3] == ["trial", "head", "rdrop"])
+    assert [ln.split() for ln in lines[i + 1:i + 5]] == [
+        ["t000", "cls", "0"], ["t001", "cls", "2"], ["t002", "marker", "0"], ["t003", "marker", "2"]]
+    assert "fixed: epochs=2" in out
+
+
+def test_ablation_dry_run_works_without_data_or_hub(tmp_path, capsys, monkeypatch, no_ray):
+    import relex.model.backbone as backbone
+
+    monkeypatch.setattr(backbone, "resolve_backbone",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("resolved")))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RELEX_DATA", raising=False)
+    assert main(["sweep", str(ROOT / "jobs" / "ablation.py"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "sweep ablation: 384 trials" in out and "GPU 1, CPU 4" in out
+    assert "note: data file not found" in out and "data/klue-re/klue-re-v1.1_train.json" in out
+    job = load_job(ROOT / "jobs" / "ablation.py", check_files=False)
+    assert {t.config.backbone for t in job.trials} == {
+        "klue/roberta-base", "klue/bert-base", "monologg/koelectra-base-v3-discriminator"}
+    assert job.axes == ["backbone", "head", "erpe", "fgm", "rdrop", "llrd", "hnm", "loss"]
+    assert job.valid == 0.1 and job.resources == {"gpu": 1, "cpu": 4}
+    assert job.asha["metric"] == "micro_f1"
+    monkeypatch.setenv("RELEX_DATA", "/somewhere/klue")
+    assert str(load_job(ROOT / "jobs" / "ablation.py", check_files=False).train) == \
+        "/somewhere/klue/klue-re-v1.1_train.json"
+
+
+def test_smoke_job_shape():
+    job = load_job(ROOT / "jobs" / "smoke.py")
+    assert job.train == SAMPLE_PATH
+    assert len(job.trials) >= 6
+    assert job.resources == {"gpu": 0, "cpu": 1} and job.max_concurrent == 2
+    assert all(t.config.backbone == "relex/tiny" for t in job.trials)
+
+
+def test_resources_flags_job_and_defaults(tmp_path):
+    job = load_job(_job(tmp_path, f"sweep = Sweep(name='r', train={str(SAMPLE_PATH)!r})\n"))
+    # default: one GPU per trial where there are GPUs, CPU only where there are none
+    assert decide_resources(job, {"CPU": 8, "GPU": 2}) == {"cpu": 1, "gpu": 1}
+    assert decide_resources(job, {"CPU": 8}) == {"cpu": 1, "gpu": 0}
+    assert decide_resources(job, {"CPU": 8, "GPU": 2}, gpus=0, cpus=3) == {"cpu": 3, "gpu": 0}
+    job2 = load_job(_job(tmp_path, f"sweep = Sweep(name='r', train={str(SAMPLE_PATH)!r},"
+                                   " resources=dict(gpu=1, cpu=4))\n", "j2.py"))
+    assert decide_resources(job2, {"CPU": 16, "GPU": 4}) == {"cpu": 4, "gpu": 1}
+    # an explicit GPU request on a cluster whose GPU nodes are not up yet waits for the
+    # autoscaler; on a local machine without GPUs it is an error
+    assert decide_resources(job2, {"CPU": 4}, local=False) == {"cpu": 4, "gpu": 1}
+    with pytest.raises(RelexError, match="--gpus-per-trial 0"):
+        decide_resources(job2, {"CPU": 4}, local=True)
+    assert decide_resources(job2, {"CPU": 4}, gpus=0, local=True) == {"cpu": 4, "gpu": 0}
+    with pytest.raises(RelexError, match="--cpus-per-trial"):
+        decide_resources(job2, {"CPU": 2}, gpus=0, local=True)
+
+
+def test_bad_flags(tmp_path, capsys, no_ray):
+    p = _job(tmp_path, f"sweep = Sweep(name='f', train={str(SAMPLE_PATH)!r})\n")
+    assert main(["sweep", str(p), "--cpus-per-trial", "0"]) == 2
+    assert main(["sweep", str(p), "--resume", "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("relex: error:") for e in err)
