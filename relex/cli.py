@@ -36,9 +36,8 @@ COMMANDS = [
 class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with one line (it already does) and never a traceback."""
 
-    def error(self, message: str) -> None:  # pragma: no cover - argparse path
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("relex: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `relex ... | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     return int(rc or 0)
 
 
