@@ -194,7 +194,17 @@ def run_sweep(job_file: Path, storage: Path, *, prepared_dir: Path | None = None
     pre_dir.mkdir(parents=True, exist_ok=True)
     prepared = preflight(job, pre_dir)
     t1 = time.perf_counter()
-    outcome = run(job, storage=storage, prepared=prepared, live=False)
+    # Ray is started here with address="local", exactly as the runner would start it but never
+    # joining another Ray instance running on the machine (ray.init() without an address
+    # attaches to any running one); the start and the shutdown are inside the timed part.
+    import ray
+
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+             log_to_driver=False, configure_logging=True, logging_level="WARNING")
+    try:
+        outcome = run(job, storage=storage, prepared=prepared, live=False)
+    finally:
+        ray.shutdown()
     t2 = time.perf_counter()
     sweep_dir = Path(outcome.sweep_dir)
     trials = pd.read_parquet(sweep_dir / "trials.parquet")

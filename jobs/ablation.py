@@ -52,4 +52,5 @@ sweep = Sweep(
     resources=dict(gpu=1, cpu=4),
     max_concurrent=0,  # as many as there are GPUs
     max_failures=2,
+    reuse_actors=False,  # a fresh process (and CUDA context) per trial; start-up is negligible here
 )

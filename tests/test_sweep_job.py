@@ -173,5 +173,22 @@ def test_bad_flags(tmp_path, capsys, no_ray):
     p = _job(tmp_path, f"sweep = Sweep(name='f', train={str(SAMPLE_PATH)!r})\n")
     assert main(["sweep", str(p), "--cpus-per-trial", "0"]) == 2
     assert main(["sweep", str(p), "--resume", "--overwrite"]) == 2
+    assert main(["sweep", str(p), "--address", "ray://head:10001"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(e.startswith("relex: error:") for e in err)
+    assert len(err) == 3 and all(e.startswith("relex: error:") for e in err)
+    assert "ray job submit" in err[2]
+
+
+def test_backbone_that_cannot_load_is_one_error_before_ray(tmp_path, capsys, monkeypatch):
+    import relex.sweep.runner as runner
+
+    monkeypatch.setattr(runner, "start_ray", lambda *a, **k: (_ for _ in ()).throw(AssertionError("Ray")))
+    missing = tmp_path / "models" / "no-such-model"
+    p = _job(tmp_path, f"sweep = Sweep(name='bb', train={str(SAMPLE_PATH)!r},\n"
+                       f"  space=dict(backbone={str(missing)!r}, head=grid(['cls', 'marker'])))\n")
+    assert main(["sweep", str(p), "--storage", str(tmp_path / "art")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load backbone" in err[0] and "no-such-model" in err[0]
+    # nothing was started: the same command may run again once the backbone is fixed
+    assert not (tmp_path / "art" / "bb" / "ray").exists()
+    assert not (tmp_path / "art" / "bb" / "trials.parquet").exists()

@@ -204,6 +204,12 @@ def test_failing_trial_is_an_error_row_and_the_rest_complete(reference):
     done = {t: r["evaluations"] for t, r in rows.items() if t != "t004"}
     for t, n in done.items():
         assert sorted(h["iteration"] for h in hist if h["trial_id"] == t) == list(range(1, n + 1))
+    # pre-flight built the backbone and the features once; the trials found them in the cache
+    built = list((sweep_dir / "cache" / "backbones").iterdir())
+    assert len(built) == 1
+    for t in rows:
+        assert all(Path(a["backbone_path"]).is_relative_to(built[0]) for a in _attempts(sweep_dir, t))
+    assert len(list((sweep_dir / "cache" / "features").glob("*.npz"))) == 2  # train + valid
     job = json.loads((sweep_dir / "job.json").read_text())
     assert [t["trial_id"] for t in job["trials"]] == [f"t{i:03d}" for i in range(6)]
 
@@ -278,3 +284,9 @@ def test_resume_and_start_guards(cluster, e2e_job, reference, tmp_path):
     p = subprocess.run(_sweep_cmd(e2e_job, tmp_path / "none", "x", cluster["address"], "--resume"),
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "no sweep to resume" in p.stderr
+    # resuming with a job whose trials changed is refused
+    changed = tmp_path / "changed.py"
+    changed.write_text(e2e_job.read_text().replace("3e-3]", "4e-3]"))
+    p = subprocess.run(_sweep_cmd(changed, ref_dir.parent, "ref", cluster["address"], "--resume"),
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "trials differ" in p.stderr

@@ -10,6 +10,7 @@ elsewhere one line per finished trial.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,11 @@ class SweepCallback(Callback):
         self.writer.set_trial(row)
         self.writer.flush()
         atomic_write_text(tdir / FINAL_FILE, json.dumps({"status": status, "at": time.time()}))
+        # A finished trial is never resumed: drop its resumable training state (weights,
+        # optimizer moments, a copy of the best checkpoint); its best checkpoint stays in
+        # trials/<id>/run/best.
+        for ck in (self.dir / RAY_DIR / tid).glob("checkpoint_*"):
+            shutil.rmtree(ck, ignore_errors=True)
         full = self.writer.trials[tid]
         self._line(full)
         self._refresh()

@@ -145,6 +145,16 @@ def build_features(cfg, train, valid, backbone_path: str, cache_dir: Path) -> No
 
 
 # ------------------------------------------------------------------------------- Ray
+def check_address(address: str | None) -> None:
+    target = address or os.environ.get("RAY_ADDRESS") or ""
+    if target.startswith("ray://"):
+        # Through Ray Client the Tune driver would run on the cluster, away from relex's
+        # scheduler state and results callback.
+        raise RelexError(f"Ray Client addresses ({target}) are not supported for sweeps; submit "
+                         "the sweep as a Ray job instead: ray job submit --address "
+                         "http://HEAD:8265 --working-dir . -- relex sweep JOB.py")
+
+
 def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
     """Connect to (or start) Ray; True when this call started it (and must shut it down)."""
     import ray
@@ -197,6 +207,7 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
     from relex.sweep.results import ResultsWriter
     from relex.sweep.trial import RAY_DIR, run_trial
 
+    check_address(address)
     name = name or job.name
     storage = Path(os.path.abspath(Path(storage).expanduser()))
     sweep_dir = storage / name
@@ -212,8 +223,12 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
     elif not resume and sweep_dir.exists():
         # an earlier start that failed in pre-flight: keep its cache, drop the rest
         for p in sweep_dir.iterdir():
-            if p.name != "cache":
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
+            if p.name == "cache":
+                continue
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
     if resume:
         _check_same_job(job, sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -241,7 +256,6 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
         callback = SweepCallback(job, sweep_dir, writer, scheduler.rungs, console=console, live=live)
         register_callback(callback)
 
-
         fn = trainable or run_trial
         wrapped = tune.with_resources(tune.with_parameters(fn, prepared=prepared),
                                       {"cpu": res["cpu"], "gpu": res["gpu"]})
@@ -264,7 +278,7 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
                     callbacks=[callback], verbose=0))
         # Tune's own console output (config box, tracebacks of failed trials) would tear through
         # the live leaderboard; the callback reports every trial, and each failed trial's full
-        # traceback stays in <sweep_dir>/<trial_id>/error.txt.
+        # traceback stays in <sweep_dir>/ray/<trial_id>/error.txt.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         tune_log = logging.getLogger("ray.tune")
         level = tune_log.level

@@ -110,8 +110,10 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
     try:
         if ckpt is not None:
             resume_dir = Path(ckpt.to_directory(str(tmp_root / "resume")))
+        backbone_path = prepared["backbones"].get(trial_id)  # resolved once by the driver
         attempt = _append_attempt(tdir / "attempts.jsonl", {
-            "started_at": started, "resume_from": ckpt.path if ckpt is not None else None, **where})
+            "started_at": started, "resume_from": ckpt.path if ckpt is not None else None,
+            "backbone_path": backbone_path, **where})
 
         best: dict[str, Any] = {}
         state = {"evals": 0}
@@ -141,7 +143,6 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
 
         if prepared.get("before_trial") is not None:
             prepared["before_trial"](cfg, trial_id)
-        backbone_path = prepared["backbones"].get(cfg.backbone)
         result = fit(cfg, prepared["train"], prepared["valid"], str(tdir / "run"),
                      on_evaluate=on_evaluate, resume_from=str(resume_dir) if resume_dir else None,
                      features_cache=prepared.get("features_cache"), backbone_path=backbone_path,

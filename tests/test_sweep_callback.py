@@ -1,0 +1,116 @@
+"""The results callback without Ray running: rows, statuses, history, the live table, and the
+guard that keeps results recorded before a crash."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from relex.data.sample import SAMPLE_PATH
+from relex.sweep.asha import Rungs
+from relex.sweep.callback import SweepCallback
+from relex.sweep.job import load_job
+from relex.sweep.results import ResultsWriter
+
+
+class FakeTrial:
+    def __init__(self, tid):
+        self.trial_id = "ray_" + tid
+        self.config = {"trial": {"trial_id": tid, "config": {}}}
+
+    def get_error(self):
+        return "Traceback (most recent call last):\n  File x\nValueError: from the traceback\n"
+
+
+@pytest.fixture
+def job(tmp_path):
+    p = tmp_path / "job.py"
+    p.write_text("from relex.sweep import Sweep, grid\n"
+                 f"sweep = Sweep(name='cb', train={str(SAMPLE_PATH)!r},\n"
+                 "  space=dict(head=grid(['cls', 'marker', 'rbert'])))\n")
+    return load_job(p)
+
+
+def _result(it, f1, **kw):
+    return {"training_iteration": it, "micro_f1": f1, "auprc": 50.0, "accuracy": 60.0,
+            "val_loss": 1.0, "train_loss": 2.0, "lr": 1e-4, "step": 10 * it, "epoch": 0.5 * it,
+            "is_best": True, "best_micro_f1": f1, "best_auprc": 50.0, "best_accuracy": 60.0,
+            "best_val_loss": 1.0, "best_step": 10 * it, "best_epoch": 0.5 * it, "attempt": 1,
+            "elapsed_s": 3.0 * it, "node": "10.0.0.2", "node_id": "n1", "gpu": "0", **kw}
+
+
+def test_callback_records_statuses_history_and_draws_the_table(job, tmp_path):
+    from rich.console import Console
+
+    sweep_dir = tmp_path / "sw"
+    rungs = Rungs(grace_period=1, reduction_factor=2, path=sweep_dir / "asha_state.json")
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=250)
+    cb = SweepCallback(job, sweep_dir, ResultsWriter(sweep_dir), rungs, console=console)
+    assert cb.live_enabled
+    cb.setup()
+    a, b, c = FakeTrial("t000"), FakeTrial("t001"), FakeTrial("t002")
+    for t in (a, b, c):
+        cb.on_trial_start(0, [], t)
+    # t000 finishes normally: its summary (written by the trial) is the final word
+    cb.on_trial_result(0, [], a, _result(1, 40.0))
+    cb.on_trial_result(0, [], a, _result(2, 55.5))
+    tdir = sweep_dir / "trials" / "t000"
+    tdir.mkdir(parents=True)
+    (tdir / "summary.json").write_text(json.dumps({
+        "trial_id": "t000", "micro_f1": 55.5, "auprc": 51.0, "accuracy": 61.0, "val_loss": 0.9,
+        "best_step": 20, "best_epoch": 1.0, "epochs_run": 1.0, "wall_s": 8.5,
+        "checkpoint": "/ck/t000"}))
+    cb.on_trial_complete(0, [], a)
+    # t001 is stopped by ASHA: best-so-far from its last report, status STOPPED_EARLY
+    rungs.decide("t000", 1, 40.0)
+    cb.on_trial_result(0, [], b, _result(1, 10.0))
+    assert rungs.decide("t001", 1, 10.0) == "STOP"
+    cb.on_trial_complete(0, [], b)
+    # t002 fails: message from its error.json, else from Ray's traceback text
+    cb.on_trial_error(0, [], c)
+    cb.on_experiment_end([])
+
+    rows = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
+    assert rows["t000"]["status"] == "TERMINATED" and rows["t000"]["micro_f1"] == 55.5
+    assert rows["t000"]["wall_s"] == 8.5 and rows["t000"]["checkpoint"] == "/ck/t000"
+    assert rows["t000"]["head"] == "cls" and rows["t000"]["node"] == "10.0.0.2"
+    assert rows["t001"]["status"] == "STOPPED_EARLY" and rows["t001"]["micro_f1"] == 10.0
+    assert rows["t001"]["best_step"] == 10 and rows["t001"]["evaluations"] == 1
+    assert rows["t002"]["status"] == "ERROR" and rows["t002"]["error"] == "ValueError: from the traceback"
+    hist = pq.read_table(sweep_dir / "history.parquet").to_pylist()
+    assert [(h["trial_id"], h["iteration"], h["step"]) for h in hist] == [
+        ("t000", 1, 10), ("t000", 2, 20), ("t001", 1, 10)]
+    for t in ("t000", "t001", "t002"):
+        assert json.loads((sweep_dir / "trials" / t / "final.json").read_text())["status"] == rows[t]["status"]
+    text = out.getvalue()
+    assert "cb: 3/3 trials finished" in text and "55.50" in text and "STOPPED_EARLY" in text
+
+    # a driver resumed after a crash keeps these rows, even if Ray runs a finished trial again
+    cb2 = SweepCallback(job, sweep_dir, ResultsWriter(sweep_dir), rungs, console=None)
+    cb2.on_trial_start(0, [], a)
+    cb2.on_trial_result(0, [], a, _result(1, 1.0))
+    cb2.on_trial_complete(0, [], a)
+    again = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
+    assert again == rows
+
+
+def test_plain_lines_off_a_terminal(job, tmp_path):
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200)
+    sweep_dir = tmp_path / "sw"
+    cb = SweepCallback(job, sweep_dir, ResultsWriter(sweep_dir), None, console=console)
+    assert not cb.live_enabled
+    t = FakeTrial("t001")
+    cb.on_trial_result(0, [], t, _result(1, 12.5))
+    (sweep_dir / "trials" / "t001").mkdir(parents=True)
+    (sweep_dir / "trials" / "t001" / "error.json").write_text(json.dumps({"error": "TrainingDiverged: loss is nan"}))
+    cb.on_trial_error(0, [], t)
+    line = out.getvalue().strip()
+    assert line.startswith("[1/3] t001 ERROR micro_f1=12.50  TrainingDiverged: loss is nan")
+    assert "\x1b" not in line
