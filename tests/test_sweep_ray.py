@@ -193,12 +193,22 @@ def test_failing_trial_is_an_error_row_and_the_rest_complete(reference):
     assert all(r["micro_f1"] is not None and r["error"] is None for r in others)
     assert any(r["status"] == "STOPPED_EARLY" for r in others)  # ASHA did prune
     assert "t004 ERROR" in proc.stdout and "RuntimeError: broken trial t004" in proc.stdout
-    # per-trial artifacts
+    # per-trial artifacts: the best checkpoint, and its validation probabilities whose rows and
+    # columns valid_index.parquet and labels.json name
+    import numpy as np
+
+    index = pq.read_table(sweep_dir / "valid_index.parquet").to_pylist()
+    names = json.loads((sweep_dir / "labels.json").read_text())["names"]
+    assert len(index) == 88 and len(names) > 1
     for t, r in rows.items():
         if t == "t004":
             continue
         assert Path(r["checkpoint"], "model.safetensors").exists()
-        assert Path(r["valid_probs"]).exists()
+        probs = np.load(r["valid_probs"])
+        assert probs.shape == (len(index), len(names))
+        assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+        gold = np.array([names.index(x["label"]) for x in index])
+        assert round(100 * float((probs.argmax(1) == gold).mean()), 4) == round(r["accuracy"], 4)
     hist = pq.read_table(sweep_dir / "history.parquet").to_pylist()
     assert {h["trial_id"] for h in hist} == set(rows) - {"t004"}
     done = {t: r["evaluations"] for t, r in rows.items() if t != "t004"}

@@ -5,7 +5,8 @@
   field as its own column, the best evaluation's micro_f1, auprc, accuracy, val_loss, best_step,
   best_epoch, epochs_run, evaluations, attempts, wall_s, node, node_id, gpu, error (text, for
   failures), checkpoint (the best checkpoint's directory), valid_probs (an ``.npy`` of the best
-  checkpoint's validation-set probabilities, rows in validation order), started_at, ended_at.
+  checkpoint's validation-set probabilities: rows as in ``valid_index.parquet``, columns as in
+  ``labels.json``), started_at, ended_at.
 
 ``<sweep_dir>/history.parquet`` — one row per evaluation:
   trial_id, iteration (1-based evaluation index), step, epoch, micro_f1, auprc, accuracy,

@@ -144,6 +144,23 @@ def build_features(cfg, train, valid, backbone_path: str, cache_dir: Path) -> No
         featurize(ds, tokenizer, cfg.marker, cfg.max_length, cache_dir=cache_dir)
 
 
+def write_valid_index(sweep_dir: Path, valid) -> None:
+    """What the rows and columns of ``valid_probs/<trial_id>.npy`` are: ``valid_index.parquet``
+    (row, id, label — the validation set in order) and ``labels.json`` (column order)."""
+    import pyarrow as pa
+
+    from relex.sweep.results import write_table
+
+    frame = valid.frame
+    table = pa.table({"row": pa.array(range(len(frame)), pa.int64()),
+                      "id": pa.array([str(x) for x in frame["id"]], pa.string()),
+                      "label": pa.array([None if x is None else str(x) for x in frame["label"]],
+                                        pa.string())})
+    write_table(sweep_dir / "valid_index.parquet", table)
+    atomic_write_text(sweep_dir / "labels.json", json.dumps(
+        {"names": list(valid.labels.names), "negative": valid.labels.negative}, ensure_ascii=False))
+
+
 # ------------------------------------------------------------------------------- Ray
 def check_address(address: str | None) -> None:
     target = address or os.environ.get("RAY_ADDRESS") or ""
@@ -235,6 +252,7 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
 
     if prepared is None:
         prepared = preflight(job, sweep_dir, console=console)
+        write_valid_index(sweep_dir, prepared["valid"])
     else:
         prepared = {**prepared, "sweep_dir": str(sweep_dir)}
     atomic_write_text(sweep_dir / JOB_FILE, json.dumps(job.resolved(), indent=1, sort_keys=True))
