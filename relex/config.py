@@ -33,6 +33,16 @@ SCHEDULERS = ("linear", "cosine", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 HNM_MODES = ("weight", "resample")
 RBERT_LAYERS = ("shared", "split")
+# the fields whose value is one of a fixed set
+CHOICES = {
+    "marker": MARKER_STYLES,
+    "head": HEADS,
+    "loss": LOSSES,
+    "scheduler": SCHEDULERS,
+    "amp": AMP_MODES,
+    "hnm_mode": HNM_MODES,
+    "rbert_layers": RBERT_LAYERS,
+}
 
 
 @dataclass
@@ -134,16 +144,7 @@ class TrialConfig:
         def bad(name: str, why: str) -> None:
             raise RelexError(f"{where}: {name}={getattr(self, name)!r} is invalid: {why}")
 
-        choices = {
-            "marker": MARKER_STYLES,
-            "head": HEADS,
-            "loss": LOSSES,
-            "scheduler": SCHEDULERS,
-            "amp": AMP_MODES,
-            "hnm_mode": HNM_MODES,
-            "rbert_layers": RBERT_LAYERS,
-        }
-        for name, allowed in choices.items():
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 bad(name, f"choose one of {', '.join(allowed)}")
         if not self.backbone or not isinstance(self.backbone, str):

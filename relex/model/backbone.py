@@ -102,7 +102,7 @@ def load_encoder(path: str | os.PathLike):
     from transformers import AutoModel
 
     try:
-        with _quiet():
+        with quiet_transformers():
             return AutoModel.from_pretrained(str(path))
     except Exception as e:  # noqa: BLE001
         raise RelexError(f"cannot load encoder from '{path}': {_short(e)}") from None
@@ -188,7 +188,7 @@ def build_tiny(
         t0 = time.perf_counter()
         tokenizer = _train_tokenizer(sentences, vocab)
         tokenizer.save_pretrained(str(tmp))
-        with _quiet():
+        with quiet_transformers():
             _init_encoder(tokenizer, hidden=hidden, layers=layers, heads=heads).save_pretrained(str(tmp))
         meta = dict(
             name=TINY,
@@ -474,7 +474,7 @@ def _hub_unreachable() -> str | None:
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_transformers():
     """Hide transformers' per-call progress bars (weights loading/saving) for a moment."""
     from transformers.utils import logging as hf_logging
 

@@ -21,7 +21,6 @@ checkpoint evaluated later reproduces the trainer's numbers exactly.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -34,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from relex.config import TrialConfig
 from relex.errors import RelexError
 from relex.io_utils import atomic_path
+from relex.model.backbone import quiet_transformers
 
 FORMAT = "relex-checkpoint"
 VERSION = 1
@@ -54,7 +54,7 @@ def write_into(path: Path, model, tokenizer, cfg: TrialConfig, labels, info: dic
     """Write the checkpoint files into an existing (temporary) directory ``path``."""
     path = Path(path)
     save_file(_contiguous(head_state(model)), str(path / "model.safetensors"), metadata={"format": "pt"})
-    with _no_progress_bars():
+    with quiet_transformers():
         model.encoder.save_pretrained(str(path / "encoder"))
     tokenizer.save_pretrained(str(path / "tokenizer"))
     (path / "config.json").write_text(cfg.to_json() + "\n", encoding="utf-8")
@@ -65,20 +65,6 @@ def write_into(path: Path, model, tokenizer, cfg: TrialConfig, labels, info: dic
     meta = {"format": FORMAT, "version": VERSION, **(info or {})}
     (path / "checkpoint.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default) + "\n",
                                           encoding="utf-8")
-
-
-@contextlib.contextmanager
-def _no_progress_bars():
-    """transformers' per-call progress bars (saving shards) stay off while a checkpoint is written."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
 
 
 def save(path: str | os.PathLike, model, tokenizer, cfg: TrialConfig, labels, info: dict[str, Any] | None = None) -> Path:

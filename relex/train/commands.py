@@ -19,19 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from relex.config import (AMP_MODES, HEADS, HNM_MODES, LOSSES, MARKER_STYLES, RBERT_LAYERS, SCHEDULERS,
-                          TrialConfig)
+from relex.config import CHOICES, TrialConfig
 from relex.errors import RelexError
 
-_CHOICES = {
-    "marker": MARKER_STYLES,
-    "head": HEADS,
-    "loss": LOSSES,
-    "scheduler": SCHEDULERS,
-    "amp": AMP_MODES,
-    "hnm_mode": HNM_MODES,
-    "rbert_layers": RBERT_LAYERS,
-}
 
 _HELP = {
     "backbone": "encoder: 'relex/tiny' (embedded, offline), 'relex/tiny-<H>x<L>', a local "
@@ -103,8 +93,8 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                            help=f"{help_text} (default: {'on' if default else 'off'})")
             continue
-        if f.name in _CHOICES:
-            choices = _CHOICES[f.name]
+        if f.name in CHOICES:
+            choices = CHOICES[f.name]
             metavar = "{" + ",".join(choices) + "}"
             help_text += f"; one of: {', '.join(choices)}"
         else:

@@ -47,6 +47,7 @@ from relex.config import TrialConfig
 from relex.errors import RelexError
 from relex.io_utils import atomic_path, atomic_write_text, cache_root
 from relex.train import amp as amp_mod
+from relex.model.backbone import quiet_transformers
 from relex.train import checkpoint as ckpt
 
 STATE_FORMAT = "relex-train-state"
@@ -293,7 +294,7 @@ class _Trainer:
         )
 
         torch.manual_seed(cfg.seed)  # the head's initialisation does not depend on what ran before
-        with ckpt._no_progress_bars():
+        with quiet_transformers():
             self.model = build_model(cfg, self.backbone_path, self.num_labels, len(self.tokenizer)).to(self.device)
         self.model.train()
 
