@@ -18,7 +18,7 @@ install: $(STAMP)
 
 # the main job on the embedded default: tiny local backbone, bundled sample, CPU
 demo: $(STAMP)
-	$(BIN)/relex sweep jobs/smoke.py
+	$(BIN)/relex sweep jobs/smoke.py --overwrite
 	$(BIN)/relex leaderboard artifacts/smoke
 
 test: $(STAMP)

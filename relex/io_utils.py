@@ -15,6 +15,15 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def cache_root() -> Path:
     """Where features and built backbones are cached: $RELEX_CACHE, else ~/.cache/relex."""
     env = os.environ.get("RELEX_CACHE")
@@ -36,6 +45,9 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
         tmp = Path(name)
+    # mkstemp/mkdtemp make owner-only entries; give them the modes an ordinary write would
+    # (umask applied), so results on shared storage stay readable by the team
+    os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_UMASK)
     try:
         yield tmp
         if is_dir:

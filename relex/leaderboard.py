@@ -89,17 +89,34 @@ def rank(rows: Sequence[dict[str, Any]], metric: str = "micro_f1") -> list[dict[
     return scored + unscored
 
 
-def cells(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
-    """Ranked rows as display strings: rank then COLUMNS."""
+def columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, Callable[[Any], str]]]:
+    """COLUMNS, plus every other config field whose value differs between the rows (a sweep's
+    own axes such as lr or seed), placed after the technique columns."""
+    from relex.config import TrialConfig
+
+    shown = {key for _, key, _ in COLUMNS}
+    extra = []
+    for name in TrialConfig.field_names():
+        if name in shown:
+            continue
+        values = {repr(r.get(name)) for r in rows if name in r}
+        if len(values) > 1:
+            extra.append((name, name, _fmt_value))
+    at = 2 + len(TECHNIQUES)
+    return COLUMNS[:at] + extra + COLUMNS[at:]
+
+
+def cells(rows: Sequence[dict[str, Any]], cols=COLUMNS) -> list[list[str]]:
+    """Ranked rows as display strings: rank then the columns."""
     out = []
     for i, r in enumerate(rows, 1):
         ranked = _num(r.get("micro_f1")) is not None
-        out.append([str(i) if ranked else "-"] + [fmt(r.get(key)) for _, key, fmt in COLUMNS])
+        out.append([str(i) if ranked else "-"] + [fmt(r.get(key)) for _, key, fmt in cols])
     return out
 
 
-def headers() -> list[str]:
-    return ["rank"] + [h for h, _, _ in COLUMNS]
+def headers(cols=COLUMNS) -> list[str]:
+    return ["rank"] + [h for h, _, _ in cols]
 
 
 def rich_table(rows: Sequence[dict[str, Any]], *, title: str | None = None, top: int | None = None):
@@ -107,13 +124,14 @@ def rich_table(rows: Sequence[dict[str, Any]], *, title: str | None = None, top:
 
     ranked = rank(rows)
     shown = ranked[:top] if top else ranked
+    cols = columns(rows)
     table = Table(title=title, header_style="bold", pad_edge=False)
     numeric = {"rank", "micro-F1", "AUPRC", "accuracy", "best step", "time", "fgm", "rdrop",
-               "llrd", "hnm"}
-    for h in headers():
+               "llrd", "hnm", "lr", "seed"}
+    for h in headers(cols):
         table.add_column(h, justify="right" if h in numeric else "left", no_wrap=True)
     styles = {"ERROR": "red", "STOPPED_EARLY": "dim", "RUNNING": "cyan"}
-    for i, (row, r) in enumerate(zip(cells(shown), shown)):
+    for i, (row, r) in enumerate(zip(cells(shown, cols), shown)):
         style = "bold green" if i == 0 and _num(r.get("micro_f1")) is not None else styles.get(r.get("status"))
         table.add_row(*row, style=style)
     return table
@@ -122,7 +140,8 @@ def rich_table(rows: Sequence[dict[str, Any]], *, title: str | None = None, top:
 def plain_text(rows: Sequence[dict[str, Any]], *, top: int | None = None) -> str:
     ranked = rank(rows)
     shown = ranked[:top] if top else ranked
-    body = [headers()] + cells(shown)
+    cols = columns(rows)
+    body = [headers(cols)] + cells(shown, cols)
     widths = [max(len(r[i]) for r in body) for i in range(len(body[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in body) + "\n"
 
@@ -134,8 +153,9 @@ def markdown(rows: Sequence[dict[str, Any]], *, top: int | None = None) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
-    lines = ["| " + " | ".join(headers()) + " |", "|" + "|".join("---" for _ in headers()) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in cells(shown)]
+    cols = columns(rows)
+    lines = ["| " + " | ".join(headers(cols)) + " |", "|" + "|".join("---" for _ in headers(cols)) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in cells(shown, cols)]
     return "\n".join(lines) + "\n"
 
 
@@ -143,7 +163,7 @@ def csv_text(rows: Sequence[dict[str, Any]], *, top: int | None = None) -> str:
     """CSV with raw values (full precision) under the leaderboard's column keys."""
     ranked = rank(rows)
     shown = ranked[:top] if top else ranked
-    keys = [key for _, key, _ in COLUMNS]
+    keys = [key for _, key, _ in columns(rows)]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["rank"] + keys)

@@ -40,3 +40,20 @@ def test_sha256_file(tmp_path):
     p = tmp_path / "x"
     p.write_bytes(b"abc")
     assert sha256_file(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_atomic_writes_get_ordinary_modes(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    p = tmp_path / "r.txt"
+    atomic_write_text(p, "x")
+    ordinary = tmp_path / "o.txt"
+    ordinary.write_text("x")
+    assert stat.S_IMODE(p.stat().st_mode) == stat.S_IMODE(ordinary.stat().st_mode)
+    with atomic_path(tmp_path / "d", is_dir=True) as tmp:
+        (tmp / "a").write_text("1")
+    (tmp_path / "od").mkdir()
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == stat.S_IMODE((tmp_path / "od").stat().st_mode)

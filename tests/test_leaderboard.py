@@ -139,3 +139,15 @@ def test_nan_never_shown_as_a_score(sweep_dir, capsys):
     assert "nan" not in out.lower()
     row = [ln for ln in out.splitlines() if "| t004 |" in ln][0]
     assert row.startswith("| - | t004 |")
+
+
+def test_a_sweeps_own_axes_get_columns_of_their_own():
+    from relex.leaderboard import columns, markdown
+
+    rows = [_row("t000", "TERMINATED", 50.0, lr=1e-3, seed=1), _row("t001", "TERMINATED", 60.0, lr=3e-3, seed=1)]
+    keys = [k for _, k, _ in columns(rows)]
+    assert "lr" in keys and "seed" not in keys  # seed is the same in every row
+    assert keys.index("loss") < keys.index("lr") < keys.index("micro_f1")
+    table = markdown(rows).splitlines()
+    assert "| lr |" in table[0]
+    assert "| 0.003 |" in table[2] and "| 0.001 |" in table[3]

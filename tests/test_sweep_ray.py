@@ -193,13 +193,17 @@ def test_failing_trial_is_an_error_row_and_the_rest_complete(reference):
     assert all(r["micro_f1"] is not None and r["error"] is None for r in others)
     assert any(r["status"] == "STOPPED_EARLY" for r in others)  # ASHA did prune
     assert "t004 ERROR" in proc.stdout and "RuntimeError: broken trial t004" in proc.stdout
+    job = json.loads((sweep_dir / "job.json").read_text())
     # per-trial artifacts: the best checkpoint, and its validation probabilities whose rows and
     # columns valid_index.parquet and labels.json name
     import numpy as np
 
     index = pq.read_table(sweep_dir / "valid_index.parquet").to_pylist()
     names = json.loads((sweep_dir / "labels.json").read_text())["names"]
-    assert len(index) == 88 and len(names) > 1
+    data_ids = {str(r["guid"]) for r in json.loads(Path(job["train"]).read_text(encoding="utf-8"))}
+    ids = [x["id"] for x in index]
+    assert len(set(ids)) == len(ids) and set(ids) <= data_ids
+    assert abs(len(ids) - 0.25 * len(data_ids)) <= 1 and len(names) > 1
     for t, r in rows.items():
         if t == "t004":
             continue
