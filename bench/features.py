@@ -19,6 +19,7 @@ Targets: featurize ≤ 2 s, cache hit ≤ 0.3 s.
 from __future__ import annotations
 
 import gc
+import os
 import statistics
 import sys
 import tempfile
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
     print()
     print(C.table(rows, ["style", "what", "seconds (median)", "vs per-row baseline", "target", "met?"]))
     C.write_json(args.json, {"machine": info, "args": vars(args), "results": results,
-                             "load_avg_1m_end": __import__("os").getloadavg()[0]})
+                             "load_avg_1m_end": os.getloadavg()[0]})
     return 0
 
 

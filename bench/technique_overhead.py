@@ -20,6 +20,7 @@ Targets: R-Drop ≤ 1.7×, FGM ≤ 2.1×, ERPE ≤ 1.1× the plain step.
 from __future__ import annotations
 
 import statistics
+import os
 import sys
 import tempfile
 import time
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     print(C.table(rows, ["step", "n", "median ms", "mean ms", "ratio (median)", "ratio (mean)",
                          "target", "met?"]))
     C.write_json(args.json, {"machine": info, "args": vars(args), "results": out,
-                             "load_avg_1m_end": __import__("os").getloadavg()[0]})
+                             "load_avg_1m_end": os.getloadavg()[0]})
     return 0
 
 

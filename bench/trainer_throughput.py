@@ -27,6 +27,7 @@ Needs ``accelerate`` (the Hugging Face Trainer requires it): ``pip install accel
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import tempfile
 import time
@@ -124,7 +125,6 @@ def padded_tokens(train_ds, backbone: str, cfg) -> float:
 def relex_run(name: str, train_ds, valid_ds, backbone: str, *, steps: int, batch_size: int,
               lr: float, max_length: int, seed: int, workdir: Path, threads: int = 0,
               **cfg_kw) -> dict:
-
     from relex.config import TrialConfig
     from relex.train import fit
 
@@ -216,7 +216,7 @@ def main(argv=None) -> int:
     print(f"target: relex micro-F1 ≥ baseline: {like['micro_f1']:.2f} vs {base['micro_f1']:.2f} -> "
           f"{C.verdict(like['micro_f1'], base['micro_f1'], higher_is_better=True)}")
     C.write_json(args.json, {"machine": info, "args": vars(args), "runs": rows,
-                             "load_avg_1m_end": __import__("os").getloadavg()[0]})
+                             "load_avg_1m_end": os.getloadavg()[0]})
     return 0
 
 
