@@ -187,7 +187,9 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
         elif os.environ.get("RAY_ADDRESS"):
             ray.init(**kwargs)
         else:
-            ray.init(num_cpus=num_cpus, **kwargs)
+            # a Ray of our own, never one that happens to run on this machine: a sweep must not
+            # attach to (and die with) another cluster started by `ray start`
+            ray.init(address="local", num_cpus=num_cpus, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = address or os.environ.get("RAY_ADDRESS") or "local"
         raise RelexError(f"cannot start or reach Ray ({where}): {str(e).splitlines()[0]}") from None
