@@ -25,4 +25,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) artifacts/smoke .relex-cache
+	rm -rf $(VENV) artifacts/smoke

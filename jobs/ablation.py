@@ -48,7 +48,7 @@ sweep = Sweep(
         amp="auto",
     ),
     seeds=[42],
-    asha=dict(metric="micro_f1", mode="max", grace_period=1, reduction_factor=3, max_t=5),
+    asha=dict(metric="micro_f1", mode="max", grace_period=1, reduction_factor=3),
     resources=dict(gpu=1, cpu=4),
     max_concurrent=0,  # as many as there are GPUs
     max_failures=2,

@@ -168,7 +168,7 @@ class TrialConfig:
             bad("llrd", "decay must be in (0, 1]; 1 turns LLRD off")
         if not (0 <= self.hnm <= 1):
             bad("hnm", "fraction must be in [0, 1]; 0 turns HNM off")
-        if self.hnm_weight < 1:
+        if not (math.isfinite(self.hnm_weight) and self.hnm_weight >= 1):
             bad("hnm_weight", "must be at least 1")
         if not (0 <= self.class_balanced < 1):
             bad("class_balanced", "beta must be in [0, 1); 0 turns it off")

@@ -21,7 +21,7 @@ def _current_umask() -> int:
     return mask
 
 
-_UMASK = _current_umask()
+UMASK = _current_umask()
 
 
 def cache_root() -> Path:
@@ -47,7 +47,7 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         tmp = Path(name)
     # mkstemp/mkdtemp make owner-only entries; give them the modes an ordinary write would
     # (umask applied), so results on shared storage stay readable by the team
-    os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_UMASK)
+    os.chmod(tmp, (0o777 if is_dir else 0o666) & ~UMASK)
     try:
         yield tmp
         if is_dir:

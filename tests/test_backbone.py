@@ -299,5 +299,5 @@ def test_loaders_report_unloadable_directories(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(RelexError, match="cannot load tokenizer"):
         load_tokenizer(tmp_path)
-    with pytest.raises(RelexError, match="cannot load encoder"):
+    with pytest.raises(RelexError, match="cannot load backbone"):
         load_encoder(tmp_path)

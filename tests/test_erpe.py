@@ -16,7 +16,7 @@ C = 4
 
 def save_tiny(path, family="roberta"):
     kw = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-              intermediate_size=37, max_position_embeddings=64)
+              intermediate_size=37, max_position_embeddings=320)
     cfg_cls, model_cls = {"bert": (transformers.BertConfig, transformers.BertModel),
                           "roberta": (transformers.RobertaConfig, transformers.RobertaModel),
                           "electra": (transformers.ElectraConfig, transformers.ElectraModel)}[family]

@@ -17,7 +17,7 @@ VOCAB = 60
 @pytest.fixture
 def model(tmp_path):
     kw = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-              intermediate_size=37, max_position_embeddings=64)
+              intermediate_size=37, max_position_embeddings=320)
     torch.manual_seed(0)
     transformers.RobertaModel(transformers.RobertaConfig(**kw)).save_pretrained(tmp_path / "r")
     return build_model(TrialConfig(head="marker"), tmp_path / "r", 3, VOCAB + 4)

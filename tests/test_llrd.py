@@ -21,7 +21,7 @@ L = 3
 
 def tiny_model(tmp_path, family, **cfg):
     kw = dict(vocab_size=50, hidden_size=32, num_hidden_layers=L, num_attention_heads=2,
-              intermediate_size=37, max_position_embeddings=64)
+              intermediate_size=37, max_position_embeddings=320)
     if family == "electra":
         kw["embedding_size"] = 16
     c, m = FAMILIES[family]

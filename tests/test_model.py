@@ -18,7 +18,7 @@ C = 5
 
 def save_tiny(path, family: str = "roberta", layers: int = 2):
     kw = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-              intermediate_size=37, max_position_embeddings=64)
+              intermediate_size=37, max_position_embeddings=320)
     cls = {"bert": (transformers.BertConfig, transformers.BertModel),
            "roberta": (transformers.RobertaConfig, transformers.RobertaModel),
            "electra": (transformers.ElectraConfig, transformers.ElectraModel),
@@ -231,3 +231,21 @@ def test_all_techniques_compose_in_one_training_step_and_fit_a_batch(tmp_path):
         end = loss_fn(model(batch), batch["labels"]).item()
     assert end < 0.5 * start
     assert model.erpe.subj.weight.abs().sum() > 0  # ERPE moved off its zero init
+
+
+def test_max_length_beyond_the_position_table_is_one_clear_error(tmp_path):
+    """relex/tiny and klue/roberta-base hold 512 positions (RoBERTa numbers from pad+1)."""
+    from transformers import RobertaConfig, RobertaModel
+
+    from relex.config import TrialConfig
+    from relex.errors import RelexError
+    from relex.model import build_model
+    from relex.model.backbone import position_limit
+
+    conf = RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=66, pad_token_id=1)
+    RobertaModel(conf).save_pretrained(tmp_path / "enc")
+    assert position_limit(conf) == 64
+    build_model(TrialConfig(max_length=64), tmp_path / "enc", 3, 50)
+    with pytest.raises(RelexError, match=r"max_length=65 exceeds .* \(64 positions\)"):
+        build_model(TrialConfig(max_length=65), tmp_path / "enc", 3, 50)

@@ -54,7 +54,7 @@ def test_per_example_weights_apply_to_the_task_loss_only():
 
 def test_double_batch_and_split_are_inverse_and_one_forward_gives_two_dropout_passes(tmp_path):
     kw = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-              intermediate_size=37, max_position_embeddings=64, hidden_dropout_prob=0.3)
+              intermediate_size=37, max_position_embeddings=320, hidden_dropout_prob=0.3)
     transformers.BertModel(transformers.BertConfig(**kw)).save_pretrained(tmp_path / "b")
     model = build_model(TrialConfig(head="cls", head_dropout=0.3), tmp_path / "b", 3, 50)
     ids = torch.randint(0, 50, (3, 8), generator=torch.Generator().manual_seed(0))

@@ -192,3 +192,16 @@ def test_backbone_that_cannot_load_is_one_error_before_ray(tmp_path, capsys, mon
     # nothing was started: the same command may run again once the backbone is fixed
     assert not (tmp_path / "art" / "bb" / "ray").exists()
     assert not (tmp_path / "art" / "bb" / "trials.parquet").exists()
+
+
+def test_sweep_never_empties_a_directory_it_did_not_write(tmp_path, capsys, no_ray):
+    p = _job(tmp_path, f"sweep = Sweep(name='f', train={str(SAMPLE_PATH)!r})\n")
+    assert main(["sweep", str(p), "--storage", str(tmp_path / "st"), "--name", "../escape"]) == 2
+    assert "--name '../escape'" in capsys.readouterr().err
+    data = tmp_path / "st" / "data"
+    data.mkdir(parents=True)
+    (data / "precious.csv").write_text("keep me")
+    assert main(["sweep", str(p), "--storage", str(tmp_path / "st"), "--name", "data"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a relex sweep" in err[0] and "precious.csv" in err[0]
+    assert (data / "precious.csv").read_text() == "keep me"

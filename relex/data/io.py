@@ -124,7 +124,9 @@ class Dataset:
 
     def entity_types(self) -> list[str]:
         """The sorted distinct entity types of subjects and objects (for typed markers)."""
-        return sorted(set(self.frame["subj_type"].tolist()) | set(self.frame["obj_type"].tolist()))
+        from relex.data.markers import entity_types
+
+        return entity_types(self)
 
 
 # --- text and formats --------------------------------------------------------------------------------

@@ -122,9 +122,12 @@ def prepare_tokenizer(tokenizer, style: str, entity_types: Iterable[str] = ()) -
 
 
 def entity_types(*datasets) -> list[str]:
-    """Sorted distinct entity types (subject and object) of datasets or normalized frames."""
+    """Sorted distinct entity types (subject and object) of datasets or normalized frames
+    (``None`` entries, e.g. an absent validation set, are skipped)."""
     types: set[str] = set()
     for ds in datasets:
+        if ds is None:
+            continue
         frame = getattr(ds, "frame", ds)
         for col in ("subj_type", "obj_type"):
             types.update(str(t) for t in frame[col].tolist() if t is not None and str(t).strip())

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Sequence
 from urllib.parse import urlparse
 
 from relex.errors import RelexError
-from relex.io_utils import cache_root
+from relex.io_utils import UMASK, cache_root
 
 if TYPE_CHECKING:  # pragma: no cover
     from relex.config import TrialConfig
@@ -97,15 +97,43 @@ def load_tokenizer(path: str | os.PathLike):
     return tok
 
 
-def load_encoder(path: str | os.PathLike):
-    """``AutoModel.from_pretrained(path)``: the bare encoder, without any task head."""
-    from transformers import AutoModel
+def load_encoder(path: str | os.PathLike, *, pretrained: bool = True):
+    """``AutoModel.from_pretrained(path)``: the bare encoder, without any task head.
+
+    With ``pretrained=False`` the same architecture from its ``config.json`` only, randomly
+    initialised (for loading a checkpoint's own weights over it).
+    """
+    from transformers import AutoConfig, AutoModel
 
     try:
         with quiet_transformers():
-            return AutoModel.from_pretrained(str(path))
+            if pretrained:
+                return AutoModel.from_pretrained(str(path))
+            return AutoModel.from_config(AutoConfig.from_pretrained(str(path)))
     except Exception as e:  # noqa: BLE001
-        raise RelexError(f"cannot load encoder from '{path}': {_short(e)}") from None
+        raise RelexError(f"cannot load backbone '{path}': {_short(e)}") from None
+
+
+def position_limit(config) -> int | None:
+    """How many tokens the encoder's absolute position table can hold (None: no such limit).
+
+    RoBERTa-family models number positions from ``pad_token_id + 1``, so their usable length is
+    ``max_position_embeddings - pad_token_id - 1`` (512 for klue/roberta-base and relex/tiny).
+    """
+    n = getattr(config, "max_position_embeddings", None)
+    if not n or getattr(config, "position_embedding_type", "absolute") != "absolute":
+        return None
+    if config.model_type in ("roberta", "xlm-roberta", "camembert", "roberta-prelayernorm"):
+        n -= (config.pad_token_id or 0) + 1
+    return int(n)
+
+
+def check_max_length(config, max_length: int, name: str) -> None:
+    """RelexError when ``max_length`` is longer than the backbone's position table."""
+    limit = position_limit(config)
+    if limit is not None and max_length > limit:
+        raise RelexError(f"max_length={max_length} exceeds what backbone '{name}' can encode "
+                         f"({limit} positions); use --max-length {limit} or less")
 
 
 def tiny_sizes(name: str = TINY, cfg: "TrialConfig | None" = None) -> dict[str, int]:
@@ -184,6 +212,7 @@ def build_tiny(
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=root))
+    os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp is owner-only; a shared cache must stay readable
     try:
         t0 = time.perf_counter()
         tokenizer = _train_tokenizer(sentences, vocab)

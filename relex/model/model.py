@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from relex.errors import RelexError
+from relex.model.backbone import check_max_length, load_encoder
 from relex.model.erpe import EntityRelativePositions, span_distances
 from relex.model.heads import make_head
 
@@ -86,21 +87,6 @@ class RelexModel(nn.Module):
         return self.head(self.encode(batch), batch)
 
 
-def load_encoder(backbone_path: str | Path, *, pretrained: bool = True) -> nn.Module:
-    """``AutoModel.from_pretrained`` (or, with ``pretrained=False``, the same architecture from
-    its ``config.json`` only, randomly initialised — for loading a checkpoint's own weights)."""
-    from transformers import AutoConfig, AutoModel
-
-    path = str(backbone_path)
-    try:
-        if pretrained:
-            return AutoModel.from_pretrained(path)
-        return AutoModel.from_config(AutoConfig.from_pretrained(path))
-    except (OSError, ValueError, KeyError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RelexError(f"cannot load backbone '{path}': {reason}") from None
-
-
 def build_model(cfg, backbone_path: str | Path, num_labels: int, vocab_size: int, *,
                 pretrained: bool = True) -> RelexModel:
     """Encoder from ``backbone_path`` + ERPE (``cfg.erpe``) + head (``cfg.head``).
@@ -110,6 +96,7 @@ def build_model(cfg, backbone_path: str | Path, num_labels: int, vocab_size: int
     padded to a multiple of 8, say) keeps its table, which still covers every token id.
     """
     encoder = load_encoder(backbone_path, pretrained=pretrained)
+    check_max_length(encoder.config, cfg.max_length, cfg.backbone)
     if encoder.get_input_embeddings() is None:
         raise RelexError(f"cannot load backbone '{backbone_path}': it has no input embeddings")
     current = encoder.get_input_embeddings().num_embeddings

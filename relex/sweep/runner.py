@@ -32,9 +32,12 @@ from typing import Any, Callable
 
 from relex.errors import RelexError
 from relex.io_utils import atomic_write_text
-from relex.sweep.job import Job
+from relex.sweep.job import _NAME_RE, Job
 
 JOB_FILE = "job.json"
+# everything relex writes in a sweep directory (a start that failed early leaves a subset)
+SWEEP_ENTRIES = {JOB_FILE, "cache", "ray", "trials", "valid_probs", "valid_index.parquet",
+                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet"}
 
 
 @dataclass
@@ -133,11 +136,14 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
 
 def build_features(cfg, train, valid, backbone_path: str, cache_dir: Path) -> None:
     """Featurize both splits into ``cache_dir`` exactly as ``relex.train.fit`` will look them up."""
-    from relex.data.features import featurize
-    from relex.data.markers import prepare_tokenizer
-    from relex.model.backbone import load_tokenizer
-    from relex.train.loop import entity_types
+    from transformers import AutoConfig
 
+    from relex.data.features import featurize
+    from relex.data.markers import entity_types, prepare_tokenizer
+    from relex.model.backbone import check_max_length, load_tokenizer
+
+    # a max_length the backbone cannot encode is one error here, not N failed trials
+    check_max_length(AutoConfig.from_pretrained(backbone_path), cfg.max_length, cfg.backbone)
     tokenizer = load_tokenizer(backbone_path)
     prepare_tokenizer(tokenizer, cfg.marker, entity_types(train, valid))
     for ds in (train, valid):
@@ -228,6 +234,9 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
 
     check_address(address)
     name = name or job.name
+    if not _NAME_RE.match(name):
+        raise RelexError(f"--name {name!r}: a sweep name is letters, digits, '_', '.' and '-', "
+                         "starting with a letter or digit")
     storage = Path(os.path.abspath(Path(storage).expanduser()))
     sweep_dir = storage / name
     ray_dir = sweep_dir / RAY_DIR
@@ -240,7 +249,13 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
                              "--overwrite to start it again, or --name for a new one")
         shutil.rmtree(sweep_dir)
     elif not resume and sweep_dir.exists():
-        # an earlier start that failed in pre-flight: keep its cache, drop the rest
+        # an earlier start that failed in pre-flight: keep its cache, drop the rest; a directory
+        # holding anything relex does not write there is not ours to empty
+        foreign = sorted(p.name for p in sweep_dir.iterdir() if p.name not in SWEEP_ENTRIES)
+        if foreign:
+            raise RelexError(f"{sweep_dir} exists and is not a relex sweep (it holds "
+                             f"{', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                             "choose another --name or --storage")
         for p in sweep_dir.iterdir():
             if p.name == "cache":
                 continue

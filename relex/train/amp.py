@@ -2,7 +2,7 @@
 
 ``cfg.amp``:
 
-* ``auto``: on CUDA, bf16 where the GPU supports it (``torch.cuda.is_bf16_supported()``), else
+* ``auto``: on CUDA, bf16 where the GPU supports it (``torch.cuda.is_bf16_supported(including_emulation=False)``), else
   fp16; on CPU, off (CPU autocast is slower than fp32 for these models).
 * ``off``: full fp32.
 * ``bf16``: autocast to bfloat16 (CUDA, or CPU via ``autocast('cpu')``); no loss scaling needed.
@@ -65,11 +65,11 @@ def resolve(requested: str, device: torch.device | str) -> Amp:
         return Amp("off", dev)
     if requested == "auto":
         if dev == "cuda":
-            bf16 = torch.cuda.is_bf16_supported()
+            bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
             return Amp("bf16" if bf16 else "fp16", dev)
         return Amp("off", dev)
     if requested == "bf16":
-        if dev == "cuda" and not torch.cuda.is_bf16_supported():
+        if dev == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
             raise RelexError("amp=bf16: this GPU does not support bfloat16; use --amp fp16 or auto")
         return Amp("bf16", dev)
     if requested == "fp16":

@@ -129,16 +129,6 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def entity_types(*datasets) -> list[str]:
-    types: set[str] = set()
-    for ds in datasets:
-        if ds is None:
-            continue
-        types.update(str(t) for t in ds.frame["subj_type"].tolist())
-        types.update(str(t) for t in ds.frame["obj_type"].tolist())
-    return sorted(types)
-
-
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.integer):
         return int(o)
@@ -260,7 +250,7 @@ class _Trainer:
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
         from relex.data.features import featurize
-        from relex.data.markers import prepare_tokenizer
+        from relex.data.markers import entity_types, prepare_tokenizer
         from relex.model import build_model
         from relex.model.backbone import load_tokenizer, resolve_backbone
         from relex.train import llrd, losses
