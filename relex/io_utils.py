@@ -84,3 +84,13 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def json_default(o):
+    """``json.dumps(default=...)`` for what relex writes: numpy/torch scalars and arrays
+    (``.tolist()``) and paths; anything else is a bug and raises TypeError."""
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -205,3 +205,20 @@ def test_sweep_never_empties_a_directory_it_did_not_write(tmp_path, capsys, no_r
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a relex sweep" in err[0] and "precious.csv" in err[0]
     assert (data / "precious.csv").read_text() == "keep me"
+
+
+def test_resume_refuses_changed_data_settings(tmp_path):
+    import json
+
+    from relex.errors import RelexError
+    from relex.sweep.runner import JOB_FILE, _check_same_job
+
+    first = load_job(_job(tmp_path, f"sweep = Sweep(name='r', train={str(SAMPLE_PATH)!r}, valid=0.2)\n"))
+    sweep_dir = tmp_path / "r"
+    sweep_dir.mkdir()
+    (sweep_dir / JOB_FILE).write_text(json.dumps(first.resolved()))
+    _check_same_job(first, sweep_dir)  # the same job resumes
+    other = load_job(_job(tmp_path, f"sweep = Sweep(name='r', train={str(SAMPLE_PATH)!r}, valid=0.3)\n",
+                          name="other.py"))
+    with pytest.raises(RelexError, match=r"data settings \(valid\) differ"):
+        _check_same_job(other, sweep_dir)

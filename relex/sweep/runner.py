@@ -218,6 +218,12 @@ def _check_same_job(job: Job, sweep_dir: Path) -> None:
     if old.get("asha") != new["asha"]:
         raise RelexError(f"{sweep_dir}: the job's ASHA settings differ from the sweep's; "
                          "resume with the same job file")
+    changed = [k for k in ("train", "valid", "labels", "negative_label", "split_seed")
+               if old.get(k) != new[k]]
+    if changed:
+        raise RelexError(f"{sweep_dir}: the job's data settings ({', '.join(changed)}) differ from "
+                         "those the sweep started with; resume with the same data, or start a new "
+                         "sweep with --name")
 
 
 def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None = None,

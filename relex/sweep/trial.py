@@ -18,7 +18,6 @@ The validation-set probabilities of the best checkpoint go to
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import socket
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from relex.io_utils import atomic_path, atomic_write_text
+from relex.io_utils import atomic_path, atomic_write_text, json_default
 
 METRIC_KEYS = ("micro_f1", "auprc", "accuracy", "val_loss")
 TRIALS_DIR = "trials"  # <sweep_dir>/trials/<trial_id>/: relex's files of each trial
@@ -115,18 +114,15 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
             "started_at": started, "resume_from": ckpt.path if ckpt is not None else None,
             "backbone_path": backbone_path, **where})
 
-        best: dict[str, Any] = {}
         state = {"evals": 0}
 
         def on_evaluate(ev) -> None:
             m = dict(ev.metrics)
             state["evals"] += 1
-            if ev.is_best or not best:
-                bm = ev.best_metrics or m
-                best.update({f"best_{k}": _f(bm.get(k)) for k in METRIC_KEYS})
-                best.update(best_step=int(ev.best_step if ev.best_step is not None else ev.step),
-                            best_epoch=_f(ev.epoch) if ev.is_best else best.get("best_epoch"),
-                            checkpoint=str(ev.best_dir) if ev.best_dir else None)
+            # the best so far comes from the trainer (it survives a resume), not from this attempt
+            best = {f"best_{k}": _f(ev.best_metrics.get(k)) for k in METRIC_KEYS}
+            best.update(best_step=int(ev.best_step), best_epoch=_f(ev.best_epoch),
+                        checkpoint=str(ev.best_dir) if ev.best_dir else None)
             payload = {k: _f(m.get(k)) for k in (*METRIC_KEYS, "train_loss", "lr")}
             payload.update(step=int(ev.step), epoch=_f(ev.epoch), is_best=bool(ev.is_best),
                            trial_id=trial_id, attempt=attempt, started_at=started,
@@ -159,20 +155,12 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
             "valid_probs": str(probs_path) if probs_path else None,
             "started_at": started, "ended_at": time.time(), **where,
         }
-        atomic_write_text(tdir / "summary.json", json.dumps(summary, indent=1, default=_json_default))
+        atomic_write_text(tdir / "summary.json", json.dumps(summary, indent=1, default=json_default))
     except Exception as e:
         atomic_write_text(tdir / "error.json", json.dumps({"error": short_error(e), "at": time.time()}))
         raise
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    return str(o)
 
 
 def _save_probs(sweep_dir: Path, trial_id: str, probs) -> Path:

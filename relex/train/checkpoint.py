@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from relex.config import TrialConfig
 from relex.errors import RelexError
-from relex.io_utils import atomic_path
+from relex.io_utils import atomic_path, json_default
 from relex.model.backbone import quiet_transformers
 
 FORMAT = "relex-checkpoint"
@@ -63,7 +63,7 @@ def write_into(path: Path, model, tokenizer, cfg: TrialConfig, labels, info: dic
         encoding="utf-8",
     )
     meta = {"format": FORMAT, "version": VERSION, **(info or {})}
-    (path / "checkpoint.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default) + "\n",
+    (path / "checkpoint.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=json_default) + "\n",
                                           encoding="utf-8")
 
 
@@ -73,16 +73,6 @@ def save(path: str | os.PathLike, model, tokenizer, cfg: TrialConfig, labels, in
     with atomic_path(path, is_dir=True) as tmp:
         write_into(tmp, model, tokenizer, cfg, labels, info)
     return path
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def read_info(path: str | os.PathLike) -> dict[str, Any]:

@@ -44,7 +44,8 @@ class FGM:
         if g is None or self.epsilon == 0:
             return False
         norm = torch.linalg.vector_norm(g.float())
-        if not torch.isfinite(norm) or norm.item() == 0:
+        n = norm.item()  # the one host sync of an attack
+        if not math.isfinite(n) or n == 0:
             return False
         self._backup = w.detach().clone()
         w.add_((self.epsilon * g.float() / norm).to(w.dtype))

@@ -45,7 +45,7 @@ import torch
 
 from relex.config import TrialConfig
 from relex.errors import RelexError
-from relex.io_utils import atomic_path, atomic_write_text, cache_root
+from relex.io_utils import atomic_path, atomic_write_text, cache_root, json_default
 from relex.train import amp as amp_mod
 from relex.model.backbone import quiet_transformers
 from relex.train import checkpoint as ckpt
@@ -72,6 +72,7 @@ class EvalEvent:
     best_dir: Path | None
     best_metrics: dict[str, float] | None = None
     best_step: int | None = None
+    best_epoch: float | None = None
     _save: Callable[[str | os.PathLike], Path] | None = field(default=None, repr=False)
 
     def save_state(self, path: str | os.PathLike) -> Path:
@@ -129,24 +130,8 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def _dumps(obj: Any, **kw) -> str:
-    return json.dumps(obj, default=_json_default, ensure_ascii=False, **kw)
+    return json.dumps(obj, default=json_default, ensure_ascii=False, **kw)
 
 
 # ----------------------------------------------------------------------------- progress
@@ -380,18 +365,14 @@ class _Trainer:
             logits = self.model(batch)
         return self.loss_fn(logits.float(), labels, weights)
 
-    def _micro_step(self, idx: np.ndarray, scale: float, weights_all: torch.Tensor | None) -> float:
+    def _micro_step(self, idx: np.ndarray, scale: float, weights_all: torch.Tensor | None) -> torch.Tensor:
+        """Forward and backward of one micro-batch; the detached loss stays on the device (no
+        host sync here, so an accelerator's queue keeps running through the backward pass)."""
         batch = self._batch(self.train_feats, idx)
         w = None
         if weights_all is not None:
             w = weights_all[torch.as_tensor(np.asarray(idx), dtype=torch.long)].to(self.device)
         loss = self._loss(batch, w)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise TrainingDiverged(
-                f"training diverged: the loss is {value} at step {self.step + 1} "
-                f"(epoch {self.epoch + 1}); try a lower --lr, a --grad-clip, or --amp off"
-            )
         self.scaler.scale(loss * scale).backward()
         if self.fgm is not None:
             if self.fgm.attack():
@@ -399,7 +380,7 @@ class _Trainer:
                 self.scaler.scale(adv * scale).backward()
             self.fgm.restore()
         self.examples_seen += len(idx)
-        return value
+        return loss.detach()
 
     def _optimizer_step(self) -> None:
         cfg = self.cfg
@@ -461,7 +442,7 @@ class _Trainer:
         if self.on_evaluate is not None:
             ev = EvalEvent(step=self.step, epoch=epoch_f, metrics=dict(metrics), is_best=is_best,
                            best_dir=self.best_dir, best_metrics=dict(self.best_metrics),
-                           best_step=self.best_step, _save=self.save_state)
+                           best_step=self.best_step, best_epoch=self.best_epoch, _save=self.save_state)
             try:
                 self.on_evaluate(ev)
             finally:
@@ -513,15 +494,18 @@ class _Trainer:
                     group = batches[start:min(start + cfg.grad_accum, n)]
                     losses = [self._micro_step(idx, 1.0 / len(group), weights) for idx in group]
                     self._optimizer_step()
+                    loss = float(torch.stack(losses).float().mean())  # the step's one host sync
+                    if not math.isfinite(loss):
+                        raise TrainingDiverged(
+                            f"training diverged: the loss is {loss} at step {self.step + 1} "
+                            f"(epoch {self.epoch + 1}); try a lower --lr, a --grad-clip, or --amp off")
                     self.step += 1
                     self.batch_in_epoch = start + len(group)
-                    self.loss_sum += float(np.mean(losses))
+                    self.loss_sum += loss
                     self.loss_steps += 1
-                    if self.device.type == "cuda":
-                        torch.cuda.synchronize()
                     self.train_s += time.perf_counter() - t0
                     epoch_f = self.epoch + self.batch_in_epoch / n
-                    self.report.step(self.step, epoch_f, float(np.mean(losses)), self.current_lr())
+                    self.report.step(self.step, epoch_f, loss, self.current_lr())
                     at_max = bool(cfg.max_steps) and self.step >= cfg.max_steps
                     end_of_epoch = self.batch_in_epoch >= n
                     due = (
