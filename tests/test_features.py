@@ -493,3 +493,19 @@ def test_klue_rows_every_style(shared_data, tmp_path_factory):
             r = ds.frame.iloc[i]
             check_row(feats, i, tok, style, (r.sentence, (r.subj_start, r.subj_end, r.subj_type),
                                               (r.obj_start, r.obj_end, r.obj_type), r.label))
+
+
+
+def test_unwritable_cache_warns_and_still_featurizes(toks, tmp_path, monkeypatch, capsys):
+    ds = make_ds([(SENT, (24, 26, "ORG"), (13, 18, "PER"), "org:members")])
+    tok = toks["typed_entity_marker"]
+    expected = F.featurize(ds, tok, "typed_entity_marker", 64, use_cache=False)
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(F, "_save", refuse)
+    got = F.featurize(ds, tok, "typed_entity_marker", 64, cache_dir=tmp_path / "ro")
+    assert np.array_equal(got.input_ids(0), expected.input_ids(0))
+    err = capsys.readouterr().err
+    assert "feature cache not written" in err and "Permission denied" in err

@@ -213,6 +213,7 @@ def test_unknown_flag_exits_2(tmp_path, capsys):
 def test_bad_evaluate_and_predict_arguments(trained, files, tmp_path, capsys):
     cases = [
         (["evaluate", tmp_path / "nope", files["valid"]], "checkpoint directory not found"),
+        (["evaluate", trained / "best", files["valid"], "--batch-size", "0"], "must be at least 1"),
         (["evaluate", trained / "best", files["test_json"]], "label"),
         (["predict", trained / "best", files["valid"]], "--output"),
         (["predict", trained / "best", tmp_path / "missing.json", "--output", tmp_path / "p.csv"], "missing.json"),

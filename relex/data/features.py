@@ -52,6 +52,7 @@ import itertools
 import json
 import operator
 import os
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -298,7 +299,11 @@ def featurize(
     feats = _featurize(ds, tokenizer, style, max_length)
     if use_cache:
         feats.key = key
-        _save(feats, npz_path, json_path, key, fields)
+        try:
+            _save(feats, npz_path, json_path, key, fields)
+        except OSError as e:  # the cache only saves time: a read-only cache must not stop a run
+            print(f"relex: warning: feature cache not written ({npz_path.parent}: "
+                  f"{e.strerror or e}); set RELEX_CACHE to a writable directory", file=sys.stderr)
     return feats
 
 

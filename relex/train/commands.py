@@ -237,8 +237,19 @@ def add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--per-class", action="store_true", help="add per-class precision/recall/F1")
     p.add_argument("--skip-bad-rows", action="store_true", help="drop invalid rows instead of stopping")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
                    help="inference batch size (default: the checkpoint's eval_batch_size)")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (checked before any model is loaded)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_predict_args(p: argparse.ArgumentParser) -> None:
@@ -249,7 +260,7 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", "-o", required=True, metavar="CSV",
                    help="submission CSV to write: id, pred_label, probs")
     p.add_argument("--skip-bad-rows", action="store_true", help="drop invalid rows instead of stopping")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
                    help="inference batch size (default: the checkpoint's eval_batch_size)")
 
 
@@ -270,9 +281,7 @@ def _infer(args: argparse.Namespace, *, require_labels: bool):
     if len(ds) == 0:
         raise RelexError(f"{args.file}: no rows to process")
     feats = featurize(ds, tokenizer, cfg.marker, cfg.max_length, cache_dir=cache_root() / "features")
-    bs = args.batch_size or cfg.eval_batch_size
-    if bs < 1:
-        raise RelexError("--batch-size must be at least 1")
+    bs = cfg.eval_batch_size if args.batch_size is None else args.batch_size
     probs = ckpt.predict_probs(model, feats, batch_size=bs, amp=amp_mod.resolve(cfg.amp, device))
     return ds, probs, labels, cfg
 
