@@ -229,7 +229,9 @@ def leaderboard(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         n = len(rows)
-        done = sum(r.get("status") in ("TERMINATED", "STOPPED_EARLY", "ERROR") for r in rows)
+        from relex.sweep.results import FINISHED
+
+        done = sum(r.get("status") in FINISHED for r in rows)
         Console().print(rich_table(rows, top=args.top,
                                    title=f"{sweep_dir.name}: {done}/{n} trials finished"))
     else:

@@ -49,10 +49,10 @@ class LabelSet:
         names = tuple(self.names)
         for n in names:
             if not isinstance(n, str) or not n:
-                raise RelexError(f"label names must be non-empty strings; got {n!r}")
+                raise RelexError(f"labels must be non-empty strings; got {n!r}")
         dup = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) != len(names) else []
         if dup:
-            raise RelexError(f"label names must be unique; repeated: {', '.join(map(repr, dup))}")
+            raise RelexError(f"labels must be unique; repeated labels: {', '.join(map(repr, dup))}")
         if not isinstance(self.negative, str) or not self.negative:
             raise RelexError(f"the negative label must be a non-empty string; got {self.negative!r}")
         object.__setattr__(self, "names", names)
@@ -104,17 +104,15 @@ class LabelSet:
             raise RelexError(f"{p}: expected {{\"relations\": [label, ...]}} (found {keys})")
         if not names:
             raise RelexError(f"{p}: the label list is empty")
-        bad = [n for n in names if not isinstance(n, str) or not n]
-        if bad:
-            raise RelexError(f"{p}: labels must be non-empty strings; got {bad[0]!r}")
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            raise RelexError(f"{p}: repeated labels: {', '.join(map(repr, dup))}")
+        try:
+            labels = cls(tuple(names), negative)  # checks the names: non-empty strings, unique
+        except RelexError as e:
+            raise RelexError(f"{p}: {e}") from None
         if require_negative and negative not in names:
             raise RelexError(
                 f"{p}: the negative label '{negative}' is not in the label list; set the negative "
                 f"label (--negative-label NAME / negative=NAME){_negative_hint(tuple(names))}")
-        return cls(tuple(names), negative)
+        return labels
 
     def to_dict(self) -> dict:
         """``{"names": [...], "negative": ...}`` (the checkpoint's labels.json)."""

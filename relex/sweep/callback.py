@@ -19,7 +19,7 @@ from ray.tune import Callback
 
 from relex.io_utils import atomic_write_text
 from relex.sweep.job import Job
-from relex.sweep.results import ResultsWriter
+from relex.sweep.results import FINISHED, ResultsWriter
 from relex.sweep.trial import FINAL_FILE, RAY_DIR, TRIALS_DIR
 
 _HISTORY_KEYS = ("step", "epoch", "micro_f1", "auprc", "accuracy", "val_loss", "lr", "train_loss",
@@ -81,7 +81,7 @@ class SweepCallback(Callback):
         from relex.leaderboard import rich_table
 
         rows = self.writer.trial_rows()
-        done = sum(r.get("status") in ("TERMINATED", "STOPPED_EARLY", "ERROR") for r in rows)
+        done = sum(r.get("status") in FINISHED for r in rows)
         return rich_table(rows, top=20, title=f"{self.job.name}: {done}/{self.total} trials finished")
 
     def _line(self, row: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """A sweep's results as Parquet, written atomically as trials end.
 
 ``<sweep_dir>/trials.parquet`` — one row per trial:
-  trial_id, status (TERMINATED / STOPPED_EARLY / ERROR / RUNNING / PENDING), every TrialConfig
+  trial_id, status (TERMINATED / STOPPED_EARLY / ERROR / RUNNING), every TrialConfig
   field as its own column, the best evaluation's micro_f1, auprc, accuracy, val_loss, best_step,
   best_epoch, epochs_run, evaluations, attempts, wall_s, node, node_id, gpu, error (text, for
   failures), checkpoint (the best checkpoint's directory), valid_probs (an ``.npy`` of the best
@@ -32,7 +32,6 @@ from relex.io_utils import atomic_path
 
 TRIALS_FILE = "trials.parquet"
 HISTORY_FILE = "history.parquet"
-STATUSES = ("TERMINATED", "STOPPED_EARLY", "ERROR", "RUNNING", "PENDING")
 FINISHED = ("TERMINATED", "STOPPED_EARLY", "ERROR")
 METRIC_COLUMNS = ("micro_f1", "auprc", "accuracy", "val_loss")
 

@@ -33,6 +33,7 @@ from typing import Any, Callable
 from relex.errors import RelexError
 from relex.io_utils import atomic_write_text
 from relex.sweep.job import _NAME_RE, Job
+from relex.sweep.results import FINISHED
 
 JOB_FILE = "job.json"
 # everything relex writes in a sweep directory (a start that failed early leaves a subset)
@@ -50,7 +51,7 @@ class SweepOutcome:
 
     @property
     def unfinished(self) -> int:
-        done = sum(n for s, n in self.counts.items() if s in ("TERMINATED", "STOPPED_EARLY", "ERROR"))
+        done = sum(n for s, n in self.counts.items() if s in FINISHED)
         return max(self.total - done, 0)
 
 
@@ -349,7 +350,7 @@ def print_summary(outcome: SweepOutcome, console, *, show_table: bool) -> None:
         else:
             sys.stdout.write(plain_text(outcome.rows))
     parts = [f"{n} {s.lower().replace('_', ' ')}" for s, n in sorted(outcome.counts.items())
-             if s in ("TERMINATED", "STOPPED_EARLY", "ERROR")]
+             if s in FINISHED]
     if outcome.unfinished:
         parts.append(f"{outcome.unfinished} unfinished")
     console.print(f"{outcome.total} trials: {', '.join(parts) or 'none finished'}; results in "
