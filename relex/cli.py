@@ -1,4 +1,4 @@
-"""The `relex` command: data check | train | evaluate | predict | sweep | leaderboard.
+"""The `relex` command: data check | train | evaluate | predict | sweep | leaderboard | ensemble.
 
 Each subcommand lives beside the code it drives (``relex.data.commands``,
 ``relex.train.commands``, ``relex.sweep.commands``, ``relex.leaderboard``); this module only
@@ -22,14 +22,16 @@ COMMANDS = [
      "validate a data file: rows, labels and their counts, bad rows"),
     (("train",), "relex.train.commands", "add_train_args", "train",
      "train one model (every technique is a flag)"),
-    (("evaluate",), "relex.train.commands", "add_evaluate_args", "evaluate",
-     "evaluate a checkpoint on a labelled file"),
-    (("predict",), "relex.train.commands", "add_predict_args", "predict",
+    (("evaluate",), "relex.analysis.ensemble_cli", "add_evaluate_args", "evaluate",
+     "evaluate a checkpoint or an ensemble on a labelled file"),
+    (("predict",), "relex.analysis.ensemble_cli", "add_predict_args", "predict",
      "write a submission file (id, pred_label, probs) for a data file"),
     (("sweep",), "relex.sweep.commands", "add_sweep_args", "sweep",
      "run a job file's sweep on Ray Tune with ASHA and a live leaderboard"),
     (("leaderboard",), "relex.leaderboard", "add_leaderboard_args", "leaderboard",
      "show a sweep's results, ranked by micro-F1"),
+    (("ensemble",), "relex.analysis.ensemble_cli", "add_ensemble_args", "ensemble",
+     "choose an ensemble of a sweep's trials, fit decisions, report honest scores"),
 ]
 
 

@@ -2,7 +2,9 @@
 
 Rows come from ``trials.parquet`` (see :mod:`relex.sweep.results`) and are ranked by micro-F1
 (finished trials with a score first, best first; trials without a score — errors, trials that
-never evaluated — last). ``--format table`` draws a rich table on a terminal and plain aligned
+never evaluated — last). A fold sweep is ranked by configuration: the cross-validated mean,
+shown with its standard deviation; a staged sweep's rows say which base configuration they
+grew from (``from``). ``--format table`` draws a rich table on a terminal and plain aligned
 text otherwise; ``markdown`` and ``csv`` are for reports and spreadsheets.
 """
 
@@ -103,7 +105,41 @@ def columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, Callable[[An
         if len(values) > 1:
             extra.append((name, name, _fmt_value))
     at = 2 + len(TECHNIQUES)
-    return COLUMNS[:at] + extra + COLUMNS[at:]
+    cols = COLUMNS[:at] + extra + COLUMNS[at:]
+    if any(r.get("lineage") for r in rows):  # a staged sweep: the base configuration each grew from
+        cols = cols[:1] + [("from", "lineage", _fmt_value)] + cols[1:]
+    if any("folds" in r for r in rows):  # a fold sweep: cross-validated mean ± sd per configuration
+        at = next(i for i, c in enumerate(cols) if c[1] == "micro_f1") + 1
+        cols = cols[:at] + [("± sd", "micro_f1_sd", _fmt_metric), ("folds", "folds", str)] + cols[at:]
+    return cols
+
+
+def by_configuration(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A fold sweep's rows, one per configuration: the metrics' mean over its finished folds,
+    micro-F1's standard deviation (``micro_f1_sd``), ``folds`` finished/total, the summed time.
+    Rows of other sweeps are returned as they are."""
+    import statistics
+
+    if not any(r.get("fold") is not None for r in rows):
+        return list(rows)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(str(r.get("config_id") or r.get("trial_id")), []).append(r)
+    out = []
+    for cid, rs in groups.items():
+        done = [r for r in rs if r.get("status") in ("TERMINATED", "STOPPED_EARLY")]
+        row = {**rs[0], "trial_id": cid, "folds": f"{len(done)}/{len(rs)}",
+               "wall_s": sum(_num(r.get("wall_s")) or 0.0 for r in rs)}
+        statuses = {r.get("status") for r in rs}
+        row["status"] = next((s for s in ("ERROR", "RUNNING") if s in statuses), rs[0].get("status"))
+        for key in ("micro_f1", "auprc", "accuracy", "val_loss"):
+            values = [_num(r.get(key)) for r in done if _num(r.get(key)) is not None]
+            row[key] = statistics.fmean(values) if values else None
+            if key == "micro_f1":
+                row["micro_f1_sd"] = statistics.stdev(values) if len(values) > 1 else None
+        row["best_step"] = None
+        out.append(row)
+    return out
 
 
 def cells(rows: Sequence[dict[str, Any]], cols=COLUMNS) -> list[list[str]]:
@@ -219,7 +255,7 @@ def leaderboard(args: argparse.Namespace) -> int:
     if args.top is not None and args.top < 1:
         raise RelexError(f"--top {args.top}: must be at least 1")
     sweep_dir = Path(args.sweep_dir) if args.sweep_dir else latest_sweep()
-    rows = load_rows(sweep_dir)
+    rows = by_configuration(load_rows(sweep_dir))
     out = sys.stdout
     if args.format == "markdown":
         out.write(markdown(rows, top=args.top))

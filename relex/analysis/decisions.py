@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -288,13 +288,15 @@ def fit_decisions(probs: np.ndarray, y: np.ndarray, label_names: Sequence[str], 
 
 def cross_fit_effects(probs: np.ndarray, y: np.ndarray, parts: Sequence[np.ndarray],
                       label_names: Sequence[str], negative: str, *, temperature: bool = True,
-                      bias: bool = True, type_pairs: TypePairs | None = None,
+                      bias: bool = True,
+                      type_pairs: TypePairs | Callable[[np.ndarray], TypePairs] | None = None,
                       subj_types: Sequence[str] | None = None,
-                      obj_types: Sequence[str] | None = None,
-                      metrics_fn=None) -> list[dict[str, Any]]:
+                      obj_types: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """The honest effect of each decision: for every part, the decisions are fitted on the
     other rows and applied to the part; metrics of the stitched probabilities after each stage
-    (cumulative, in application order) are returned, first stage ``none``."""
+    (cumulative, in application order) are returned, first stage ``none``. ``type_pairs`` is
+    the training pairs, or a function of the fitting rows' positions returning them (when the
+    evaluated rows are training rows themselves, as out-of-fold rows are)."""
     from relex import metrics as M
 
     names = list(label_names)
@@ -307,8 +309,9 @@ def cross_fit_effects(probs: np.ndarray, y: np.ndarray, parts: Sequence[np.ndarr
     stitched = {s: np.zeros_like(probs, dtype=np.float64) for s in stages}
     for part in parts:
         rest = np.setdiff1d(np.arange(len(y)), part)
+        pairs = type_pairs(rest) if callable(type_pairs) else type_pairs
         fitted = fit_decisions(probs[rest], y[rest], names, negative, temperature=temperature,
-                               bias=bias, type_pairs=type_pairs,
+                               bias=bias, type_pairs=pairs,
                                subj_types=None if subj is None else subj[rest],
                                obj_types=None if obj is None else obj[rest])
         for k, stage in enumerate(stages):

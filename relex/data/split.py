@@ -1,4 +1,5 @@
-"""Stratified train/validation split of a Dataset (scikit-learn's ``train_test_split``).
+"""Stratified train/validation split of a Dataset (scikit-learn's ``train_test_split``), and
+stratified k-fold assignment (``StratifiedKFold``) for cross-validation.
 
 Classes with a single example cannot be stratified; they stay in train. Unlabelled rows form a
 class of their own. When the validation share is too small to hold every class (scikit-learn
@@ -45,3 +46,27 @@ def stratified_split(ds, fraction: float, seed: int):
     by label (see the module notes)."""
     train, valid = split_indices(ds.label_ids(), fraction, seed)
     return ds.subset(train), ds.subset(valid)
+
+
+def fold_assignment(label_ids, folds: int, seed: int):
+    """Fold id (0..folds-1) of every row: stratified k-fold by label (scikit-learn's
+    ``StratifiedKFold``, shuffled with ``seed``). Every row is in exactly one fold. A class with
+    fewer rows than folds is spread over as many folds as it has rows."""
+    import warnings
+
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(label_ids)
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise RelexError(f"folds must be an integer >= 2; got {folds!r}")
+    if len(y) < folds:
+        raise RelexError(f"cannot split {len(y)} rows into {folds} folds")
+    out = np.full(len(y), -1, dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # "the least populated class has only N members"
+        warnings.simplefilter("ignore", UserWarning)
+        for k, (_, held_out) in enumerate(splitter.split(np.zeros(len(y)), y)):
+            out[held_out] = k
+    return out
+

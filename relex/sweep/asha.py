@@ -45,13 +45,14 @@ class Rungs:
     """ASHA's rung records and decisions, persisted to ``path`` (if given) on every change."""
 
     def __init__(self, *, grace_period: int, reduction_factor: float, max_t: int = 0,
-                 mode: str = "max", path: str | Path | None = None):
+                 mode: str = "max", path: str | Path | None = None, early_stop: bool = True):
         if grace_period < 1 or reduction_factor <= 1 or mode not in ("max", "min"):
             raise ValueError("grace_period >= 1, reduction_factor > 1, mode max|min")
         self.grace_period = int(grace_period)
         self.reduction_factor = float(reduction_factor)
         self.max_t = int(max_t)
         self.mode = mode
+        self.early_stop = early_stop
         self.path = Path(path) if path else None
         # rung milestone (str, for JSON) -> list of [trial_id, value, decision] in arrival order
         self.records: dict[str, list[list[Any]]] = {}
@@ -85,6 +86,8 @@ class Rungs:
                 return STOP
             if self.max_t and iteration >= self.max_t:
                 return STOP  # budget reached: a normal end, not an early stop
+            if not self.early_stop:
+                return CONTINUE
             rungs = self.milestones(iteration)
             if not rungs or rungs[-1] != iteration:
                 return CONTINUE
@@ -189,10 +192,11 @@ def _registered_scheduler():
     return _REGISTRY["scheduler"]
 
 
-def make_scheduler(asha: dict[str, Any], state_path: str | Path):
-    """Build the Tune scheduler for a job's ASHA settings, reloading ``state_path`` if present."""
+def make_scheduler(asha: dict[str, Any], state_path: str | Path, *, early_stop: bool = True):
+    """Build the Tune scheduler for a job's ASHA settings, reloading ``state_path`` if present.
+    Without ``early_stop`` (fold sweeps) no trial is stopped before ``max_t``."""
     rungs = Rungs(grace_period=asha["grace_period"], reduction_factor=asha["reduction_factor"],
-                  max_t=asha["max_t"], mode=asha["mode"], path=state_path)
+                  max_t=asha["max_t"], mode=asha["mode"], path=state_path, early_stop=early_stop)
     sched = _make_scheduler_class()(rungs, asha["metric"])
     register_scheduler(sched)
     return sched

@@ -60,7 +60,8 @@ class SweepCallback(Callback):
         self.console = console
         self.live_enabled = bool(console is not None and console.is_terminal) if live is None else live
         self._live = None
-        self.configs = {t.trial_id: t.config.to_dict() for t in job.trials}
+        self.configs = {t.trial_id: {**t.config.to_dict(), "config_id": t.config_id or t.trial_id,
+                                     "fold": t.fold, "lineage": t.lineage} for t in job.trials}
         self.previously_finished = writer.finished()  # recorded by an earlier (interrupted) run
         self.total = len(job.trials)
 

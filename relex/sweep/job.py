@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 
 from relex.config import TrialConfig
 from relex.errors import RelexError
+from relex.sweep.folds import fold_trial_id
 
 ASHA_DEFAULTS: dict[str, Any] = {
     "metric": "micro_f1",
@@ -82,7 +83,8 @@ class Sweep:
         name: the sweep's name; results go to ``<storage>/<name>/``.
         train: the training data file.
         valid: a validation data file, or a fraction in (0, 1) of ``train`` split off
-            stratified by label (with ``split_seed``; the same split for every trial).
+            stratified by label (with ``split_seed``; the same split for every trial); default
+            0.1. Not with ``folds``.
         labels: an optional label list file (e.g. KLUE's ``relation_list.json``); default: the
             labels found in ``train``.
         negative_label: the "no relation" label (excluded from micro-F1).
@@ -97,19 +99,29 @@ class Sweep:
         split_seed: the seed of the stratified validation split.
         before_trial: optional ``f(cfg: TrialConfig, trial_id: str)`` run inside each trial
             before training (per-trial set-up on the worker); an exception fails the trial.
+        folds: k >= 2 for k-fold cross-validation (stratified by label, with ``fold_seed``):
+            every configuration runs once per fold, and ASHA stops none of them (see
+            :mod:`relex.sweep.folds`); 0 = one validation split.
+        fold_seed: the seed of the fold assignment.
+        base: an earlier sweep's directory: the grid runs around each of its ``top`` best
+            configurations (see :mod:`relex.sweep.stages`); without ``train`` the base's data
+            settings are used.
+        top: how many of the base sweep's configurations to grow from.
     """
 
     FIELDS = ("name", "train", "valid", "labels", "negative_label", "space", "seeds", "asha",
               "resources", "max_concurrent", "max_failures", "reuse_actors", "split_seed",
-              "before_trial")
+              "before_trial", "folds", "fold_seed", "base", "top")
 
     def __init__(self, name: str | None = None, train: str | os.PathLike | None = None,
-                 valid: str | os.PathLike | float | None = 0.1, labels: str | os.PathLike | None = None,
+                 valid: str | os.PathLike | float | None = None, labels: str | os.PathLike | None = None,
                  negative_label: str = "no_relation", space: dict[str, Any] | None = None,
                  seeds: int | Sequence[int] = (42,), asha: dict[str, Any] | None = None,
                  resources: dict[str, Any] | None = None, max_concurrent: int = 0,
                  max_failures: int = 0, reuse_actors: bool = True, split_seed: int = 0,
-                 before_trial: Callable[[TrialConfig, str], None] | None = None, **unknown: Any):
+                 before_trial: Callable[[TrialConfig, str], None] | None = None, folds: int | None = None,
+                 fold_seed: int = 0, base: str | os.PathLike | None = None, top: int = 4,
+                 **unknown: Any):
         if unknown:
             k = next(iter(unknown))
             raise RelexError(f"Sweep(): unknown argument '{k}'{_did_you_mean(k, self.FIELDS)}")
@@ -127,6 +139,10 @@ class Sweep:
         self.reuse_actors = reuse_actors
         self.split_seed = split_seed
         self.before_trial = before_trial
+        self.folds = folds
+        self.fold_seed = fold_seed
+        self.base = base
+        self.top = top
 
     def __repr__(self) -> str:
         return f"Sweep(name={self.name!r}, train={self.train!r}, {len(self.space)} space keys)"
@@ -139,6 +155,18 @@ class Trial:
     trial_id: str
     config: TrialConfig
     varying: dict[str, Any]  # the grid-axis values of this trial (including the seed)
+    config_id: str = ""  # the configuration's id: its folds share it (default: the trial id)
+    fold: int | None = None  # fold sweeps: the fold this trial holds out
+    lineage: str | None = None  # staged sweeps: "<base sweep>/<base configuration id>"
+
+    def spec(self) -> dict[str, Any]:
+        """What the trial function receives (and job.json records)."""
+        out: dict[str, Any] = {"trial_id": self.trial_id, "config": self.config.to_dict()}
+        if self.fold is not None:
+            out.update(config_id=self.config_id, fold=self.fold)
+        if self.lineage is not None:
+            out["lineage"] = self.lineage
+        return out
 
 
 @dataclass
@@ -149,7 +177,7 @@ class Job:
     sweep: Sweep
     name: str
     train: Path
-    valid: Path | float
+    valid: Path | float | None  # None in fold sweeps
     labels: Path | None
     negative_label: str
     asha: dict[str, Any]
@@ -161,6 +189,10 @@ class Job:
     axes: list[str]  # varying config fields, in grid order (seed last when it varies)
     trials: list[Trial] = field(default_factory=list)
     missing_files: list[str] = field(default_factory=list)
+    folds: int = 0
+    fold_seed: int = 0
+    base: Path | None = None
+    top: int = 0
 
     def resolved(self) -> dict[str, Any]:
         """The job as plain JSON-able data (what ran, with absolute paths)."""
@@ -168,7 +200,7 @@ class Job:
             "job_file": str(self.path),
             "name": self.name,
             "train": str(self.train),
-            "valid": self.valid if isinstance(self.valid, float) else str(self.valid),
+            "valid": self.valid if isinstance(self.valid, float) or self.valid is None else str(self.valid),
             "labels": str(self.labels) if self.labels else None,
             "negative_label": self.negative_label,
             "asha": self.asha,
@@ -178,7 +210,9 @@ class Job:
             "reuse_actors": self.reuse_actors,
             "split_seed": self.split_seed,
             "axes": self.axes,
-            "trials": [{"trial_id": t.trial_id, "config": t.config.to_dict()} for t in self.trials],
+            "trials": [t.spec() for t in self.trials],
+            **({"folds": self.folds, "fold_seed": self.fold_seed} if self.folds else {}),
+            **({"base": str(self.base), "top": self.top} if self.base else {}),
         }
 
 
@@ -249,27 +283,44 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
 
     if not isinstance(sweep.name, str) or not _NAME_RE.match(sweep.name):
         raise RelexError(f"{where}: name={sweep.name!r} is invalid: use letters, digits, '_', '-', '.'")
-    if sweep.train is None:
+    base_dir, top, data = _data_settings(sweep, where)
+    folds = _int(data["folds"], "folds", where, 0)
+    if folds == 1:
+        raise RelexError(f"{where}: folds=1 is invalid: 0 (one validation split) or at least 2")
+    fold_seed = _int(data["fold_seed"], "fold_seed", where, 0)
+    if data["train"] is None:
         raise RelexError(f"{where}: train is required (the training data file)")
-    train = _path(sweep.train, "train", where)
-    valid: Path | float
-    if isinstance(sweep.valid, bool) or sweep.valid is None:
-        raise RelexError(f"{where}: valid={sweep.valid!r} is invalid: a file path or a fraction in (0, 1)")
-    if isinstance(sweep.valid, (int, float)):
-        if not (0 < float(sweep.valid) < 1):
-            raise RelexError(f"{where}: valid={sweep.valid!r} is invalid: a fraction must be in (0, 1)")
-        valid = float(sweep.valid)
+    train = _path(data["train"], "train", where)
+    valid: Path | float | None
+    raw_valid = data["valid"]
+    if folds:
+        if raw_valid is not None:
+            raise RelexError(f"{where}: valid={raw_valid!r} and folds={folds}: a fold sweep "
+                             "validates each fold on the rows it holds out; drop valid")
+        valid = None
+    elif raw_valid is None:
+        valid = 0.1
+    elif isinstance(raw_valid, bool):
+        raise RelexError(f"{where}: valid={raw_valid!r} is invalid: a file path or a fraction in (0, 1)")
+    elif isinstance(raw_valid, (int, float)):
+        if not (0 < float(raw_valid) < 1):
+            raise RelexError(f"{where}: valid={raw_valid!r} is invalid: a fraction must be in (0, 1)")
+        valid = float(raw_valid)
     else:
-        valid = _path(sweep.valid, "valid", where)
-    labels = _path(sweep.labels, "labels", where) if sweep.labels is not None else None
-    if not isinstance(sweep.negative_label, str) or not sweep.negative_label:
-        raise RelexError(f"{where}: negative_label={sweep.negative_label!r} is invalid")
+        valid = _path(raw_valid, "valid", where)
+    labels = _path(data["labels"], "labels", where) if data["labels"] is not None else None
+    negative_label = data["negative_label"]
+    if not isinstance(negative_label, str) or not negative_label:
+        raise RelexError(f"{where}: negative_label={negative_label!r} is invalid")
 
     missing = [str(p) for p in (train, valid, labels) if isinstance(p, Path) and not p.is_file()]
     if missing and check_files:
         raise RelexError(f"{where}: data file not found: {missing[0]}")
 
     # ASHA
+    if folds and set(sweep.asha) - {"metric", "mode"}:
+        raise RelexError(f"{where}: asha: a fold sweep stops no trial early (every fold of a "
+                         "configuration runs its full budget), so only metric and mode apply")
     unknown = [k for k in sweep.asha if k not in ASHA_DEFAULTS]
     if unknown:
         raise RelexError(f"{where}: asha: unknown key '{unknown[0]}'{_did_you_mean(unknown[0], list(ASHA_DEFAULTS))}")
@@ -302,7 +353,7 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
 
     max_concurrent = _int(sweep.max_concurrent, "max_concurrent", where, 0)
     max_failures = _int(sweep.max_failures, "max_failures", where, 0)
-    split_seed = _int(sweep.split_seed, "split_seed", where, 0)
+    split_seed = _int(data["split_seed"], "split_seed", where, 0)
     if sweep.before_trial is not None and not callable(sweep.before_trial):
         raise RelexError(f"{where}: before_trial must be a function f(cfg, trial_id)")
 
@@ -336,29 +387,65 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
     if len(seeds) > 1:
         shown_axes.append("seed")
     combos = list(itertools.product(*axis_values)) if axes else [()]
-    n = len(combos) * len(seeds)
+    bases: list[tuple[str | None, dict[str, Any]]] = [(None, {})]
+    if base_dir is not None:
+        from relex.sweep.stages import top_configurations
+
+        bases = top_configurations(base_dir, top, asha["metric"], asha["mode"], where)
+    n = len(bases) * len(combos) * len(seeds)
     width = max(3, len(str(n - 1)))
     trials: list[Trial] = []
     seen: dict[str, str] = {}
-    for combo in combos:
-        for seed in seeds:
-            tid = f"t{len(trials):0{width}d}"
-            values = {**fixed, **dict(zip(axes, combo)), "seed": seed,
-                      "negative_label": sweep.negative_label}
-            cfg = TrialConfig.from_dict(values, where=f"{where}: trial {tid}")
-            key = cfg.to_json()
-            if key in seen:
-                raise RelexError(f"{where}: trials {seen[key]} and {tid} have the same config "
-                                 "(a grid axis repeats a value)")
-            seen[key] = tid
-            varying = {k: getattr(cfg, k) for k in shown_axes}
-            trials.append(Trial(tid, cfg, varying))
+    configs = 0
+    for lineage, base_config in bases:
+        for combo in combos:
+            for seed in seeds:
+                cid = f"t{configs:0{width}d}"
+                values = {**base_config, **fixed, **dict(zip(axes, combo)), "seed": seed,
+                          "negative_label": negative_label}
+                cfg = TrialConfig.from_dict(values, where=f"{where}: trial {cid}")
+                key = cfg.to_json()
+                if key in seen:
+                    if lineage is not None:
+                        continue  # two base configurations meet once the new axes override them
+                    raise RelexError(f"{where}: trials {seen[key]} and {cid} have the same config "
+                                     "(a grid axis repeats a value)")
+                seen[key] = cid
+                configs += 1
+                varying = {k: getattr(cfg, k) for k in shown_axes}
+                for fold in (range(folds) if folds else [None]):
+                    tid = cid if fold is None else fold_trial_id(cid, fold)
+                    trials.append(Trial(tid, cfg, varying, config_id=cid, fold=fold, lineage=lineage))
 
     return Job(path=job_path, sweep=sweep, name=sweep.name, train=train, valid=valid, labels=labels,
-               negative_label=sweep.negative_label, asha=asha, resources=resources,
+               negative_label=negative_label, asha=asha, resources=resources,
                max_concurrent=max_concurrent, max_failures=max_failures,
                reuse_actors=bool(sweep.reuse_actors), split_seed=split_seed, axes=shown_axes,
-               trials=trials, missing_files=missing)
+               trials=trials, missing_files=missing, folds=folds, fold_seed=fold_seed,
+               base=base_dir, top=top)
+
+
+def _data_settings(sweep: Sweep, where: str) -> tuple[Path | None, int, dict[str, Any]]:
+    """(base sweep directory, top, data settings). A staged sweep without its own ``train``
+    takes the base sweep's data settings, so both stages see the same rows."""
+    data = {"train": sweep.train, "valid": sweep.valid, "labels": sweep.labels,
+            "negative_label": sweep.negative_label, "split_seed": sweep.split_seed,
+            "folds": 0 if sweep.folds is None else sweep.folds, "fold_seed": sweep.fold_seed}
+    if sweep.base is None:
+        return None, 0, data
+    from relex.sweep.stages import read_base
+
+    base_dir = _path(sweep.base, "base", where)
+    top = _int(sweep.top, "top", where, 1)
+    base_job, _ = read_base(base_dir, where)
+    if sweep.train is None:
+        for k in ("train", "valid", "labels", "negative_label", "split_seed"):
+            if k != "valid" or sweep.valid is None:
+                data[k] = base_job.get(k, data[k])
+        if sweep.folds is None:
+            data["folds"] = base_job.get("folds", 0)
+            data["fold_seed"] = base_job.get("fold_seed", sweep.fold_seed)
+    return base_dir, top, data
 
 
 __all__ = ["Sweep", "grid", "Grid", "Trial", "Job", "load_job", "exec_job_file", "ASHA_DEFAULTS",

@@ -1,7 +1,9 @@
 """A sweep's results as Parquet, written atomically as trials end.
 
 ``<sweep_dir>/trials.parquet`` — one row per trial:
-  trial_id, status (TERMINATED / STOPPED_EARLY / ERROR / RUNNING), every TrialConfig
+  trial_id, status (TERMINATED / STOPPED_EARLY / ERROR / RUNNING), config_id (the trial id, or
+  in a fold sweep the configuration its folds share), fold (fold sweeps: the fold held out),
+  lineage (staged sweeps: ``<base sweep>/<base configuration>`` it grew from), every TrialConfig
   field as its own column, the best evaluation's micro_f1, auprc, accuracy, val_loss, best_step,
   best_epoch, epochs_run, evaluations, attempts, wall_s, node, node_id, gpu, error (text, for
   failures), checkpoint (the best checkpoint's directory), valid_probs (an ``.npy`` of the best
@@ -47,7 +49,8 @@ def _config_fields() -> list[tuple[str, pa.DataType]]:
 
 
 TRIALS_SCHEMA = pa.schema(
-    [("trial_id", pa.string()), ("status", pa.string())]
+    [("trial_id", pa.string()), ("status", pa.string()), ("config_id", pa.string()),
+     ("fold", pa.int64()), ("lineage", pa.string())]
     + _config_fields()
     + [(m, pa.float64()) for m in METRIC_COLUMNS]
     + [("best_step", pa.int64()), ("best_epoch", pa.float64()), ("epochs_run", pa.float64()),

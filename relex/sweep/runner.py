@@ -32,13 +32,15 @@ from typing import Any, Callable
 
 from relex.errors import RelexError
 from relex.io_utils import atomic_write_text
+from relex.sweep.folds import FOLDS_FILE, OOF_DIR, assemble_oof, read_sweep_data, write_fold_index
 from relex.sweep.job import _NAME_RE, Job
 from relex.sweep.results import FINISHED
 
 JOB_FILE = "job.json"
 # everything relex writes in a sweep directory (a start that failed early leaves a subset)
 SWEEP_ENTRIES = {JOB_FILE, "cache", "ray", "trials", "valid_probs", "valid_index.parquet",
-                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet"}
+                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet",
+                 FOLDS_FILE, OOF_DIR}
 
 
 @dataclass
@@ -87,7 +89,6 @@ def decide_resources(job: Job, cluster: dict[str, float], *, gpus: float | None 
 # ------------------------------------------------------------------------- pre-flight
 def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
     """Read the data, resolve backbones and build features once, on the driver."""
-    from relex.data import read_dataset, stratified_split
     from relex.model.backbone import resolve_backbone
 
     def say(msg: str) -> None:
@@ -95,16 +96,17 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
             console.print(msg, markup=False, highlight=False)
 
     say(f"reading {job.train}")
-    labels = str(job.labels) if job.labels else None
-    full = read_dataset(str(job.train), labels=labels, negative=job.negative_label)
-    if isinstance(job.valid, float):
-        train, valid = stratified_split(full, job.valid, job.split_seed)
-    else:
-        train = full
-        valid = read_dataset(str(job.valid), labels=full.labels, negative=job.negative_label)
-    if len(train) == 0 or len(valid) == 0:
+    data = read_sweep_data(str(job.train), job.valid, str(job.labels) if job.labels else None,
+                           job.negative_label, job.split_seed, job.folds, job.fold_seed)
+    full, train, valid = data.full, data.train, data.valid
+    splits = data.splits or [(train, valid)]
+    if any(len(tr) == 0 or len(va) == 0 for tr, va in splits):
         raise RelexError(f"{job.path}: the training or validation set is empty")
-    say(f"data: {len(train)} train / {len(valid)} validation examples, {len(full.labels)} labels")
+    if job.folds:
+        say(f"data: {len(full)} examples in {job.folds} stratified folds (seed {job.fold_seed}), "
+            f"{len(full.labels)} labels")
+    else:
+        say(f"data: {len(train)} train / {len(valid)} validation examples, {len(full.labels)} labels")
 
     cache = sweep_dir / "cache"
     corpus = list(train.frame["sentence"])
@@ -129,8 +131,10 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
             continue
         built.add(key)
         say(f"features {cfg.marker}, max_length {cfg.max_length}")
-        build_features(cfg, train, valid, backbones[t.trial_id], feats_cache)
-    return {"train": train, "valid": valid, "backbones": backbones, "features_cache": str(feats_cache),
+        for tr, va in splits:
+            build_features(cfg, tr, va, backbones[t.trial_id], feats_cache)
+    return {"train": train, "valid": valid, "splits": data.splits, "data": data,
+            "backbones": backbones, "features_cache": str(feats_cache),
             "sweep_dir": str(sweep_dir), "before_trial": job.sweep.before_trial,
             "n_labels": len(full.labels)}
 
@@ -219,8 +223,8 @@ def _check_same_job(job: Job, sweep_dir: Path) -> None:
     if old.get("asha") != new["asha"]:
         raise RelexError(f"{sweep_dir}: the job's ASHA settings differ from the sweep's; "
                          "resume with the same job file")
-    changed = [k for k in ("train", "valid", "labels", "negative_label", "split_seed")
-               if old.get(k) != new[k]]
+    changed = [k for k in ("train", "valid", "labels", "negative_label", "split_seed", "folds",
+                           "fold_seed", "base", "top") if old.get(k) != new.get(k)]
     if changed:
         raise RelexError(f"{sweep_dir}: the job's data settings ({', '.join(changed)}) differ from "
                          "those the sweep started with; resume with the same data, or start a new "
@@ -276,7 +280,11 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
 
     if prepared is None:
         prepared = preflight(job, sweep_dir, console=console)
-        write_valid_index(sweep_dir, prepared["valid"])
+        data = prepared.pop("data")  # trials get their splits; the index files describe them
+        if job.folds:
+            write_fold_index(sweep_dir, data)
+        else:
+            write_valid_index(sweep_dir, data.valid)
     else:
         prepared = {**prepared, "sweep_dir": str(sweep_dir)}
     atomic_write_text(sweep_dir / JOB_FILE, json.dumps(job.resolved(), indent=1, sort_keys=True))
@@ -293,7 +301,7 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
                           f"{res['cpu']:g} CPU per trial"
                           + (f", at most {job.max_concurrent} at once" if job.max_concurrent else "")
                           + f" -> {sweep_dir}", markup=False, highlight=False)
-        scheduler = make_scheduler(job.asha, sweep_dir / STATE_FILE)
+        scheduler = make_scheduler(job.asha, sweep_dir / STATE_FILE, early_stop=not job.folds)
         writer = ResultsWriter(sweep_dir)
         callback = SweepCallback(job, sweep_dir, writer, scheduler.rungs, console=console, live=live)
         register_callback(callback)
@@ -305,8 +313,7 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
             tuner = tune.Tuner.restore(str(ray_dir), wrapped, resume_unfinished=True,
                                        resume_errored=False, restart_errored=False)
         else:
-            space = {"trial": tune.grid_search(
-                [{"trial_id": t.trial_id, "config": t.config.to_dict()} for t in job.trials])}
+            space = {"trial": tune.grid_search([t.spec() for t in job.trials])}
             tuner = tune.Tuner(
                 wrapped, param_space=space,
                 tune_config=tune.TuneConfig(
@@ -332,6 +339,11 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
             callback.stop_live()
             writer.flush()
         rows = writer.trial_rows()
+        if job.folds:
+            oof = assemble_oof(sweep_dir, rows)
+            if console is not None and oof:
+                console.print(f"out-of-fold probabilities of {len(oof)} configurations in "
+                              f"{sweep_dir / OOF_DIR}", markup=False, highlight=False)
         counts: dict[str, int] = {}
         for r in rows:
             counts[r["status"]] = counts.get(r["status"], 0) + 1

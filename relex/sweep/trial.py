@@ -139,7 +139,9 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
 
         if prepared.get("before_trial") is not None:
             prepared["before_trial"](cfg, trial_id)
-        result = fit(cfg, prepared["train"], prepared["valid"], str(tdir / "run"),
+        fold = spec.get("fold")  # a fold sweep's trial trains and validates on its fold's split
+        train, valid = (prepared["train"], prepared["valid"]) if fold is None else prepared["splits"][fold]
+        result = fit(cfg, train, valid, str(tdir / "run"),
                      on_evaluate=on_evaluate, resume_from=str(resume_dir) if resume_dir else None,
                      features_cache=prepared.get("features_cache"), backbone_path=backbone_path,
                      progress=False)

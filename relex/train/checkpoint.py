@@ -205,3 +205,19 @@ def probs_from_logits(logits: np.ndarray) -> np.ndarray:
 def predict_probs(model, feats, *, batch_size: int = 128, erpe_clip: int | None = None, amp=None) -> np.ndarray:
     """Class probabilities (N, C) float64 of every row of ``feats``, in the checkpoint's label order."""
     return probs_from_logits(predict_logits(model, feats, batch_size=batch_size, erpe_clip=erpe_clip, amp=amp))
+
+
+def dataset_probs(path: str | os.PathLike, ds, *, batch_size: int | None = None,
+                  device: str | torch.device | None = None) -> np.ndarray:
+    """Probabilities (N, C) of the checkpoint at ``path`` for every row of the Dataset ``ds``
+    (features cached under the relex cache); ``batch_size`` defaults to the checkpoint's
+    ``eval_batch_size``, ``device`` to CUDA when available."""
+    from relex.data.features import featurize
+    from relex.io_utils import cache_root
+    from relex.train import amp as amp_mod
+
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, tokenizer, cfg, _ = load(path, device=device)
+    feats = featurize(ds, tokenizer, cfg.marker, cfg.max_length, cache_dir=cache_root() / "features")
+    bs = cfg.eval_batch_size if batch_size is None else batch_size
+    return predict_probs(model, feats, batch_size=bs, amp=amp_mod.resolve(cfg.amp, device))

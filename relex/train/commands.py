@@ -232,7 +232,7 @@ def _warn_skipped(ds) -> None:
 def add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.usage = "relex evaluate CHECKPOINT FILE [--json] [--per-class] [--skip-bad-rows]"
     _one_line_errors(p)
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint directory (e.g. OUT/best)")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint directory (e.g. OUT/best), or an ensemble directory")
     p.add_argument("file", metavar="FILE", help="labelled data file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--per-class", action="store_true", help="add per-class precision/recall/F1")
@@ -255,7 +255,7 @@ def _positive_int(text: str) -> int:
 def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.usage = "relex predict CHECKPOINT FILE --output preds.csv [--skip-bad-rows]"
     _one_line_errors(p)
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint directory (e.g. OUT/best)")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint directory (e.g. OUT/best), or an ensemble directory")
     p.add_argument("file", metavar="FILE", help="data file; labels are not needed")
     p.add_argument("--output", "-o", required=True, metavar="CSV",
                    help="submission CSV to write: id, pred_label, probs")
@@ -265,31 +265,34 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
 
 
 def _infer(args: argparse.Namespace, *, require_labels: bool):
-    """Load the checkpoint, read and featurize the file, return (ds, probs, labels, cfg)."""
-    from relex.data import read_dataset
-    from relex.data.features import featurize
-    from relex.io_utils import cache_root
-    from relex.train import amp as amp_mod
+    """Read the file in the checkpoint's label order and predict it: (ds, probs, labels)."""
     from relex.train import checkpoint as ckpt
-    from relex.train.loop import default_device
 
-    device = default_device()
-    model, tokenizer, cfg, labels = ckpt.load(args.checkpoint, device=device)
+    labels = ckpt.load_labels(ckpt.check(args.checkpoint))
+    ds = read_for(args, labels, require_labels=require_labels)
+    return ds, ckpt.dataset_probs(args.checkpoint, ds, batch_size=args.batch_size), labels
+
+
+def read_for(args: argparse.Namespace, labels, *, require_labels: bool):
+    """The data file of ``relex evaluate/predict``, read in the label order ``labels``."""
+    from relex.data import read_dataset
+
     ds = read_dataset(Path(args.file), labels=labels, negative=labels.negative,
                       skip_bad_rows=args.skip_bad_rows, require_labels=require_labels)
     _warn_skipped(ds)
     if len(ds) == 0:
         raise RelexError(f"{args.file}: no rows to process")
-    feats = featurize(ds, tokenizer, cfg.marker, cfg.max_length, cache_dir=cache_root() / "features")
-    bs = cfg.eval_batch_size if args.batch_size is None else args.batch_size
-    probs = ckpt.predict_probs(model, feats, batch_size=bs, amp=amp_mod.resolve(cfg.amp, device))
-    return ds, probs, labels, cfg
+    return ds
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from relex import metrics as M
+    ds, probs, labels = _infer(args, require_labels=True)
+    return report_metrics(args, ds, probs, labels)
 
-    ds, probs, labels, cfg = _infer(args, require_labels=True)
+
+def report_metrics(args: argparse.Namespace, ds, probs, labels) -> int:
+    """Print the metrics of ``probs`` against the file's gold labels (text or ``--json``)."""
+    from relex import metrics as M
     import numpy as np
 
     y = np.asarray(ds.label_ids())
@@ -317,11 +320,22 @@ def _per_class_table(per_class: dict[str, dict[str, float]]) -> None:
         print(f"{name:<{width}}  {r['precision']:9.2f}  {r['recall']:7.2f}  {r['f1']:7.2f}  {r['support']:7d}")
 
 
-def predict(args: argparse.Namespace) -> int:
+def check_output(args: argparse.Namespace) -> Path:
     out = Path(args.output)
     if out.is_dir():
         raise RelexError(f"--output {out}: is a directory; give a CSV file name")
-    ds, probs, labels, cfg = _infer(args, require_labels=False)
+    return out
+
+
+def predict(args: argparse.Namespace) -> int:
+    out = check_output(args)
+    ds, probs, labels = _infer(args, require_labels=False)
+    write_submission(out, ds, probs, labels)
+    return 0
+
+
+def write_submission(out: Path, ds, probs, labels) -> None:
+    """The submission CSV: id, pred_label (argmax), probs (the row's probabilities in label order)."""
     import pandas as pd
 
     from relex.io_utils import atomic_write_text
@@ -334,4 +348,3 @@ def predict(args: argparse.Namespace) -> int:
     })
     atomic_write_text(out, frame.to_csv(index=False))
     print(f"wrote {len(frame)} predictions to {out} ({len(labels)} labels)", file=sys.stderr)
-    return 0
