@@ -4,8 +4,10 @@ resources, the bundled jobs."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from relex.cli import main
@@ -222,3 +224,96 @@ def test_resume_refuses_changed_data_settings(tmp_path):
                           name="other.py"))
     with pytest.raises(RelexError, match=r"data settings \(valid\) differ"):
         _check_same_job(other, sweep_dir)
+
+
+# ------------------------------------------------------------------ folds and stages
+def test_fold_sweep_expands_every_configuration_per_fold(tmp_path):
+    p = _job(tmp_path, f"sweep = Sweep(name='k', train={str(SAMPLE_PATH)!r}, folds=3, fold_seed=5,\n"
+                       "  space=dict(head=grid(['cls', 'marker'])))\n")
+    job = load_job(p)
+    assert [t.trial_id for t in job.trials] == ["t000-f0", "t000-f1", "t000-f2", "t001-f0", "t001-f1", "t001-f2"]
+    assert [t.fold for t in job.trials] == [0, 1, 2] * 2
+    assert {t.config_id for t in job.trials} == {"t000", "t001"}
+    assert job.valid is None and job.folds == 3 and job.fold_seed == 5
+    resolved = job.resolved()
+    assert resolved["folds"] == 3 and resolved["trials"][4] == {
+        "trial_id": "t001-f1", "config": job.trials[4].config.to_dict(), "config_id": "t001", "fold": 1}
+    # a plain sweep's job.json keeps its earlier shape (resumes of older sweeps still match)
+    plain = load_job(_job(tmp_path, f"sweep = Sweep(name='p', train={str(SAMPLE_PATH)!r})\n"))
+    assert "folds" not in plain.resolved() and set(plain.resolved()["trials"][0]) == {"trial_id", "config"}
+    assert plain.valid == 0.1
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("folds=5, valid=0.2", "a fold sweep validates each fold on the rows it holds out"),
+    ("folds=1", "folds=1 is invalid"),
+    ("folds=3, asha=dict(grace_period=2)", "a fold sweep stops no trial early"),
+    ("base='no/such/sweep'", "is not a sweep with results"),
+    ("base='.', top=0", "top=0 is invalid"),
+])
+def test_bad_fold_and_stage_settings(tmp_path, body, expected):
+    p = _job(tmp_path, f"sweep = Sweep(name='x', train={str(SAMPLE_PATH)!r}, {body})\n")
+    with pytest.raises(RelexError, match=re.escape(expected)):
+        load_job(p)
+
+
+def test_fold_assignment_is_stratified_and_covers_every_row_once():
+    from relex.data.split import fold_assignment
+
+    y = np.repeat(np.arange(4), [50, 20, 9, 1])
+    a = fold_assignment(y, 5, seed=3)
+    assert a.shape == y.shape and set(a) == {0, 1, 2, 3, 4}
+    for label, n in zip(range(4), (50, 20, 9, 1)):
+        per_fold = np.bincount(a[y == label], minlength=5)
+        assert per_fold.max() - per_fold.min() <= 1 and per_fold.sum() == n
+    assert (fold_assignment(y, 5, seed=3) == a).all() and (fold_assignment(y, 5, seed=4) != a).any()
+
+
+def test_staged_sweep_from_a_finished_sweep_without_ray(tmp_path):
+    """The base's configurations are ranked by their mean over seeds; the new grid runs around
+    the top ones and inherits the base's data settings."""
+    from relex.sweep.results import TRIALS_SCHEMA, to_table, write_table
+    from relex.sweep.runner import JOB_FILE
+
+    base = load_job(_job(tmp_path, f"sweep = Sweep(name='stage1', train={str(SAMPLE_PATH)!r}, valid=0.25,\n"
+                                   "  split_seed=9, seeds=[1, 2], space=dict(head=grid(['cls', 'marker', 'rbert'])))\n"))
+    bdir = tmp_path / "art" / "stage1"
+    bdir.mkdir(parents=True)
+    (bdir / JOB_FILE).write_text(json.dumps(base.resolved()))
+    # head=cls: 50, 70 (mean 60); marker: 65, 64 (64.5); rbert: 80, error (80)
+    scores = {"t000": 50.0, "t001": 70.0, "t002": 65.0, "t003": 64.0, "t004": 80.0, "t005": None}
+    rows = [{"trial_id": t, "status": "ERROR" if v is None else "TERMINATED", "micro_f1": v}
+            for t, v in scores.items()]
+    write_table(bdir / "trials.parquet", to_table(rows, TRIALS_SCHEMA))
+    p = tmp_path / "stage2.py"
+    p.write_text("from relex.sweep import Sweep, grid\n"
+                 f"sweep = Sweep(name='stage2', base={str(bdir)!r}, top=2, "
+                 "space=dict(lr=grid([1e-3, 2e-3])))\n")
+    job = load_job(p)
+    assert [(t.lineage, t.config.head, t.config.lr) for t in job.trials] == [
+        ("stage1/t004", "rbert", 1e-3), ("stage1/t004", "rbert", 2e-3),
+        ("stage1/t002", "marker", 1e-3), ("stage1/t002", "marker", 2e-3)]
+    assert job.valid == 0.25 and job.split_seed == 9 and job.train == SAMPLE_PATH
+    assert job.resolved()["trials"][0]["lineage"] == "stage1/t004"
+
+
+def test_kfold_and_stage2_job_files(tmp_path, monkeypatch, capsys):
+    job = load_job(ROOT / "jobs" / "kfold.py")
+    assert job.folds == 5 and len(job.trials) == 10 and {t.config_id for t in job.trials} == {"t000", "t001"}
+    # the stage-2 job needs a finished smoke sweep under artifacts/: stand one in
+    from relex.sweep.results import TRIALS_SCHEMA, to_table, write_table
+    from relex.sweep.runner import JOB_FILE
+
+    monkeypatch.chdir(tmp_path)
+    rc = main(["sweep", str(ROOT / "jobs" / "smoke_stage2.py"), "--dry-run"])
+    assert rc == 2 and "artifacts/smoke" in capsys.readouterr().err  # no base yet: one clear line
+    smoke = load_job(ROOT / "jobs" / "smoke.py")
+    base = tmp_path / "artifacts" / "smoke"
+    base.mkdir(parents=True)
+    (base / JOB_FILE).write_text(json.dumps(smoke.resolved()))
+    rows = [{"trial_id": t.trial_id, "status": "TERMINATED", "micro_f1": float(i)} for i, t in enumerate(smoke.trials)]
+    write_table(base / "trials.parquet", to_table(rows, TRIALS_SCHEMA))
+    stage2 = load_job(ROOT / "jobs" / "smoke_stage2.py")
+    assert len(stage2.trials) == 8 and stage2.train == SAMPLE_PATH and stage2.valid == 0.2
+    best = smoke.trials[-1].trial_id  # the highest micro_f1 above
+    assert stage2.trials[0].lineage == f"smoke/{best}"

@@ -35,7 +35,9 @@ DECISION_NAMES = ("temperature", "type_constraint", "label_shift", "no_relation_
 
 
 def _log(probs: np.ndarray) -> np.ndarray:
-    return np.log(np.clip(np.asarray(probs, dtype=np.float64), _EPS, None))
+    """log p, with −inf where p is exactly 0 (a label the type constraint ruled out stays out)."""
+    with np.errstate(divide="ignore"):
+        return np.log(np.asarray(probs, dtype=np.float64))
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -135,7 +137,10 @@ def em_label_shift(probs: np.ndarray, source_prior: np.ndarray, *, max_iter: int
     prior = src.copy()
     adjusted = p
     for it in range(1, max_iter + 1):
-        adjusted = _renormalize(np.clip(p * (prior / src), _EPS * _EPS, None))
+        weighted = p * (prior / src)
+        lost = weighted.sum(axis=1) <= 0  # all of a row's mass on classes whose prior fell to 0
+        weighted[lost] = p[lost]
+        adjusted = _renormalize(weighted)
         new = adjusted.mean(axis=0)
         if np.abs(new - prior).max() < tol:
             return adjusted, new, it
@@ -163,7 +168,8 @@ def fit_bias(probs: np.ndarray, y: np.ndarray, negative_id: int) -> tuple[float,
     pos = logp.copy()
     pos[:, negative_id] = -np.inf
     best_pos = pos.argmax(axis=1)
-    d = pos[np.arange(len(y)), best_pos] - logp[:, negative_id]
+    # ±1e6 stands for "always" / "never" negative (a row whose positives were all ruled out)
+    d = np.clip(pos[np.arange(len(y)), best_pos] - logp[:, negative_id], -1e6, 1e6)
     gold_pos = int((y != negative_id).sum())
     hit = ((best_pos == y) & (y != negative_id)).astype(np.int64)
     order = np.argsort(d, kind="stable")

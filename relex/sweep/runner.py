@@ -168,8 +168,13 @@ def write_valid_index(sweep_dir: Path, valid) -> None:
                       "label": pa.array([None if x is None else str(x) for x in frame["label"]],
                                         pa.string())})
     write_table(sweep_dir / "valid_index.parquet", table)
+    write_labels(sweep_dir, valid.labels)
+
+
+def write_labels(sweep_dir: Path, labels) -> None:
+    """``labels.json``: the column order of every probability file of the sweep."""
     atomic_write_text(sweep_dir / "labels.json", json.dumps(
-        {"names": list(valid.labels.names), "negative": valid.labels.negative}, ensure_ascii=False))
+        {"names": list(labels.names), "negative": labels.negative}, ensure_ascii=False))
 
 
 # ------------------------------------------------------------------------------- Ray
@@ -283,6 +288,7 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
         data = prepared.pop("data")  # trials get their splits; the index files describe them
         if job.folds:
             write_fold_index(sweep_dir, data)
+            write_labels(sweep_dir, data.full.labels)
         else:
             write_valid_index(sweep_dir, data.valid)
     else:
