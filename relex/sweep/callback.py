@@ -162,9 +162,10 @@ class SweepCallback(Callback):
         atomic_write_text(tdir / FINAL_FILE, json.dumps({"status": status, "at": time.time()}))
         # A finished trial is never resumed: drop its resumable training state (weights,
         # optimizer moments, a copy of the best checkpoint); its best checkpoint stays in
-        # trials/<id>/run/best.
-        for ck in (self.dir / RAY_DIR / tid).glob("checkpoint_*"):
-            shutil.rmtree(ck, ignore_errors=True)
+        # trials/<id>/run/best. A failed one keeps it: --resume --retry-errors continues it.
+        if status != "ERROR":
+            for ck in (self.dir / RAY_DIR / tid).glob("checkpoint_*"):
+                shutil.rmtree(ck, ignore_errors=True)
         full = self.writer.trials[tid]
         self._line(full)
         self._refresh()

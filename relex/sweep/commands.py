@@ -17,6 +17,9 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted sweep: finished trials are kept, unfinished "
                         "ones continue from their last checkpoint")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="with --resume: run the trials that ended in ERROR again, from their "
+                        "last checkpoint; finished trials are left alone")
     p.add_argument("--overwrite", action="store_true",
                    help="delete an existing sweep of the same name and start again")
     p.add_argument("--address", metavar="ADDR",
@@ -100,8 +103,8 @@ def sweep(args: argparse.Namespace) -> int:
     from relex.sweep.runner import print_summary, run
 
     outcome = run(job, storage=args.storage, name=args.name, resume=args.resume,
-                  overwrite=args.overwrite, address=args.address, gpus=args.gpus_per_trial,
-                  cpus=args.cpus_per_trial, console=console)
+                  overwrite=args.overwrite, retry_errors=args.retry_errors, address=args.address,
+                  gpus=args.gpus_per_trial, cpus=args.cpus_per_trial, console=console)
     print_summary(outcome, console, show_table=not console.is_terminal)
     ok = outcome.counts.get("TERMINATED", 0) + outcome.counts.get("STOPPED_EARLY", 0)
     return 0 if ok and not outcome.unfinished else 1

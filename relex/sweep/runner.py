@@ -33,12 +33,18 @@ from typing import Any, Callable
 from relex.errors import RelexError
 from relex.io_utils import atomic_write_text
 from relex.sweep.job import _NAME_RE, Job
+from relex.sweep.lease import LEASE_FILE, Lease
 from relex.sweep.results import FINISHED
 
 JOB_FILE = "job.json"
 # everything relex writes in a sweep directory (a start that failed early leaves a subset)
 SWEEP_ENTRIES = {JOB_FILE, "cache", "ray", "trials", "valid_probs", "valid_index.parquet",
-                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet"}
+                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet", LEASE_FILE}
+
+
+def _is_lease_file(name: str) -> bool:
+    """The lease and the heartbeat's temporary files (``.driver.lease.*.tmp``)."""
+    return name == LEASE_FILE or name.startswith(f".{LEASE_FILE}.")
 
 
 @dataclass
@@ -203,6 +209,31 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
     return True
 
 
+def reopen_errored(sweep_dir: Path, writer) -> list[str]:
+    """Make the ERROR trials of a sweep runnable again (``--retry-errors``): their rows go back
+    to PENDING and their final/error markers are dropped, so the trial function runs them and
+    the callback records their new outcome; finished trials are left as they are."""
+    from relex.sweep.trial import ERROR_FILE, FINAL_FILE, TRIALS_DIR
+
+    retried = [r["trial_id"] for r in writer.trial_rows() if r.get("status") == "ERROR"]
+    for tid in retried:
+        for marker in (FINAL_FILE, ERROR_FILE):
+            (sweep_dir / TRIALS_DIR / tid / marker).unlink(missing_ok=True)
+        writer.set_trial({"trial_id": tid, "status": "PENDING", "error": None, "ended_at": None})
+    writer.flush()
+    return retried
+
+
+def ray_session_dir() -> str | None:
+    """The session directory of the Ray this process is connected to (its processes name it)."""
+    import ray
+
+    try:
+        return ray._private.worker._global_node.get_session_dir_path()
+    except AttributeError:
+        return None
+
+
 def trial_name(trial) -> str:
     return str(trial.config["trial"]["trial_id"])
 
@@ -228,16 +259,14 @@ def _check_same_job(job: Job, sweep_dir: Path) -> None:
 
 
 def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None = None,
-        resume: bool = False, overwrite: bool = False, address: str | None = None,
-        gpus: float | None = None, cpus: float | None = None, console=None,
+        resume: bool = False, overwrite: bool = False, retry_errors: bool = False,
+        address: str | None = None, gpus: float | None = None, cpus: float | None = None,
+        console=None,
         live: bool | None = None, num_cpus: int | None = None,
         trainable: Callable | None = None, prepared: dict[str, Any] | None = None) -> SweepOutcome:
     """Run (or resume) a sweep. ``trainable``/``prepared`` replace the trial function and the
     pre-flight (a lightweight trainable for scheduling tests); everything else is the same."""
-    from relex.sweep.asha import STATE_FILE, make_scheduler
-    from relex.sweep.callback import SweepCallback, register_callback
-    from relex.sweep.results import ResultsWriter
-    from relex.sweep.trial import RAY_DIR, run_trial
+    from relex.sweep.trial import RAY_DIR
 
     check_address(address)
     name = name or job.name
@@ -246,33 +275,71 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
                          "starting with a letter or digit")
     storage = Path(os.path.abspath(Path(storage).expanduser()))
     sweep_dir = storage / name
+    if retry_errors and not resume:
+        raise RelexError("--retry-errors re-runs the failed trials of an earlier sweep; use it "
+                         "with --resume")
+    if resume and not sweep_dir.is_dir():
+        raise _no_sweep_to_resume(sweep_dir)
+    lease = Lease(sweep_dir).acquire()  # one driver per sweep, before anything is touched
+    try:
+        if lease.took_over and console is not None:
+            console.print(f"taking over the sweep from a driver that is gone ({lease.took_over})",
+                          markup=False, highlight=False)
+        return _run_leased(job, sweep_dir, lease, resume=resume, overwrite=overwrite,
+                           retry_errors=retry_errors, address=address, gpus=gpus, cpus=cpus,
+                           console=console, live=live, num_cpus=num_cpus, trainable=trainable,
+                           prepared=prepared)
+    finally:
+        lease.release()
+
+
+def _no_sweep_to_resume(sweep_dir: Path) -> RelexError:
+    return RelexError(f"{sweep_dir}: no sweep to resume here (run without --resume to start it)")
+
+
+def _clear_sweep_dir(sweep_dir: Path, *, keep_cache: bool) -> None:
+    """Empty a sweep directory for a fresh start; the lease (ours) stays."""
+    for p in sweep_dir.iterdir():
+        if _is_lease_file(p.name) or (keep_cache and p.name == "cache"):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def _run_leased(job: Job, sweep_dir: Path, lease: Lease, *, resume: bool, overwrite: bool,
+                retry_errors: bool, address: str | None, gpus: float | None,
+                cpus: float | None, console, live: bool | None, num_cpus: int | None,
+                trainable: Callable | None, prepared: dict[str, Any] | None) -> SweepOutcome:
+    from relex.sweep.asha import STATE_FILE, make_scheduler
+    from relex.sweep.callback import SweepCallback, register_callback
+    from relex.sweep.results import ResultsWriter
+    from relex.sweep.trial import RAY_DIR, run_trial
+    from relex.sweep.watchdog import Watchdog
+
+    name = sweep_dir.name
     ray_dir = sweep_dir / RAY_DIR
     started_before = (ray_dir / "tuner.pkl").exists()
     if resume and not started_before:
-        raise RelexError(f"{sweep_dir}: no sweep to resume here (run without --resume to start it)")
+        raise _no_sweep_to_resume(sweep_dir)
     if not resume and (started_before or (sweep_dir / "trials.parquet").exists()):
         if not overwrite:
             raise RelexError(f"{sweep_dir} already holds a sweep; pass --resume to continue it, "
                              "--overwrite to start it again, or --name for a new one")
-        shutil.rmtree(sweep_dir)
-    elif not resume and sweep_dir.exists():
+        _clear_sweep_dir(sweep_dir, keep_cache=False)
+    elif not resume:
         # an earlier start that failed in pre-flight: keep its cache, drop the rest; a directory
         # holding anything relex does not write there is not ours to empty
-        foreign = sorted(p.name for p in sweep_dir.iterdir() if p.name not in SWEEP_ENTRIES)
+        foreign = sorted(p.name for p in sweep_dir.iterdir()
+                         if p.name not in SWEEP_ENTRIES and not _is_lease_file(p.name))
         if foreign:
             raise RelexError(f"{sweep_dir} exists and is not a relex sweep (it holds "
                              f"{', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
                              "choose another --name or --storage")
-        for p in sweep_dir.iterdir():
-            if p.name == "cache":
-                continue
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
+        _clear_sweep_dir(sweep_dir, keep_cache=True)
     if resume:
         _check_same_job(job, sweep_dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
 
     if prepared is None:
         prepared = preflight(job, sweep_dir, console=console)
@@ -286,6 +353,8 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
 
     local = not (address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
     owns_ray = start_ray(address, num_cpus)
+    # a Ray of our own must not outlive this driver, however it ends
+    watchdog = Watchdog.start(ray_session_dir(), lease) if owns_ray else None
     try:
         res = decide_resources(job, ray.cluster_resources(), gpus=gpus, cpus=cpus, local=local)
         if console is not None:
@@ -295,6 +364,11 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
                           + f" -> {sweep_dir}", markup=False, highlight=False)
         scheduler = make_scheduler(job.asha, sweep_dir / STATE_FILE)
         writer = ResultsWriter(sweep_dir)
+        if retry_errors:
+            retried = reopen_errored(sweep_dir, writer)
+            if console is not None:
+                console.print(f"retrying {len(retried)} failed trial(s): {', '.join(retried) or '-'}",
+                              markup=False, highlight=False)
         callback = SweepCallback(job, sweep_dir, writer, scheduler.rungs, console=console, live=live)
         register_callback(callback)
 
@@ -302,8 +376,9 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
         wrapped = tune.with_resources(tune.with_parameters(fn, prepared=prepared),
                                       {"cpu": res["cpu"], "gpu": res["gpu"]})
         if resume:
+            # resume_errored: a failed trial restarts from its last checkpoint, not from scratch
             tuner = tune.Tuner.restore(str(ray_dir), wrapped, resume_unfinished=True,
-                                       resume_errored=False, restart_errored=False)
+                                       resume_errored=retry_errors, restart_errored=False)
         else:
             space = {"trial": tune.grid_search(
                 [{"trial_id": t.trial_id, "config": t.config.to_dict()} for t in job.trials])}
@@ -339,6 +414,8 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
     finally:
         if owns_ray:
             ray.shutdown()
+        if watchdog is not None:
+            watchdog.stop()
 
 
 def print_summary(outcome: SweepOutcome, console, *, show_table: bool) -> None:

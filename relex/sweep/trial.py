@@ -32,6 +32,7 @@ METRIC_KEYS = ("micro_f1", "auprc", "accuracy", "val_loss")
 TRIALS_DIR = "trials"  # <sweep_dir>/trials/<trial_id>/: relex's files of each trial
 RAY_DIR = "ray"  # <sweep_dir>/ray/: Ray Tune's experiment directory (state, checkpoints)
 FINAL_FILE = "final.json"  # written by the driver's callback when the trial's result is recorded
+ERROR_FILE = "error.json"  # the failure's one-line message, written by the failing trial
 
 
 def placement() -> dict[str, str]:
@@ -157,7 +158,7 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
         }
         atomic_write_text(tdir / "summary.json", json.dumps(summary, indent=1, default=json_default))
     except Exception as e:
-        atomic_write_text(tdir / "error.json", json.dumps({"error": short_error(e), "at": time.time()}))
+        atomic_write_text(tdir / ERROR_FILE, json.dumps({"error": short_error(e), "at": time.time()}))
         raise
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
