@@ -236,4 +236,10 @@ def leaderboard(args: argparse.Namespace) -> int:
                                    title=f"{sweep_dir.name}: {done}/{n} trials finished"))
     else:
         out.write(plain_text(rows, top=args.top))
+    if args.format != "csv":
+        from relex.sweep.budget import usage_line
+
+        footer = usage_line(sweep_dir)
+        if footer:
+            out.write(footer + "\n")
     return 0

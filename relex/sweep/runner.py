@@ -39,7 +39,8 @@ from relex.sweep.results import FINISHED
 JOB_FILE = "job.json"
 # everything relex writes in a sweep directory (a start that failed early leaves a subset)
 SWEEP_ENTRIES = {JOB_FILE, "cache", "ray", "trials", "valid_probs", "valid_index.parquet",
-                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet", LEASE_FILE}
+                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet", LEASE_FILE,
+                 "usage.json"}
 
 
 def _is_lease_file(name: str) -> bool:
@@ -209,6 +210,34 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
     return True
 
 
+def make_budget(job: Job, sweep_dir: Path, res: dict[str, float]):
+    """The sweep's budget and usage meter: GPU-hours when trials take GPUs, else CPU-hours."""
+    from relex.sweep.budget import Budget
+
+    resource = "GPU" if res["gpu"] > 0 else "CPU"
+    return Budget(sweep_dir, per_trial=res["gpu"] if resource == "GPU" else res["cpu"],
+                  resource=resource, time_budget_s=job.budget.get("time_budget_s"),
+                  gpu_hours=job.budget.get("gpu_hours"),
+                  cost_per_gpu_hour=job.budget.get("cost_per_gpu_hour"))
+
+
+def mark_unfinished(job: Job, writer, reason: str, console) -> None:
+    """After a budget ended the sweep: trials never started (or cut off before their first
+    evaluation) are NOT_STARTED, those stopped at a checkpoint PAUSED; --resume runs both."""
+    counts = {"NOT_STARTED": 0, "PAUSED": 0}
+    for t in job.trials:
+        row = writer.trials.get(t.trial_id, {})
+        if row.get("status") in FINISHED:
+            continue
+        status = "PAUSED" if row.get("evaluations") else "NOT_STARTED"
+        counts[status] += 1
+        writer.set_trial({"trial_id": t.trial_id, **t.config.to_dict(), "status": status})
+    writer.flush()
+    if console is not None:
+        console.print(f"{reason}: {counts['PAUSED']} trial(s) paused at a checkpoint, "
+                      f"{counts['NOT_STARTED']} not started", markup=False, highlight=False)
+
+
 def reopen_errored(sweep_dir: Path, writer) -> list[str]:
     """Make the ERROR trials of a sweep runnable again (``--retry-errors``): their rows go back
     to PENDING and their final/error markers are dropped, so the trial function runs them and
@@ -363,6 +392,7 @@ def _run_leased(job: Job, sweep_dir: Path, lease: Lease, *, resume: bool, overwr
                           + (f", at most {job.max_concurrent} at once" if job.max_concurrent else "")
                           + f" -> {sweep_dir}", markup=False, highlight=False)
         scheduler = make_scheduler(job.asha, sweep_dir / STATE_FILE)
+        scheduler.budget = make_budget(job, sweep_dir, res)
         writer = ResultsWriter(sweep_dir)
         if retry_errors:
             retried = reopen_errored(sweep_dir, writer)
@@ -406,6 +436,8 @@ def _run_leased(job: Job, sweep_dir: Path, lease: Lease, *, resume: bool, overwr
             tune_log.setLevel(level)
             callback.stop_live()
             writer.flush()
+        if scheduler.budget.reason:
+            mark_unfinished(job, writer, scheduler.budget.reason, console)
         rows = writer.trial_rows()
         counts: dict[str, int] = {}
         for r in rows:
