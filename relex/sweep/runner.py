@@ -382,8 +382,9 @@ def _run_leased(job: Job, sweep_dir: Path, lease: Lease, *, resume: bool, overwr
 
     local = not (address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
     owns_ray = start_ray(address, num_cpus)
-    # a Ray of our own must not outlive this driver, however it ends
-    watchdog = Watchdog.start(ray_session_dir(), lease) if owns_ray else None
+    # a Ray of our own must not outlive this driver, however it ends (a cluster we only
+    # joined is not ours to end)
+    watchdog = Watchdog.start(ray_session_dir(), lease) if owns_ray and local else None
     try:
         res = decide_resources(job, ray.cluster_resources(), gpus=gpus, cpus=cpus, local=local)
         if console is not None:
