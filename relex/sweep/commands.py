@@ -58,6 +58,8 @@ def print_plan(job, args, console) -> None:
         + (str(job.asha["max_t"]) if job.asha["max_t"] else "none")
         + f"; retries per trial {job.max_failures}",
     ]
+    if job.loggers:
+        lines.append(f"loggers: {', '.join(job.loggers)}")
     if fixed_keys:
         cfg0 = job.trials[0].config
         lines.append("fixed: " + ", ".join(f"{k}={_value(getattr(cfg0, k))}" for k in fixed_keys))

@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 
 from relex.config import TrialConfig
 from relex.errors import RelexError
+from relex.tracking import check_loggers
 
 ASHA_DEFAULTS: dict[str, Any] = {
     "metric": "micro_f1",
@@ -97,11 +98,13 @@ class Sweep:
         split_seed: the seed of the stratified validation split.
         before_trial: optional ``f(cfg: TrialConfig, trial_id: str)`` run inside each trial
             before training (per-trial set-up on the worker); an exception fails the trial.
+        loggers: trackers every trial logs to: ``"tensorboard"``, ``"mlflow"``, ``"wandb"``
+            (see :mod:`relex.tracking`).
     """
 
     FIELDS = ("name", "train", "valid", "labels", "negative_label", "space", "seeds", "asha",
               "resources", "max_concurrent", "max_failures", "reuse_actors", "split_seed",
-              "before_trial")
+              "before_trial", "loggers")
 
     def __init__(self, name: str | None = None, train: str | os.PathLike | None = None,
                  valid: str | os.PathLike | float | None = 0.1, labels: str | os.PathLike | None = None,
@@ -109,7 +112,8 @@ class Sweep:
                  seeds: int | Sequence[int] = (42,), asha: dict[str, Any] | None = None,
                  resources: dict[str, Any] | None = None, max_concurrent: int = 0,
                  max_failures: int = 0, reuse_actors: bool = True, split_seed: int = 0,
-                 before_trial: Callable[[TrialConfig, str], None] | None = None, **unknown: Any):
+                 before_trial: Callable[[TrialConfig, str], None] | None = None,
+                 loggers: Sequence[str] = (), **unknown: Any):
         if unknown:
             k = next(iter(unknown))
             raise RelexError(f"Sweep(): unknown argument '{k}'{_did_you_mean(k, self.FIELDS)}")
@@ -127,6 +131,7 @@ class Sweep:
         self.reuse_actors = reuse_actors
         self.split_seed = split_seed
         self.before_trial = before_trial
+        self.loggers = loggers
 
     def __repr__(self) -> str:
         return f"Sweep(name={self.name!r}, train={self.train!r}, {len(self.space)} space keys)"
@@ -161,6 +166,7 @@ class Job:
     axes: list[str]  # varying config fields, in grid order (seed last when it varies)
     trials: list[Trial] = field(default_factory=list)
     missing_files: list[str] = field(default_factory=list)
+    loggers: tuple[str, ...] = ()  # trackers (relex.tracking.LOGGERS)
 
     def resolved(self) -> dict[str, Any]:
         """The job as plain JSON-able data (what ran, with absolute paths)."""
@@ -178,6 +184,7 @@ class Job:
             "reuse_actors": self.reuse_actors,
             "split_seed": self.split_seed,
             "axes": self.axes,
+            "loggers": list(self.loggers),
             "trials": [{"trial_id": t.trial_id, "config": t.config.to_dict()} for t in self.trials],
         }
 
@@ -305,6 +312,7 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
     split_seed = _int(sweep.split_seed, "split_seed", where, 0)
     if sweep.before_trial is not None and not callable(sweep.before_trial):
         raise RelexError(f"{where}: before_trial must be a function f(cfg, trial_id)")
+    loggers = check_loggers(sweep.loggers, where=f"{where}: loggers")
 
     # seeds
     seeds_raw = sweep.seeds
@@ -358,7 +366,7 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
                negative_label=sweep.negative_label, asha=asha, resources=resources,
                max_concurrent=max_concurrent, max_failures=max_failures,
                reuse_actors=bool(sweep.reuse_actors), split_seed=split_seed, axes=shown_axes,
-               trials=trials, missing_files=missing)
+               trials=trials, missing_files=missing, loggers=loggers)
 
 
 __all__ = ["Sweep", "grid", "Grid", "Trial", "Job", "load_job", "exec_job_file", "ASHA_DEFAULTS",

@@ -20,6 +20,7 @@ from typing import Any
 
 from relex.config import CHOICES, TrialConfig
 from relex.errors import RelexError
+from relex.tracking import LOGGERS, RunLoggers, check_loggers
 
 
 _HELP = {
@@ -146,6 +147,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     d.add_argument("--resume", metavar="STATE", default=None,
                    help="continue exactly from a saved training state directory (e.g. OUT/state)")
     d.add_argument("--quiet", action="store_true", help="no progress output")
+    d.add_argument("--logger", action="append", choices=LOGGERS, default=None, metavar="NAME",
+                   help="log every evaluation to a tracker: tensorboard, mlflow or wandb (repeat for "
+                        "several; each needs its extra, e.g. pip install 'relex[mlflow]')")
     add_config_args(p)
 
 
@@ -163,6 +167,7 @@ def _fraction(text: str | None) -> float:
 
 def train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    loggers = check_loggers(args.logger, where="--logger")
     fraction = _fraction(args.valid_fraction)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -200,15 +205,15 @@ def train(args: argparse.Namespace) -> int:
         print(f"relex train: {len(train_ds)} training / {len(valid_ds)} validation examples ({how}); "
               f"backbone {cfg.backbone}", file=sys.stderr)
     t0 = time.perf_counter()
-    on_evaluate = None
-    if args.save_state:
-        state_dir = out / "state"
-
+    state_dir = out / "state" if args.save_state else None
+    with RunLoggers(loggers, out, cfg, run_name=out.resolve().name) as trackers:
         def on_evaluate(ev) -> None:
-            ev.save_state(state_dir)
+            if state_dir is not None:
+                ev.save_state(state_dir)
+            trackers.log(ev.step, {**ev.metrics, "epoch": ev.epoch})
 
-    res = fit(cfg, train_ds, valid_ds, out, progress=progress, resume_from=args.resume,
-              on_evaluate=on_evaluate, backbone_path=backbone_path)
+        res = fit(cfg, train_ds, valid_ds, out, progress=progress, resume_from=args.resume,
+                  on_evaluate=on_evaluate, backbone_path=backbone_path)
     wall = time.perf_counter() - t0
     m = res.best_metrics
     print(f"micro_f1  {m['micro_f1']:.2f}")
