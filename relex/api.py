@@ -253,7 +253,7 @@ def checkpoint_dir(path: str | os.PathLike) -> Path:
 
     p = Path(path)
     if not p.exists():
-        raise RelexError(f"{p}: not found")
+        raise RelexError(f"{p}: checkpoint directory not found")
     if not p.is_dir():
         raise RelexError(f"{p}: not a directory (expected a checkpoint, a run directory or an ensemble)")
     if not (p / "model.safetensors").exists() and (p / RUN_BEST).is_dir():

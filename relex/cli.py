@@ -1,8 +1,9 @@
 """The `relex` command: data check | train | evaluate | predict | export | sweep | leaderboard.
 
 Each subcommand lives beside the code it drives (``relex.data.commands``,
-``relex.train.commands``, ``relex.inference``, ``relex.sweep.commands``, ``relex.leaderboard``); this module only
-wires them up and turns :class:`~relex.errors.RelexError` into one clear line and exit code 2.
+``relex.train.commands``, ``relex.inference``, ``relex.sweep.commands``, ``relex.leaderboard``);
+this module only wires them up and turns :class:`~relex.errors.RelexError` into one clear line
+and exit code 2.
 Heavy imports (torch, ray) happen inside the subcommands, so ``relex --help`` is instant.
 """
 

@@ -12,7 +12,7 @@ Where it goes (a run's ``OUT`` / a sweep's directory ``SWEEP``):
 * tensorboard: ``OUT/tensorboard/`` / ``SWEEP/tensorboard/<trial_id>/`` (event files; the
   hyper-parameters in TensorBoard's HParams tab);
 * mlflow: ``$MLFLOW_TRACKING_URI`` if set, else a local file store in ``OUT/mlruns`` /
-  ``SWEEP/mlruns`` (``mlflow ui --backend-store-uri OUT/mlruns``); experiment ``$MLFLOW_EXPERIMENT_NAME`` (default ``relex``) for a run, the
+  ``SWEEP/mlruns``; experiment ``$MLFLOW_EXPERIMENT_NAME`` (default ``relex``) for a run, the
   sweep's name for a sweep (one MLflow run per trial);
 * wandb: project ``$WANDB_PROJECT`` (default ``relex``), files under ``OUT/wandb/`` /
   ``SWEEP/wandb/<trial_id>/``; ``WANDB_MODE=offline`` keeps everything local (``wandb sync``
