@@ -109,6 +109,11 @@ class Repair:
     def rows_changed(self) -> int:
         return len({c.row for c in self.changes})
 
+    def summary(self) -> str:
+        """One line: rows repaired and the changes by kind."""
+        kinds = ", ".join(f"{n} × {KINDS[k]}" for k, (n, _) in self.counts().items())
+        return f"{self.rows_changed} row{'s' if self.rows_changed != 1 else ''} repaired ({kinds})"
+
     def table(self) -> RawTable:
         """The repaired records as a RawTable that keeps the original file's name and row
         positions (so bad rows are reported where they are in the file read)."""
@@ -125,6 +130,17 @@ class Repair:
 
         return from_raw(self.table(), Path(self.raw.file), labels=labels, negative=negative,
                         require_labels=require_labels)
+
+
+def read_repaired(path: str | os.PathLike, *, labels=None, negative: str | None = "no_relation",
+                  skip_bad_rows: bool = False, require_labels: bool = True):
+    """``read_dataset`` through the repairs of ``relex data fix``: (Dataset, Repair). Rows that
+    stay bad raise BadRowsError unless ``skip_bad_rows``, as for ``read_dataset``."""
+    from relex.data.io import apply_bad_row_policy
+
+    repair = repair_file(path, require_labels=require_labels)
+    ds = repair.dataset(labels=labels, negative=negative, require_labels=require_labels)
+    return apply_bad_row_policy(ds, os.fspath(path), skip_bad_rows), repair
 
 
 # --- the repairs -------------------------------------------------------------------------------
@@ -379,4 +395,5 @@ def write_records(repair: Repair, path: str | os.PathLike) -> None:
         pq.write_table(pa.table(columns), tmp)
 
 
-__all__ = ["Change", "INVISIBLE", "KINDS", "Repair", "repair_file", "repair_table", "write_records"]
+__all__ = ["Change", "INVISIBLE", "KINDS", "Repair", "read_repaired", "repair_file", "repair_table",
+           "write_records"]
