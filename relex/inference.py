@@ -29,8 +29,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--skip-bad-rows", action="store_true", help="drop invalid rows instead of stopping")
+def _batch_size_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
                    help="inference batch size (default: the checkpoint's eval_batch_size)")
 
@@ -43,17 +42,24 @@ def add_evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="labelled data file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--per-class", action="store_true", help="add per-class precision/recall/F1")
-    _common_args(p)
+    p.add_argument("--skip-bad-rows", action="store_true", help="drop invalid rows instead of stopping")
+    _batch_size_arg(p)
 
 
 def add_predict_args(p: argparse.ArgumentParser) -> None:
-    p.usage = "relex predict MODEL FILE --output preds.csv [--skip-bad-rows]"
+    p.usage = "relex predict MODEL FILE --output preds.csv [--skip-bad-rows] [--repair]"
     _one_line_errors(p)
     p.add_argument("checkpoint", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("file", metavar="FILE", help="data file; labels are not needed")
     p.add_argument("--output", "-o", required=True, metavar="CSV",
                    help="submission CSV to write: id, pred_label, probs")
-    _common_args(p)
+    p.add_argument("--skip-bad-rows", action="store_true",
+                   help="drop invalid rows instead of stopping (the submission then lacks their "
+                        "ids; how many is printed)")
+    p.add_argument("--repair", action="store_true",
+                   help="predict every row through the repairs of `relex data fix` (one "
+                        "submission row per input id)")
+    _batch_size_arg(p)
 
 
 def _infer(args: argparse.Namespace, *, require_labels: bool):
@@ -63,8 +69,17 @@ def _infer(args: argparse.Namespace, *, require_labels: bool):
 
     model = api.load(args.checkpoint)
     labels = model.labels()
-    ds = read_dataset(Path(args.file), labels=labels, negative=labels.negative,
-                      skip_bad_rows=args.skip_bad_rows, require_labels=require_labels)
+    if getattr(args, "repair", False):
+        from relex.data.repair import read_repaired
+
+        ds, repair = read_repaired(Path(args.file), labels=labels, negative=labels.negative,
+                                   skip_bad_rows=args.skip_bad_rows, require_labels=require_labels)
+        if repair.changes:
+            print(f"relex: {args.file}: {repair.summary()}, as `relex data fix` repairs them",
+                  file=sys.stderr)
+    else:
+        ds = read_dataset(Path(args.file), labels=labels, negative=labels.negative,
+                          skip_bad_rows=args.skip_bad_rows, require_labels=require_labels)
     _warn_skipped(ds)
     if len(ds) == 0:
         raise RelexError(f"{args.file}: no rows to process")
@@ -119,6 +134,12 @@ def predict(args: argparse.Namespace) -> int:
     })
     atomic_write_text(out, frame.to_csv(index=False))
     print(f"wrote {len(frame)} predictions to {out} ({len(names)} labels)", file=sys.stderr)
+    if ds.skipped:
+        ids = [b.id if b.id is not None else f"row {b.row}" for b in ds.bad_rows]
+        shown = ", ".join(ids[:10]) + (f", ... ({len(ids) - 10} more)" if len(ids) > 10 else "")
+        print(f"relex: the submission lacks {ds.skipped} of the {len(frame) + ds.skipped} input "
+              f"ids (bad rows skipped: {shown}); `relex predict --repair` predicts the "
+              f"repairable ones", file=sys.stderr)
     return 0
 
 

@@ -227,6 +227,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _warn_skipped(ds) -> None:
-    skipped = getattr(ds, "skipped", None) or []
-    if skipped:
-        print(f"relex: skipped {len(skipped)} bad rows of {ds.path} (first: {skipped[0]})", file=sys.stderr)
+    if ds.skipped:
+        rows = "row" if ds.skipped == 1 else "rows"
+        print(f"relex: skipped {ds.skipped} bad {rows} of {ds.path} (--skip-bad-rows; first: "
+              f"{ds.bad_rows[0]})", file=sys.stderr)
+
