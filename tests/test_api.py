@@ -13,21 +13,11 @@ import pytest
 
 import relex
 from relex.api import RecordError, klue_record
+from test_train_cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--tiny-hidden", "32", "--tiny-layers", "1", "--max-length", "80", "--batch-size", "32",
         "--lr", "5e-3", "--warmup-ratio", "0", "--num-threads", "1", "--epochs", "1", "--quiet"]
-
-
-def cli(argv, capsys):
-    from relex.cli import main
-
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def _train(out: Path, *extra: str) -> Path:
