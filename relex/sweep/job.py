@@ -37,6 +37,7 @@ from typing import Any, Callable, Sequence
 from relex.config import TrialConfig
 from relex.errors import RelexError
 from relex.sweep.budget import parse_duration, positive
+from relex.tracking import check_loggers
 
 ASHA_DEFAULTS: dict[str, Any] = {
     "metric": "micro_f1",
@@ -103,11 +104,16 @@ class Sweep:
             (see :mod:`relex.sweep.budget`).
         gpu_hours: the sweep's GPU-hours budget over all its runs (CPU-hours without GPUs).
         cost_per_gpu_hour: price of one GPU-hour, for the cost in the leaderboard's footer.
+        skip_bad_rows: drop invalid data rows in pre-flight (how many per file is printed and
+            recorded in ``job.json``) instead of stopping with the bad-row report.
+        loggers: trackers every trial logs to: ``"tensorboard"``, ``"mlflow"``, ``"wandb"``
+            (see :mod:`relex.tracking`).
     """
 
     FIELDS = ("name", "train", "valid", "labels", "negative_label", "space", "seeds", "asha",
               "resources", "max_concurrent", "max_failures", "reuse_actors", "split_seed",
-              "before_trial", "time_budget", "gpu_hours", "cost_per_gpu_hour")
+              "before_trial", "skip_bad_rows", "loggers", "time_budget", "gpu_hours",
+              "cost_per_gpu_hour")
 
     def __init__(self, name: str | None = None, train: str | os.PathLike | None = None,
                  valid: str | os.PathLike | float | None = 0.1, labels: str | os.PathLike | None = None,
@@ -116,6 +122,7 @@ class Sweep:
                  resources: dict[str, Any] | None = None, max_concurrent: int = 0,
                  max_failures: int = 0, reuse_actors: bool = True, split_seed: int = 0,
                  before_trial: Callable[[TrialConfig, str], None] | None = None,
+                 skip_bad_rows: bool = False, loggers: Sequence[str] = (),
                  time_budget: str | float | None = None, gpu_hours: float | None = None,
                  cost_per_gpu_hour: float | None = None, **unknown: Any):
         if unknown:
@@ -138,6 +145,8 @@ class Sweep:
         self.time_budget = time_budget
         self.gpu_hours = gpu_hours
         self.cost_per_gpu_hour = cost_per_gpu_hour
+        self.skip_bad_rows = skip_bad_rows
+        self.loggers = loggers
 
     def __repr__(self) -> str:
         return f"Sweep(name={self.name!r}, train={self.train!r}, {len(self.space)} space keys)"
@@ -174,6 +183,8 @@ class Job:
     missing_files: list[str] = field(default_factory=list)
     # time_budget_s, gpu_hours, cost_per_gpu_hour (None: no limit / no price)
     budget: dict[str, float | None] = field(default_factory=dict)
+    skip_bad_rows: bool = False
+    loggers: tuple[str, ...] = ()  # trackers (relex.tracking.LOGGERS)
 
     def resolved(self) -> dict[str, Any]:
         """The job as plain JSON-able data (what ran, with absolute paths)."""
@@ -190,8 +201,10 @@ class Job:
             "max_failures": self.max_failures,
             "reuse_actors": self.reuse_actors,
             "split_seed": self.split_seed,
+            "skip_bad_rows": self.skip_bad_rows,
             "axes": self.axes,
             "budget": self.budget,
+            "loggers": list(self.loggers),
             "trials": [{"trial_id": t.trial_id, "config": t.config.to_dict()} for t in self.trials],
         }
 
@@ -317,11 +330,14 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
     max_concurrent = _int(sweep.max_concurrent, "max_concurrent", where, 0)
     max_failures = _int(sweep.max_failures, "max_failures", where, 0)
     split_seed = _int(sweep.split_seed, "split_seed", where, 0)
+    if not isinstance(sweep.skip_bad_rows, bool):
+        raise RelexError(f"{where}: skip_bad_rows={sweep.skip_bad_rows!r} is invalid: True or False")
     if sweep.before_trial is not None and not callable(sweep.before_trial):
         raise RelexError(f"{where}: before_trial must be a function f(cfg, trial_id)")
     budget = {"time_budget_s": parse_duration(sweep.time_budget, where),
               "gpu_hours": positive(sweep.gpu_hours, "gpu_hours", where),
               "cost_per_gpu_hour": positive(sweep.cost_per_gpu_hour, "cost_per_gpu_hour", where)}
+    loggers = check_loggers(sweep.loggers, where=f"{where}: loggers")
 
     # seeds
     seeds_raw = sweep.seeds
@@ -375,7 +391,8 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
                negative_label=sweep.negative_label, asha=asha, resources=resources,
                max_concurrent=max_concurrent, max_failures=max_failures,
                reuse_actors=bool(sweep.reuse_actors), split_seed=split_seed, axes=shown_axes,
-               trials=trials, missing_files=missing, budget=budget)
+               trials=trials, missing_files=missing, skip_bad_rows=sweep.skip_bad_rows,
+               loggers=loggers, budget=budget)
 
 
 __all__ = ["Sweep", "grid", "Grid", "Trial", "Job", "load_job", "exec_job_file", "ASHA_DEFAULTS",
