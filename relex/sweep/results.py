@@ -1,7 +1,8 @@
 """A sweep's results as Parquet, written atomically as trials end.
 
 ``<sweep_dir>/trials.parquet`` — one row per trial:
-  trial_id, status (TERMINATED / STOPPED_EARLY / ERROR / RUNNING), every TrialConfig
+  trial_id, status (TERMINATED / STOPPED_EARLY / ERROR; RUNNING while it runs; PENDING when
+  --retry-errors reopened it; PAUSED / NOT_STARTED when a budget ended the sweep), every TrialConfig
   field as its own column, the best evaluation's micro_f1, auprc, accuracy, val_loss, best_step,
   best_epoch, epochs_run, evaluations, attempts, wall_s, node, node_id, gpu, error (text, for
   failures), checkpoint (the best checkpoint's directory), valid_probs (an ``.npy`` of the best
