@@ -1,4 +1,4 @@
-"""The `relex` command: data check | train | evaluate | predict | sweep | leaderboard.
+"""The `relex` command: data check | data stats | train | evaluate | predict | sweep | leaderboard | report.
 
 Each subcommand lives beside the code it drives (``relex.data.commands``,
 ``relex.train.commands``, ``relex.sweep.commands``, ``relex.leaderboard``); this module only
@@ -20,6 +20,8 @@ from relex.errors import RelexError
 COMMANDS = [
     (("data", "check"), "relex.data.commands", "add_check_args", "check",
      "validate a data file: rows, labels and their counts, bad rows"),
+    (("data", "stats"), "relex.analysis.commands", "add_stats_args", "stats",
+     "statistics per label: entity type pairs, entity distance, sentence length, top entities"),
     (("train",), "relex.train.commands", "add_train_args", "train",
      "train one model (every technique is a flag)"),
     (("evaluate",), "relex.train.commands", "add_evaluate_args", "evaluate",
@@ -30,6 +32,8 @@ COMMANDS = [
      "run a job file's sweep on Ray Tune with ASHA and a live leaderboard"),
     (("leaderboard",), "relex.leaderboard", "add_leaderboard_args", "leaderboard",
      "show a sweep's results, ranked by micro-F1"),
+    (("report",), "relex.analysis.commands", "add_report_args", "report",
+     "what a sweep concluded: effects with confidence intervals, errors, learning curves, cost"),
 ]
 
 

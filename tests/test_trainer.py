@@ -183,7 +183,7 @@ def test_on_evaluate_events(split, tmp_path):
 
     def hook(ev):
         assert (ev.best_dir / "model.safetensors").is_file()  # the best checkpoint is in place
-        for k in ("micro_f1", "auprc", "accuracy", "val_loss", "train_loss", "lr"):
+        for k in ("micro_f1", "auprc", "mean_ap", "accuracy", "val_loss", "train_loss", "lr"):
             assert np.isfinite(ev.metrics[k]), k
         events.append(ev)
 

@@ -19,11 +19,10 @@ from ray.tune import Callback
 
 from relex.io_utils import atomic_write_text
 from relex.sweep.job import Job
-from relex.sweep.results import FINISHED, ResultsWriter
+from relex.sweep.results import FINISHED, METRIC_COLUMNS, ResultsWriter
 from relex.sweep.trial import FINAL_FILE, RAY_DIR, TRIALS_DIR
 
-_HISTORY_KEYS = ("step", "epoch", "micro_f1", "auprc", "accuracy", "val_loss", "lr", "train_loss",
-                 "is_best")
+_HISTORY_KEYS = ("step", "epoch", *METRIC_COLUMNS, "lr", "train_loss", "is_best")
 _LIVE_KEYS = ("node", "node_id", "gpu", "started_at", "checkpoint")
 
 
@@ -131,7 +130,7 @@ class SweepCallback(Callback):
                "attempts": result.get("attempt"), "epochs_run": result.get("epoch"),
                "wall_s": result.get("elapsed_s"),
                **{k: result.get(k) for k in _LIVE_KEYS}}
-        for k in ("micro_f1", "auprc", "accuracy", "val_loss"):
+        for k in METRIC_COLUMNS:
             row[k] = result.get(f"best_{k}")
         row["best_step"] = result.get("best_step")
         row["best_epoch"] = result.get("best_epoch")

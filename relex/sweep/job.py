@@ -44,7 +44,7 @@ ASHA_DEFAULTS: dict[str, Any] = {
     "reduction_factor": 3,
     "max_t": 0,  # evaluations per trial at most; 0 = no cap (the trainer's epochs/max_steps decide)
 }
-METRICS = ("micro_f1", "auprc", "accuracy", "val_loss")
+METRICS = ("micro_f1", "auprc", "mean_ap", "accuracy", "val_loss")
 RESOURCE_KEYS = ("gpu", "cpu")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 

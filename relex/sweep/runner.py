@@ -153,16 +153,21 @@ def build_features(cfg, train, valid, backbone_path: str, cache_dir: Path) -> No
 
 def write_valid_index(sweep_dir: Path, valid) -> None:
     """What the rows and columns of ``valid_probs/<trial_id>.npy`` are: ``valid_index.parquet``
-    (row, id, label — the validation set in order) and ``labels.json`` (column order)."""
+    (row, then the validation set's normalized columns in order: id, sentence, entities, label,
+    source — what error analysis shows) and ``labels.json`` (column order)."""
     import pyarrow as pa
 
+    from relex.data.io import COLUMNS, INT_COLUMNS
     from relex.sweep.results import write_table
 
     frame = valid.frame
-    table = pa.table({"row": pa.array(range(len(frame)), pa.int64()),
-                      "id": pa.array([str(x) for x in frame["id"]], pa.string()),
-                      "label": pa.array([None if x is None else str(x) for x in frame["label"]],
-                                        pa.string())})
+    columns = {"row": pa.array(range(len(frame)), pa.int64())}
+    for c in COLUMNS:
+        if c in INT_COLUMNS:
+            columns[c] = pa.array([int(x) for x in frame[c]], pa.int64())
+        else:
+            columns[c] = pa.array([None if x is None else str(x) for x in frame[c]], pa.string())
+    table = pa.table(columns)
     write_table(sweep_dir / "valid_index.parquet", table)
     atomic_write_text(sweep_dir / "labels.json", json.dumps(
         {"names": list(valid.labels.names), "negative": valid.labels.negative}, ensure_ascii=False))

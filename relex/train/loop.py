@@ -103,7 +103,7 @@ class FitResult:
 
     def summary(self) -> dict[str, Any]:
         return {
-            **{k: self.best_metrics.get(k) for k in ("micro_f1", "auprc", "accuracy", "val_loss")},
+            **{k: self.best_metrics.get(k) for k in ("micro_f1", "auprc", "mean_ap", "accuracy", "val_loss")},
             "best_step": self.best_step,
             "best_epoch": self.best_epoch,
             "epochs_run": self.epochs_run,
@@ -412,7 +412,7 @@ class _Trainer:
         train_loss = self.loss_sum / self.loss_steps if self.loss_steps else float("nan")
         epoch_f = self.epoch + (self.batch_in_epoch / n_batches if n_batches else 0.0)
         metrics = {
-            "micro_f1": m["micro_f1"], "auprc": m["auprc"], "accuracy": m["accuracy"],
+            "micro_f1": m["micro_f1"], "auprc": m["auprc"], "mean_ap": m["mean_ap"], "accuracy": m["accuracy"],
             "val_loss": val_loss, "train_loss": train_loss, "lr": self.current_lr(),
         }
         is_best = self.best_metrics is None or metrics["micro_f1"] > self.best_metrics["micro_f1"]
