@@ -66,6 +66,7 @@ class ReportBuilder:
         self._fill_mean_ap()
         self.configs = C.by_config(self.rows)
         self.comparer = E.Comparer(res, budget)
+        self.effects = E.axis_effects(res, self.comparer) if res.axes else []
 
     def _fill_mean_ap(self) -> None:
         """Sweeps recorded before mean AP was a trial metric: compute it from the saved
@@ -120,6 +121,7 @@ class ReportBuilder:
                                                                   if sd is not None else " (1 seed)")])
             facts.append(["best trial", f"{best['trial_id']}: micro-F1 {f2(best.get('micro_f1'))}, "
                                         f"AUPRC {f2(best.get('auprc'))}, mean AP {f2(best.get('mean_ap'))}"])
+        facts += self._findings()
         sec.add(Table(["", ""], facts, header=False))
         for g in C.identical_results(self.rows, lambda t: res.dir / "valid_probs" / f"{t}.npy"):
             sec.add(Para(f"Suspicious: trials {', '.join(g.trial_ids)} have identical {g.what} "
@@ -130,6 +132,25 @@ class ReportBuilder:
             sec.add(Para(f"{len(errors)} trial(s) failed: "
                          + "; ".join(f"{r.trial_id}: {r.error}" for r in errors.itertuples()), "warn"))
         return sec
+
+    def _findings(self) -> list[list]:
+        """The effects in one line each: those whose interval excludes 0, and the rest."""
+        clear, unclear = [], []
+        for e in self.effects:
+            s = e.stats.get("micro_f1")
+            if s is None:
+                continue
+            name = f"{e.axis}={fmt_value(e.value)} vs {fmt_value(e.reference)}"
+            if s.low is not None and not s.contains_zero:
+                clear.append((f"{name}: {signed(s.estimate)} micro-F1 [{s.low:+.2f}, {s.high:+.2f}]",
+                              "good" if s.estimate > 0 else "bad"))
+            else:
+                unclear.append(name)
+        out = [["clear effect", c] for c in clear]
+        if unclear:
+            out.append(["no clear effect", ("; ".join(unclear) + " (interval contains 0, or one pair)",
+                                            "muted")])
+        return out
 
     def config_section(self) -> Section | None:
         scored = [g for g in self.configs if g.n]
@@ -168,7 +189,7 @@ class ReportBuilder:
         if not res.axes:
             return None
         sec = Section("Effects of each axis", anchor="effects")
-        effects = E.axis_effects(res, self.comparer)
+        effects = self.effects
         metrics = self.comparer.metrics
         sec.add(Para(f"Each value against the axis's reference (its first grid value), from "
                      f"matched pairs of trials that differ only in that axis (same seed, same "
