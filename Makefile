@@ -20,6 +20,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/relex sweep jobs/smoke.py --overwrite
 	$(BIN)/relex leaderboard artifacts/smoke
+	$(BIN)/relex report artifacts/smoke --html artifacts/smoke/report.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

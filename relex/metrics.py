@@ -38,6 +38,12 @@ def micro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int, negative_i
     return float(f1_score(labels, preds, average="micro", labels=positive, zero_division=0) * 100.0)
 
 
+def _area(target: np.ndarray, scores: np.ndarray) -> float:
+    """Trapezoidal area under one class's precision-recall curve (KLUE's rule), 0–1."""
+    precision, recall, _ = precision_recall_curve(target, scores)
+    return float(auc(recall, precision))
+
+
 def auprc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, list[int]]:
     """Mean per-class area under the PR curve ×100, and the class ids skipped (no gold example)."""
     areas, skipped = [], []
@@ -46,8 +52,7 @@ def auprc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, list[int]]:
         if not target.any():
             skipped.append(c)
             continue
-        precision, recall, _ = precision_recall_curve(target, probs[:, c])
-        areas.append(auc(recall, precision))
+        areas.append(_area(target, probs[:, c]))
     if not areas:
         raise ValueError("AUPRC is undefined: no class has a gold example")
     return float(np.mean(areas) * 100.0), skipped
@@ -75,26 +80,36 @@ def tie_effect(labels: Sequence[int] | np.ndarray, probs: np.ndarray, *, draws: 
     Returns ``auprc`` (KLUE's), ``auprc_tie_broken`` (the same area with every tie broken at
     random, averaged over ``draws`` orders: what the scores are worth as a ranking), ``shift``
     (the difference, in AUPRC points) and ``tied_share`` (the share of scores, over all class
-    columns, equal to another row's score in the same column). Without ties, ``shift`` is 0 and
-    nothing is recomputed.
+    columns, equal to another row's score in the same column). Only columns with ties are
+    recomputed; without any, ``shift`` is 0.
     """
     y = np.asarray(labels, dtype=np.int64)
     p = np.asarray(probs, dtype=np.float64)
-    area, _ = auprc(y, p)
-    tied = float(np.mean([_tied_share(p[:, c]) for c in range(p.shape[1])]))
-    if tied == 0.0:
-        return {"auprc": area, "auprc_tie_broken": area, "shift": 0.0, "tied_share": 0.0}
     rng = np.random.default_rng(seed)
-    broken = []
-    for _ in range(draws):
-        ranks = np.empty_like(p)
-        for c in range(p.shape[1]):
+    shares, areas, broken = [], [], []
+    for c in range(p.shape[1]):
+        share = _tied_share(p[:, c])
+        shares.append(share)
+        target = y == c
+        if not target.any():
+            continue  # skipped by AUPRC too
+        area = _area(target, p[:, c])
+        areas.append(area)
+        if share == 0.0:
+            broken.append(area)
+            continue
+        redone = []
+        for _ in range(draws):
             order = np.lexsort((rng.random(len(y)), p[:, c]))  # by score, ties in random order
-            ranks[order, c] = np.arange(len(y))
-        broken.append(auprc(y, ranks)[0])
-    mean_broken = float(np.mean(broken))
-    return {"auprc": area, "auprc_tie_broken": mean_broken, "shift": area - mean_broken,
-            "tied_share": tied}
+            ranks = np.empty(len(y))
+            ranks[order] = np.arange(len(y))
+            redone.append(_area(target, ranks))
+        broken.append(float(np.mean(redone)))
+    if not areas:
+        raise ValueError("AUPRC is undefined: no class has a gold example")
+    area, tie_broken = float(np.mean(areas) * 100.0), float(np.mean(broken) * 100.0)
+    return {"auprc": area, "auprc_tie_broken": tie_broken, "shift": area - tie_broken,
+            "tied_share": float(np.mean(shares))}
 
 
 def compute(

@@ -309,3 +309,24 @@ def test_resume_and_start_guards(cluster, e2e_job, reference, tmp_path):
     p = subprocess.run(_sweep_cmd(changed, ref_dir.parent, "ref", cluster["address"], "--resume"),
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "trials differ" in p.stderr
+
+
+def test_report_on_a_real_sweep(reference, capsys):
+    """`relex report` on what a real sweep wrote: mean AP recorded per trial and evaluation,
+    sentences in valid_index.parquet, the failed trial said, effects, errors and cost shown."""
+    from relex.cli import main
+
+    sweep_dir, _ = reference
+    rows = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
+    scored = [r for t, r in rows.items() if t != "t004"]
+    assert all(0 <= r["mean_ap"] <= 100 for r in scored)
+    hist = pq.read_table(sweep_dir / "history.parquet").to_pylist()
+    assert all(h["mean_ap"] is not None for h in hist)
+    index = pq.read_table(sweep_dir / "valid_index.parquet").to_pylist()
+    assert all(x["sentence"][x["subj_start"]:x["subj_end"] + 1] == x["subj_word"] for x in index)
+    assert main(["report", str(sweep_dir), "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "t004: RuntimeError: broken trial t004" in out
+    assert "| head | marker vs cls |" in out and "| lr | 0.001 vs 0.0002 |" in out
+    assert "**[S:" in out or "none." in out
+    assert "## Cost" in out and "ASHA stopped" in out

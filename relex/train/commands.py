@@ -214,6 +214,7 @@ def train(args: argparse.Namespace) -> int:
     m = res.best_metrics
     print(f"micro_f1  {m['micro_f1']:.2f}")
     print(f"auprc     {m['auprc']:.2f}")
+    print(f"mean_ap   {m['mean_ap']:.2f}")
     print(f"accuracy  {m['accuracy']:.2f}")
     print(f"best step {res.best_step} (epoch {res.best_epoch:.2f}) of {res.steps} steps; stop: {res.stop_reason}")
     print(f"wall time {wall:.1f}s, {res.examples_per_s:.1f} training examples/s ({res.device}, amp {res.amp})")

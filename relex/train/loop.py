@@ -434,7 +434,8 @@ class _Trainer:
         self._write_history()
         self.report.log(
             f"eval step {self.step} epoch {epoch_f:.2f}: micro_f1 {metrics['micro_f1']:.2f} "
-            f"auprc {metrics['auprc']:.2f} acc {metrics['accuracy']:.2f} val_loss {val_loss:.4f}"
+            f"auprc {metrics['auprc']:.2f} mean_ap {metrics['mean_ap']:.2f} acc {metrics['accuracy']:.2f} "
+            f"val_loss {val_loss:.4f}"
             + (" (best)" if is_best else "")
         )
         stop = bool(cfg.patience) and self.bad_evals >= cfg.patience
