@@ -29,10 +29,16 @@ def _check_html_path(value: str | None) -> Path | None:
 
 
 def _emit(doc, fmt: str, html_path: Path | None) -> None:
-    """The document on stdout (markdown, or rich tables: plain and wide off a terminal), and
-    the HTML file written whole or not at all."""
+    """The HTML file (written whole or not at all; first, so that a reader closing stdout
+    early, as `| head` does, cannot cost it), then the document on stdout: markdown, or rich
+    tables (plain and wide off a terminal)."""
     from relex.analysis.document import render_console, render_html, render_markdown
 
+    if html_path is not None:
+        from relex.io_utils import atomic_write_text
+
+        atomic_write_text(html_path, render_html(doc))
+        print(f"wrote {html_path}", file=sys.stderr)
     if fmt == "markdown":
         sys.stdout.write(render_markdown(doc))
     else:
@@ -40,11 +46,6 @@ def _emit(doc, fmt: str, html_path: Path | None) -> None:
 
         tty = sys.stdout.isatty()
         render_console(doc, Console(highlight=False, width=None if tty else 140, soft_wrap=not tty))
-    if html_path is not None:
-        from relex.io_utils import atomic_write_text
-
-        atomic_write_text(html_path, render_html(doc))
-        print(f"wrote {html_path}", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- report

@@ -180,13 +180,14 @@ def heatmap(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], title:
     fig = _figure(min(0.45 * len(cols) + 3.5, 16.0), min(0.3 * len(rows) + 2.0, 16.0))
     ax = fig.subplots()
     shown = np.where(matrix > 0, matrix, np.nan)
-    im = ax.imshow(shown, cmap="Blues", aspect="auto",
-                   norm=LogNorm(vmin=1, vmax=max(2, int(np.nanmax(shown)) if np.any(matrix > 0) else 2)))
+    norm = LogNorm(vmin=1, vmax=max(2, int(np.nanmax(shown)) if np.any(matrix > 0) else 2))
+    im = ax.imshow(shown, cmap="Blues", aspect="auto", norm=norm)
     ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     if matrix.size <= 600:
         for i, j in zip(*np.nonzero(matrix)):
-            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=6.5)
+            ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=6.5,
+                    color="white" if norm(matrix[i, j]) > 0.6 else "#1d2330")
     ax.set_title(title, fontsize=11)
     fig.colorbar(im, ax=ax, shrink=0.7, label="rows")
     return png(fig)
