@@ -1,4 +1,4 @@
-"""The `relex` command: data check | data stats | train | evaluate | predict | sweep | leaderboard | report.
+"""The `relex` command: data check|fix|stats, train, evaluate, predict, sweep, leaderboard, report.
 
 Each subcommand lives beside the code it drives (``relex.data.commands``,
 ``relex.train.commands``, ``relex.sweep.commands``, ``relex.leaderboard``); this module only
@@ -20,6 +20,8 @@ from relex.errors import RelexError
 COMMANDS = [
     (("data", "check"), "relex.data.commands", "add_check_args", "check",
      "validate a data file: rows, labels and their counts, bad rows"),
+    (("data", "fix"), "relex.data.commands", "add_fix_args", "fix",
+     "repair what is fixable in a data file (quotes, spans, invisible characters, labels)"),
     (("data", "stats"), "relex.analysis.commands", "add_stats_args", "stats",
      "statistics per label: entity type pairs, entity distance, sentence length, top entities"),
     (("train",), "relex.train.commands", "add_train_args", "train",
