@@ -38,7 +38,8 @@ from relex.sweep.results import FINISHED
 JOB_FILE = "job.json"
 # everything relex writes in a sweep directory (a start that failed early leaves a subset)
 SWEEP_ENTRIES = {JOB_FILE, "cache", "ray", "trials", "valid_probs", "valid_index.parquet",
-                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet"}
+                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet",
+                 "tensorboard", "mlruns", "wandb"}
 
 
 @dataclass
@@ -97,12 +98,20 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
 
     say(f"reading {job.train}")
     labels = str(job.labels) if job.labels else None
-    full = read_dataset(str(job.train), labels=labels, negative=job.negative_label)
+    skip = job.skip_bad_rows
+    full = read_dataset(str(job.train), labels=labels, negative=job.negative_label,
+                        skip_bad_rows=skip)
+    skipped = {str(job.train): full.skipped}
     if isinstance(job.valid, float):
         train, valid = stratified_split(full, job.valid, job.split_seed)
     else:
         train = full
-        valid = read_dataset(str(job.valid), labels=full.labels, negative=job.negative_label)
+        valid = read_dataset(str(job.valid), labels=full.labels, negative=job.negative_label,
+                             skip_bad_rows=skip)
+        skipped[str(job.valid)] = valid.skipped
+    for file, n in skipped.items():
+        if n:
+            say(f"skipped {n} bad row{'s' if n > 1 else ''} of {file} (skip_bad_rows)")
     if len(train) == 0 or len(valid) == 0:
         raise RelexError(f"{job.path}: the training or validation set is empty")
     say(f"data: {len(train)} train / {len(valid)} validation examples, {len(full.labels)} labels")
@@ -134,7 +143,7 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
         tokenizer_and_features(cfg, train, valid, backbones[t.trial_id], feats_cache)
     return {"train": train, "valid": valid, "backbones": backbones, "features_cache": str(feats_cache),
             "sweep_dir": str(sweep_dir), "before_trial": job.sweep.before_trial,
-            "n_labels": len(full.labels)}
+            "n_labels": len(full.labels), "skipped_bad_rows": skipped}
 
 
 def write_valid_index(sweep_dir: Path, valid) -> None:
@@ -207,6 +216,8 @@ def _check_same_job(job: Job, sweep_dir: Path) -> None:
                          "resume with the same job file")
     changed = [k for k in ("train", "valid", "labels", "negative_label", "split_seed")
                if old.get(k) != new[k]]
+    if old.get("skip_bad_rows", False) != new["skip_bad_rows"]:
+        changed.append("skip_bad_rows")
     if changed:
         raise RelexError(f"{sweep_dir}: the job's data settings ({', '.join(changed)}) differ from "
                          "those the sweep started with; resume with the same data, or start a new "
@@ -265,7 +276,10 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
         write_valid_index(sweep_dir, prepared["valid"])
     else:
         prepared = {**prepared, "sweep_dir": str(sweep_dir)}
-    atomic_write_text(sweep_dir / JOB_FILE, json.dumps(job.resolved(), indent=1, sort_keys=True))
+    resolved = job.resolved()
+    if "skipped_bad_rows" in prepared:  # bad rows dropped per data file (skip_bad_rows)
+        resolved["skipped_bad_rows"] = prepared["skipped_bad_rows"]
+    atomic_write_text(sweep_dir / JOB_FILE, json.dumps(resolved, indent=1, sort_keys=True))
 
     import ray
     from ray import tune
@@ -303,7 +317,7 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
                     name=RAY_DIR, storage_path=str(sweep_dir),
                     failure_config=tune.FailureConfig(max_failures=job.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[callback], verbose=0))
+                    callbacks=[callback, *_tracker_callbacks(job, sweep_dir, name)], verbose=0))
         # Tune's own console output (config box, tracebacks of failed trials) would tear through
         # the live leaderboard; the callback reports every trial, and each failed trial's full
         # traceback stays in <sweep_dir>/ray/<trial_id>/error.txt.
@@ -325,6 +339,14 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
     finally:
         if owns_ray:
             ray.shutdown()
+
+
+def _tracker_callbacks(job: Job, sweep_dir: Path, name: str) -> list:
+    if not job.loggers:
+        return []
+    from relex.sweep.tracking import callbacks
+
+    return callbacks(job.loggers, sweep_dir, name)
 
 
 def print_summary(outcome: SweepOutcome, console, *, show_table: bool) -> None:
