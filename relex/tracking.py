@@ -90,6 +90,11 @@ def wandb_project() -> str:
     return os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 # ----------------------------------------------------------------------------- one run
 class _TensorBoard:
     def __init__(self, out_dir: Path, params: dict[str, Any], run_name: str):
@@ -117,11 +122,17 @@ class _MLflow:
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=mlflow_uri(out_dir / "mlruns"))
+        from mlflow.exceptions import MlflowException
+
+        uri = mlflow_uri(out_dir / "mlruns")
+        self.client = MlflowClient(tracking_uri=uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_PROJECT
-        exp = self.client.get_experiment_by_name(name)
-        exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
-        self.run_id = self.client.create_run(exp_id, run_name=run_name).info.run_id
+        try:
+            exp = self.client.get_experiment_by_name(name)
+            exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
+            self.run_id = self.client.create_run(exp_id, run_name=run_name).info.run_id
+        except MlflowException as e:  # an unreachable server, a store it cannot open
+            raise RelexError(f"--logger mlflow: {uri}: {_first_line(e)}") from None
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
@@ -138,8 +149,12 @@ class _Wandb:
     def __init__(self, out_dir: Path, params: dict[str, Any], run_name: str):
         import wandb
 
-        self.run = wandb.init(project=wandb_project(), name=run_name, dir=str(out_dir), config=params,
-                              reinit="create_new")
+        try:
+            self.run = wandb.init(project=wandb_project(), name=run_name, dir=str(out_dir),
+                                  config=params, reinit="create_new")
+        except wandb.errors.Error as e:  # e.g. no API key: a setting of the user's, not a bug
+            raise RelexError(f"--logger wandb: {_first_line(e)} (or set WANDB_MODE=offline to "
+                             "keep the run local)") from None
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         self.run.log(metrics, step=step)

@@ -260,3 +260,21 @@ def test_sweep_logs_each_trial_through_ray_tune_callbacks(tmp_path, tracker_env,
         check_tensorboard(sweep_dir / "tensorboard" / t.trial_id, t.config, want)
         check_mlflow(runs[t.trial_id], t.config, want)
         check_wandb(sweep_dir / "wandb" / t.trial_id / "wandb", t.config, want)
+
+
+def test_a_tracker_the_user_has_not_set_up_is_one_line(tmp_path, capsys, monkeypatch):
+    """W&B online without an API key (a fresh machine): one line, exit 2, no traceback."""
+    pytest.importorskip("wandb")
+    from relex.cli import main
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    for k in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(k, str(home / k.lower()))
+    monkeypatch.setenv("NETRC", str(home / "netrc"))
+    rc = main(["train", "--out", str(tmp_path / "o"), *FAST, "--logger", "wandb"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith("relex: error: --logger wandb: ") and "WANDB_MODE=offline" in err[-1]
