@@ -85,6 +85,7 @@ def test_report_examples_and_curves_flags(sweep, capsys):
 
 
 def test_report_html_file(sweep, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the plots need the report extra: pip install -e '.[report]'")
     page = tmp_path / "sub" / "r.html"
     rc, out, err = run(capsys, "report", sweep, "--html", page, "--format", "markdown")
     assert rc == 0 and f"wrote {page}" in err

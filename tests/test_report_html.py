@@ -37,6 +37,7 @@ window.addEventListener('load', () => {
 });
 </script>"""
 
+pytest.importorskip("matplotlib", reason="the plots need the report extra: pip install -e '.[report]'")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="chromium not installed (.ci/run installs it)")
 

@@ -29,12 +29,13 @@ import pyarrow.parquet as pq
 
 from relex.config import TrialConfig
 from relex.io_utils import atomic_path
+from relex.metrics import EVAL_METRICS
 
 TRIALS_FILE = "trials.parquet"
 HISTORY_FILE = "history.parquet"
 FINISHED = ("TERMINATED", "STOPPED_EARLY", "ERROR")
 # every metric a trial reports after each evaluation (mean_ap: tie-free, see relex.metrics)
-METRIC_COLUMNS = ("micro_f1", "auprc", "mean_ap", "accuracy", "val_loss")
+METRIC_COLUMNS = EVAL_METRICS
 
 _PA_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
 
