@@ -18,14 +18,9 @@ from typing import Any
 from ray.tune import Callback
 
 from relex.io_utils import atomic_write_text
-from relex.metrics import EVAL_METRICS
 from relex.sweep.job import Job
 from relex.sweep.results import FINISHED, ResultsWriter
-from relex.sweep.trial import FINAL_FILE, RAY_DIR, TRIALS_DIR
-
-_HISTORY_KEYS = ("step", "epoch", *EVAL_METRICS, "lr", "train_loss",
-                 "is_best")
-_LIVE_KEYS = ("node", "node_id", "gpu", "started_at", "checkpoint")
+from relex.sweep.trial import FINAL_FILE, RAY_DIR, TRIALS_DIR, TrialReport
 
 
 def _trial_id(trial) -> str:
@@ -126,16 +121,14 @@ class SweepCallback(Callback):
         if tid in self.previously_finished:
             return
         it = int(result.get("training_iteration", 0))
-        self.writer.add_history({"trial_id": tid, "iteration": it,
-                                 **{k: result.get(k) for k in _HISTORY_KEYS}})
+        report = TrialReport.from_result(result, tid)
+        self.writer.add_history({"trial_id": tid, "iteration": it, "step": report.step,
+                                 "epoch": report.epoch, "is_best": report.is_best, **report.metrics})
         row = {**self._base_row(tid), "status": "RUNNING", "evaluations": it,
-               "attempts": result.get("attempt"), "epochs_run": result.get("epoch"),
-               "wall_s": result.get("elapsed_s"),
-               **{k: result.get(k) for k in _LIVE_KEYS}}
-        for k in ("micro_f1", "auprc", "accuracy", "val_loss"):
-            row[k] = result.get(f"best_{k}")
-        row["best_step"] = result.get("best_step")
-        row["best_epoch"] = result.get("best_epoch")
+               "attempts": report.attempt, "epochs_run": report.epoch, "wall_s": report.elapsed_s,
+               "started_at": report.started_at, "checkpoint": report.checkpoint,
+               **report.where, **report.best, "best_step": report.best_step,
+               "best_epoch": report.best_epoch}
         self.writer.set_trial(row)
         # Written before Tune snapshots the trial's new checkpoint into its experiment state, so
         # a driver killed at any point loses no evaluation a resumed trial will not repeat.
