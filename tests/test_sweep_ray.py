@@ -62,7 +62,7 @@ def _probe_trial(config, prepared):
 
     tid = config["trial"]["trial_id"]
     start = time.time()
-    time.sleep(1.0)
+    time.sleep(prepared.get("sleep_s", 1.0))
     rec = {"trial": tid, "node": ray.get_runtime_context().get_node_id(),
            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
            "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "start": start, "end": time.time()}
@@ -109,6 +109,42 @@ def test_trials_land_one_per_gpu_across_nodes(cluster, tmp_path):
     for r in recs:
         assert by_id[r["trial"]]["node_id"] == r["node"]
         assert by_id[r["trial"]]["gpu"].split(":")[0] == r["gpu_ids"][0]
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.25])
+def test_fractional_gpus_pack_trials_onto_each_gpu(cluster, tmp_path, fraction):
+    from relex.sweep.job import load_job
+    from relex.sweep.runner import run
+
+    per_gpu = round(1 / fraction)
+    job_file = tmp_path / "frac_job.py"
+    job_file.write_text(
+        "from relex.sweep import Sweep, grid\n"
+        f"sweep = Sweep(name='frac', train={str(SAMPLE_PATH)!r},\n"
+        f"              space=dict(lr=grid([{', '.join(f'{i}e-4' for i in range(1, 2 * per_gpu + 3))}])),\n"
+        f"              resources=dict(gpu={fraction}, cpu={fraction}), asha=dict(grace_period=2))\n")
+    job = load_job(job_file)
+    assert job.resources == {"gpu": fraction, "cpu": fraction}
+    # the flag beats the job file: 0.25 from the command line, as `--gpus-per-trial 0.25` passes it
+    out = run(job, storage=tmp_path / "art", trainable=_probe_trial, gpus=fraction,
+              prepared={"sleep_s": 4.0}, live=False)
+    n = 2 * per_gpu + 2
+    assert out.counts == {"TERMINATED": n}
+    recs = [json.loads(p.read_text()) for p in sorted((out.sweep_dir / "probe").glob("*.json"))]
+    assert len(recs) == n
+    for r in recs:  # each trial sees exactly one GPU, its own node's
+        assert r["node"] in cluster["gpu_nodes"]
+        assert len(r["gpu_ids"]) == 1 and r["cuda"] == r["gpu_ids"][0]
+    peaks = {}
+    for node in cluster["gpu_nodes"]:
+        events = sorted([(r["start"], 1) for r in recs if r["node"] == node]
+                        + [(r["end"], -1) for r in recs if r["node"] == node])
+        running, peaks[node] = 0, 0
+        for _, d in events:
+            running += d
+            peaks[node] = max(peaks[node], running)
+    # never more than 1/fraction trials on a GPU at once; every GPU used, and shared
+    assert all(2 <= p <= per_gpu for p in peaks.values()), peaks
 
 
 # ------------------------------------------------------------ kill, resume, errors
