@@ -1,4 +1,4 @@
-"""The `relex` command: data check | train | evaluate | predict | sweep | leaderboard.
+"""The `relex` command: data check | data fix | train | evaluate | predict | sweep | leaderboard.
 
 Each subcommand lives beside the code it drives (``relex.data.commands``,
 ``relex.train.commands``, ``relex.sweep.commands``, ``relex.leaderboard``); this module only
@@ -20,6 +20,8 @@ from relex.errors import RelexError
 COMMANDS = [
     (("data", "check"), "relex.data.commands", "add_check_args", "check",
      "validate a data file: rows, labels and their counts, bad rows"),
+    (("data", "fix"), "relex.data.commands", "add_fix_args", "fix",
+     "repair what is fixable in a data file (quotes, spans, invisible characters, labels)"),
     (("train",), "relex.train.commands", "add_train_args", "train",
      "train one model (every technique is a flag)"),
     (("evaluate",), "relex.train.commands", "add_evaluate_args", "evaluate",

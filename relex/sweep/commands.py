@@ -28,6 +28,9 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
                         "(default: the job's, else 1 if the cluster has GPUs)")
     p.add_argument("--cpus-per-trial", type=float, default=None, metavar="N",
                    help="CPUs per trial (default: the job's, else 1)")
+    p.add_argument("--skip-bad-rows", action="store_true",
+                   help="drop invalid data rows in pre-flight (counted per file in job.json), "
+                        "as Sweep(skip_bad_rows=True) does")
 
 
 def _value(v) -> str:
@@ -61,6 +64,8 @@ def print_plan(job, args, console) -> None:
         + (str(job.asha["max_t"]) if job.asha["max_t"] else "none")
         + f"; retries per trial {job.max_failures}",
     ]
+    if job.skip_bad_rows:
+        lines[1] += "; bad rows skipped"
     if fixed_keys:
         cfg0 = job.trials[0].config
         lines.append("fixed: " + ", ".join(f"{k}={_value(getattr(cfg0, k))}" for k in fixed_keys))
@@ -96,6 +101,8 @@ def sweep(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise RelexError("--resume and --overwrite contradict each other")
     job = load_job(args.job, check_files=not args.dry_run)
+    if args.skip_bad_rows:
+        job.skip_bad_rows = True
     if args.dry_run:
         print_plan(job, args, console)
         return 0

@@ -97,11 +97,13 @@ class Sweep:
         split_seed: the seed of the stratified validation split.
         before_trial: optional ``f(cfg: TrialConfig, trial_id: str)`` run inside each trial
             before training (per-trial set-up on the worker); an exception fails the trial.
+        skip_bad_rows: drop invalid data rows in pre-flight (how many per file is printed and
+            recorded in ``job.json``) instead of stopping with the bad-row report.
     """
 
     FIELDS = ("name", "train", "valid", "labels", "negative_label", "space", "seeds", "asha",
               "resources", "max_concurrent", "max_failures", "reuse_actors", "split_seed",
-              "before_trial")
+              "before_trial", "skip_bad_rows")
 
     def __init__(self, name: str | None = None, train: str | os.PathLike | None = None,
                  valid: str | os.PathLike | float | None = 0.1, labels: str | os.PathLike | None = None,
@@ -109,7 +111,8 @@ class Sweep:
                  seeds: int | Sequence[int] = (42,), asha: dict[str, Any] | None = None,
                  resources: dict[str, Any] | None = None, max_concurrent: int = 0,
                  max_failures: int = 0, reuse_actors: bool = True, split_seed: int = 0,
-                 before_trial: Callable[[TrialConfig, str], None] | None = None, **unknown: Any):
+                 before_trial: Callable[[TrialConfig, str], None] | None = None,
+                 skip_bad_rows: bool = False, **unknown: Any):
         if unknown:
             k = next(iter(unknown))
             raise RelexError(f"Sweep(): unknown argument '{k}'{_did_you_mean(k, self.FIELDS)}")
@@ -127,6 +130,7 @@ class Sweep:
         self.reuse_actors = reuse_actors
         self.split_seed = split_seed
         self.before_trial = before_trial
+        self.skip_bad_rows = skip_bad_rows
 
     def __repr__(self) -> str:
         return f"Sweep(name={self.name!r}, train={self.train!r}, {len(self.space)} space keys)"
@@ -161,6 +165,7 @@ class Job:
     axes: list[str]  # varying config fields, in grid order (seed last when it varies)
     trials: list[Trial] = field(default_factory=list)
     missing_files: list[str] = field(default_factory=list)
+    skip_bad_rows: bool = False
 
     def resolved(self) -> dict[str, Any]:
         """The job as plain JSON-able data (what ran, with absolute paths)."""
@@ -177,6 +182,7 @@ class Job:
             "max_failures": self.max_failures,
             "reuse_actors": self.reuse_actors,
             "split_seed": self.split_seed,
+            "skip_bad_rows": self.skip_bad_rows,
             "axes": self.axes,
             "trials": [{"trial_id": t.trial_id, "config": t.config.to_dict()} for t in self.trials],
         }
@@ -303,6 +309,8 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
     max_concurrent = _int(sweep.max_concurrent, "max_concurrent", where, 0)
     max_failures = _int(sweep.max_failures, "max_failures", where, 0)
     split_seed = _int(sweep.split_seed, "split_seed", where, 0)
+    if not isinstance(sweep.skip_bad_rows, bool):
+        raise RelexError(f"{where}: skip_bad_rows={sweep.skip_bad_rows!r} is invalid: True or False")
     if sweep.before_trial is not None and not callable(sweep.before_trial):
         raise RelexError(f"{where}: before_trial must be a function f(cfg, trial_id)")
 
@@ -358,7 +366,7 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
                negative_label=sweep.negative_label, asha=asha, resources=resources,
                max_concurrent=max_concurrent, max_failures=max_failures,
                reuse_actors=bool(sweep.reuse_actors), split_seed=split_seed, axes=shown_axes,
-               trials=trials, missing_files=missing)
+               trials=trials, missing_files=missing, skip_bad_rows=sweep.skip_bad_rows)
 
 
 __all__ = ["Sweep", "grid", "Grid", "Trial", "Job", "load_job", "exec_job_file", "ASHA_DEFAULTS",

@@ -100,12 +100,20 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
 
     say(f"reading {job.train}")
     labels = str(job.labels) if job.labels else None
-    full = read_dataset(str(job.train), labels=labels, negative=job.negative_label)
+    skip = job.skip_bad_rows
+    full = read_dataset(str(job.train), labels=labels, negative=job.negative_label,
+                        skip_bad_rows=skip)
+    skipped = {str(job.train): full.skipped}
     if isinstance(job.valid, float):
         train, valid = stratified_split(full, job.valid, job.split_seed)
     else:
         train = full
-        valid = read_dataset(str(job.valid), labels=full.labels, negative=job.negative_label)
+        valid = read_dataset(str(job.valid), labels=full.labels, negative=job.negative_label,
+                             skip_bad_rows=skip)
+        skipped[str(job.valid)] = valid.skipped
+    for file, n in skipped.items():
+        if n:
+            say(f"skipped {n} bad row{'s' if n > 1 else ''} of {file} (skip_bad_rows)")
     if len(train) == 0 or len(valid) == 0:
         raise RelexError(f"{job.path}: the training or validation set is empty")
     say(f"data: {len(train)} train / {len(valid)} validation examples, {len(full.labels)} labels")
@@ -136,7 +144,7 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
         build_features(cfg, train, valid, backbones[t.trial_id], feats_cache)
     return {"train": train, "valid": valid, "backbones": backbones, "features_cache": str(feats_cache),
             "sweep_dir": str(sweep_dir), "before_trial": job.sweep.before_trial,
-            "n_labels": len(full.labels)}
+            "n_labels": len(full.labels), "skipped_bad_rows": skipped}
 
 
 def build_features(cfg, train, valid, backbone_path: str, cache_dir: Path) -> None:
@@ -225,6 +233,8 @@ def _check_same_job(job: Job, sweep_dir: Path) -> None:
                          "resume with the same job file")
     changed = [k for k in ("train", "valid", "labels", "negative_label", "split_seed")
                if old.get(k) != new[k]]
+    if old.get("skip_bad_rows", False) != new["skip_bad_rows"]:
+        changed.append("skip_bad_rows")
     if changed:
         raise RelexError(f"{sweep_dir}: the job's data settings ({', '.join(changed)}) differ from "
                          "those the sweep started with; resume with the same data, or start a new "
@@ -283,7 +293,10 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
         write_valid_index(sweep_dir, prepared["valid"])
     else:
         prepared = {**prepared, "sweep_dir": str(sweep_dir)}
-    atomic_write_text(sweep_dir / JOB_FILE, json.dumps(job.resolved(), indent=1, sort_keys=True))
+    resolved = job.resolved()
+    if "skipped_bad_rows" in prepared:  # bad rows dropped per data file (skip_bad_rows)
+        resolved["skipped_bad_rows"] = prepared["skipped_bad_rows"]
+    atomic_write_text(sweep_dir / JOB_FILE, json.dumps(resolved, indent=1, sort_keys=True))
 
     import ray
     from ray import tune

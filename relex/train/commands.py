@@ -223,9 +223,10 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _warn_skipped(ds) -> None:
-    skipped = getattr(ds, "skipped", None) or []
-    if skipped:
-        print(f"relex: skipped {len(skipped)} bad rows of {ds.path} (first: {skipped[0]})", file=sys.stderr)
+    if ds.skipped:
+        rows = "row" if ds.skipped == 1 else "rows"
+        print(f"relex: skipped {ds.skipped} bad {rows} of {ds.path} (--skip-bad-rows; first: "
+              f"{ds.bad_rows[0]})", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- evaluate / predict
@@ -253,13 +254,18 @@ def _positive_int(text: str) -> int:
 
 
 def add_predict_args(p: argparse.ArgumentParser) -> None:
-    p.usage = "relex predict CHECKPOINT FILE --output preds.csv [--skip-bad-rows]"
+    p.usage = "relex predict CHECKPOINT FILE --output preds.csv [--skip-bad-rows] [--repair]"
     _one_line_errors(p)
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint directory (e.g. OUT/best)")
     p.add_argument("file", metavar="FILE", help="data file; labels are not needed")
     p.add_argument("--output", "-o", required=True, metavar="CSV",
                    help="submission CSV to write: id, pred_label, probs")
-    p.add_argument("--skip-bad-rows", action="store_true", help="drop invalid rows instead of stopping")
+    p.add_argument("--skip-bad-rows", action="store_true",
+                   help="drop invalid rows instead of stopping (the submission then lacks their "
+                        "ids; how many is printed)")
+    p.add_argument("--repair", action="store_true",
+                   help="predict every row through the repairs of `relex data fix` (one "
+                        "submission row per input id)")
     p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
                    help="inference batch size (default: the checkpoint's eval_batch_size)")
 
@@ -275,8 +281,17 @@ def _infer(args: argparse.Namespace, *, require_labels: bool):
 
     device = default_device()
     model, tokenizer, cfg, labels = ckpt.load(args.checkpoint, device=device)
-    ds = read_dataset(Path(args.file), labels=labels, negative=labels.negative,
-                      skip_bad_rows=args.skip_bad_rows, require_labels=require_labels)
+    if getattr(args, "repair", False):
+        from relex.data.repair import read_repaired
+
+        ds, repair = read_repaired(Path(args.file), labels=labels, negative=labels.negative,
+                                   skip_bad_rows=args.skip_bad_rows, require_labels=require_labels)
+        if repair.changes:
+            print(f"relex: {args.file}: {repair.summary()}, as `relex data fix` repairs them",
+                  file=sys.stderr)
+    else:
+        ds = read_dataset(Path(args.file), labels=labels, negative=labels.negative,
+                          skip_bad_rows=args.skip_bad_rows, require_labels=require_labels)
     _warn_skipped(ds)
     if len(ds) == 0:
         raise RelexError(f"{args.file}: no rows to process")
@@ -334,4 +349,10 @@ def predict(args: argparse.Namespace) -> int:
     })
     atomic_write_text(out, frame.to_csv(index=False))
     print(f"wrote {len(frame)} predictions to {out} ({len(labels)} labels)", file=sys.stderr)
+    if ds.skipped:
+        ids = [b.id if b.id is not None else f"row {b.row}" for b in ds.bad_rows]
+        shown = ", ".join(ids[:10]) + (f", ... ({len(ids) - 10} more)" if len(ids) > 10 else "")
+        print(f"relex: the submission lacks {ds.skipped} of the {len(frame) + ds.skipped} input "
+              f"ids (bad rows skipped: {shown}); `relex predict --repair` predicts the "
+              f"repairable ones", file=sys.stderr)
     return 0
