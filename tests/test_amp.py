@@ -146,3 +146,64 @@ def test_fp16_scaler_skips_an_overflowed_step_and_backs_off():
     assert scaler.get_scale() == scale0 / 2
     step(poison=False)
     assert not torch.equal(before[0], model.weight)  # the next finite step applies
+
+
+class EmbedClassifier(torch.nn.Module):
+    """The smallest model FGM can attack: word embeddings → mean → linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(20, 8)
+        self.out = torch.nn.Linear(8, 3)
+
+    def word_embeddings(self):
+        return self.emb
+
+    def forward(self, ids):
+        return self.out(self.emb(ids).mean(1))
+
+
+@pytest.mark.parametrize("overflow", [False, True])
+def test_fp16_scaler_with_fgm_second_backward(overflow):
+    """FGM under the fp16 grad scaler, as the training step runs it: the attack reads the
+    SCALED gradients (its ε·g/‖g‖ does not depend on the scale), the adversarial loss is scaled
+    and backpropagated again; after an overflow the attack and its second backward are skipped
+    and so is the optimizer step."""
+    from relex.train.fgm import FGM
+
+    a = amp.resolve("fp16", "cpu")
+    scaler = a.scaler()
+    torch.manual_seed(0)
+    model = EmbedClassifier()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    fgm = FGM(model, 1.0)
+    ids, y = torch.randint(0, 20, (6, 5)), torch.randint(0, 3, (6,))
+
+    def loss_fn():
+        with a.autocast():
+            return torch.nn.functional.cross_entropy(model(ids).float(), y)
+
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    scaler.scale(loss_fn()).backward()
+    first = model.emb.weight.grad.clone()
+    if overflow:
+        model.emb.weight.grad[0, 0] = float("inf")
+    attacked = fgm.attack()
+    assert attacked is not overflow
+    if attacked:
+        # the perturbation is ε·g/‖g‖ of the scaled gradient: ε long, whatever the scale
+        delta = model.emb.weight.detach() - before["emb.weight"]
+        assert torch.linalg.vector_norm(delta).item() == pytest.approx(1.0, rel=1e-4)
+        scaler.scale(loss_fn()).backward()
+        assert not torch.equal(model.emb.weight.grad, first)  # the adversarial gradients added up
+    fgm.restore()
+    assert torch.equal(model.emb.weight.detach(), before["emb.weight"])  # restored exactly
+    scale = scaler.get_scale()
+    scaler.unscale_(opt)
+    scaler.step(opt)
+    scaler.update()
+    after = model.state_dict()
+    if overflow:
+        assert all(torch.equal(before[k], after[k]) for k in before) and scaler.get_scale() == scale / 2
+    else:
+        assert not torch.equal(before["out.weight"], after["out.weight"]) and scaler.get_scale() == scale
