@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 
 from relex.config import TrialConfig
 from relex.errors import RelexError
+from relex.tracking import check_loggers
 
 ASHA_DEFAULTS: dict[str, Any] = {
     "metric": "micro_f1",
@@ -99,11 +100,13 @@ class Sweep:
             before training (per-trial set-up on the worker); an exception fails the trial.
         skip_bad_rows: drop invalid data rows in pre-flight (how many per file is printed and
             recorded in ``job.json``) instead of stopping with the bad-row report.
+        loggers: trackers every trial logs to: ``"tensorboard"``, ``"mlflow"``, ``"wandb"``
+            (see :mod:`relex.tracking`).
     """
 
     FIELDS = ("name", "train", "valid", "labels", "negative_label", "space", "seeds", "asha",
               "resources", "max_concurrent", "max_failures", "reuse_actors", "split_seed",
-              "before_trial", "skip_bad_rows")
+              "before_trial", "skip_bad_rows", "loggers")
 
     def __init__(self, name: str | None = None, train: str | os.PathLike | None = None,
                  valid: str | os.PathLike | float | None = 0.1, labels: str | os.PathLike | None = None,
@@ -112,7 +115,7 @@ class Sweep:
                  resources: dict[str, Any] | None = None, max_concurrent: int = 0,
                  max_failures: int = 0, reuse_actors: bool = True, split_seed: int = 0,
                  before_trial: Callable[[TrialConfig, str], None] | None = None,
-                 skip_bad_rows: bool = False, **unknown: Any):
+                 skip_bad_rows: bool = False, loggers: Sequence[str] = (), **unknown: Any):
         if unknown:
             k = next(iter(unknown))
             raise RelexError(f"Sweep(): unknown argument '{k}'{_did_you_mean(k, self.FIELDS)}")
@@ -131,6 +134,7 @@ class Sweep:
         self.split_seed = split_seed
         self.before_trial = before_trial
         self.skip_bad_rows = skip_bad_rows
+        self.loggers = loggers
 
     def __repr__(self) -> str:
         return f"Sweep(name={self.name!r}, train={self.train!r}, {len(self.space)} space keys)"
@@ -166,6 +170,7 @@ class Job:
     trials: list[Trial] = field(default_factory=list)
     missing_files: list[str] = field(default_factory=list)
     skip_bad_rows: bool = False
+    loggers: tuple[str, ...] = ()  # trackers (relex.tracking.LOGGERS)
 
     def resolved(self) -> dict[str, Any]:
         """The job as plain JSON-able data (what ran, with absolute paths)."""
@@ -184,6 +189,7 @@ class Job:
             "split_seed": self.split_seed,
             "skip_bad_rows": self.skip_bad_rows,
             "axes": self.axes,
+            "loggers": list(self.loggers),
             "trials": [{"trial_id": t.trial_id, "config": t.config.to_dict()} for t in self.trials],
         }
 
@@ -313,6 +319,7 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
         raise RelexError(f"{where}: skip_bad_rows={sweep.skip_bad_rows!r} is invalid: True or False")
     if sweep.before_trial is not None and not callable(sweep.before_trial):
         raise RelexError(f"{where}: before_trial must be a function f(cfg, trial_id)")
+    loggers = check_loggers(sweep.loggers, where=f"{where}: loggers")
 
     # seeds
     seeds_raw = sweep.seeds
@@ -366,7 +373,8 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
                negative_label=sweep.negative_label, asha=asha, resources=resources,
                max_concurrent=max_concurrent, max_failures=max_failures,
                reuse_actors=bool(sweep.reuse_actors), split_seed=split_seed, axes=shown_axes,
-               trials=trials, missing_files=missing, skip_bad_rows=sweep.skip_bad_rows)
+               trials=trials, missing_files=missing, skip_bad_rows=sweep.skip_bad_rows,
+               loggers=loggers)
 
 
 __all__ = ["Sweep", "grid", "Grid", "Trial", "Job", "load_job", "exec_job_file", "ASHA_DEFAULTS",

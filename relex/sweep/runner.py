@@ -38,7 +38,8 @@ from relex.sweep.results import FINISHED
 JOB_FILE = "job.json"
 # everything relex writes in a sweep directory (a start that failed early leaves a subset)
 SWEEP_ENTRIES = {JOB_FILE, "cache", "ray", "trials", "valid_probs", "valid_index.parquet",
-                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet"}
+                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet",
+                 "tensorboard", "mlruns", "wandb"}
 
 
 @dataclass
@@ -334,7 +335,7 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
                     name=RAY_DIR, storage_path=str(sweep_dir),
                     failure_config=tune.FailureConfig(max_failures=job.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[callback], verbose=0))
+                    callbacks=[callback, *_tracker_callbacks(job, sweep_dir, name)], verbose=0))
         # Tune's own console output (config box, tracebacks of failed trials) would tear through
         # the live leaderboard; the callback reports every trial, and each failed trial's full
         # traceback stays in <sweep_dir>/ray/<trial_id>/error.txt.
@@ -356,6 +357,14 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
     finally:
         if owns_ray:
             ray.shutdown()
+
+
+def _tracker_callbacks(job: Job, sweep_dir: Path, name: str) -> list:
+    if not job.loggers:
+        return []
+    from relex.sweep.tracking import callbacks
+
+    return callbacks(job.loggers, sweep_dir, name)
 
 
 def print_summary(outcome: SweepOutcome, console, *, show_table: bool) -> None:
