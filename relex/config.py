@@ -88,7 +88,7 @@ class TrialConfig:
     eval_batch_size: int = 128
     # runtime
     seed: int = 42
-    amp: str = "auto"  # auto: bf16 on CUDA where supported, else fp16; off on CPU
+    amp: str = "auto"  # auto: CUDA bf16 (else fp16); CPU bf16 where native, else off
     num_threads: int = 0  # torch intra-op threads on CPU; 0 = leave torch's default
     # labels
     negative_label: str = "no_relation"

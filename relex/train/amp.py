@@ -95,7 +95,7 @@ def native_bf16(device_type: str = "cpu") -> bool:
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     if all(callable(p) for p in probes):
         return any(bool(p()) for p in probes)
-    return bool(NATIVE_BF16_FLAGS and cpu_flags() & set(NATIVE_BF16_FLAGS))
+    return bool(cpu_flags() & set(NATIVE_BF16_FLAGS))
 
 
 def resolve(requested: str, device: torch.device | str) -> Amp:

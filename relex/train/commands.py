@@ -57,7 +57,7 @@ _HELP = {
     "patience": "evaluations without a better micro-F1 before stopping (0 = off)",
     "eval_batch_size": "examples per evaluation batch",
     "seed": "random seed (runs with the same seed give the same metrics on CPU)",
-    "amp": "mixed precision: auto = bf16/fp16 on CUDA, off on CPU",
+    "amp": "mixed precision: auto = bf16/fp16 on CUDA, bf16 on CPUs with native bf16 (AVX512-BF16, AMX), else off",
     "num_threads": "torch CPU threads (0 = torch's default)",
     "negative_label": "the label excluded from micro-F1 (KLUE: no_relation)",
     "tiny_hidden": "hidden size of relex/tiny",
