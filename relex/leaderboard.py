@@ -19,7 +19,17 @@ from typing import Any, Callable, Sequence
 from relex.errors import RelexError
 
 DEFAULT_ROOT = Path("artifacts")
-TECHNIQUES = ("marker", "head", "erpe", "fgm", "rdrop", "llrd", "hnm", "loss")
+
+def _technique_columns() -> tuple[str, ...]:
+    """The config fields every leaderboard shows (``metadata["column"]`` in relex.config)."""
+    import dataclasses
+
+    from relex.config import TrialConfig
+
+    return tuple(f.name for f in dataclasses.fields(TrialConfig) if f.metadata.get("column"))
+
+
+TECHNIQUES = _technique_columns()
 
 
 def _num(v: Any) -> float | None:

@@ -20,6 +20,9 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, auc, classification_report, f1_score, precision_recall_curve
 
+# The figures of one evaluation, named as every report, table and Parquet file names them.
+EVAL_METRICS = ("micro_f1", "auprc", "accuracy", "val_loss")
+
 
 def micro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int, negative_id: int | None) -> float:
     positive = [i for i in range(num_classes) if i != negative_id]
@@ -96,3 +99,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def mean_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of gold ids ``labels`` under ``logits`` (n × C), in float64
+    (``val_loss``: no label smoothing or class weights, whatever the training loss was)."""
+    z = np.asarray(logits, dtype=np.float64)
+    zmax = z.max(axis=1)
+    lse = zmax + np.log(np.exp(z - zmax[:, None]).sum(axis=1))
+    return float(np.mean(lse - z[np.arange(len(z)), np.asarray(labels)]))

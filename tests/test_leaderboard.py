@@ -86,7 +86,7 @@ def test_csv_format(sweep_dir, capsys):
 def test_markdown_and_top(sweep_dir, capsys):
     assert main(["leaderboard", str(sweep_dir), "--format", "markdown", "--top", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("| rank | trial | backbone | marker | head | erpe | fgm | rdrop | llrd | hnm | loss |")
+    assert lines[0].startswith("| rank | trial | backbone | marker | head | erpe | fgm | awp | rdrop | llrd | ema | hnm | loss |")
     assert "micro-F1" in lines[0] and "AUPRC" in lines[0]
     assert set(lines[1]) <= set("|-")
     assert len(lines) == 4  # header, rule, 2 rows

@@ -94,6 +94,7 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
     """Read the data, resolve backbones and build features once, on the driver."""
     from relex.data import read_dataset, stratified_split
     from relex.model.backbone import resolve_backbone
+    from relex.train.inputs import tokenizer_and_features
 
     def say(msg: str) -> None:
         if console is not None:
@@ -142,26 +143,11 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
             continue
         built.add(key)
         say(f"features {cfg.marker}, max_length {cfg.max_length}")
-        build_features(cfg, train, valid, backbones[t.trial_id], feats_cache)
+        # the trainer's own tokenizer → features sequence: trials find exactly these in the cache
+        tokenizer_and_features(cfg, train, valid, backbones[t.trial_id], feats_cache)
     return {"train": train, "valid": valid, "backbones": backbones, "features_cache": str(feats_cache),
             "sweep_dir": str(sweep_dir), "before_trial": job.sweep.before_trial,
             "n_labels": len(full.labels), "skipped_bad_rows": skipped}
-
-
-def build_features(cfg, train, valid, backbone_path: str, cache_dir: Path) -> None:
-    """Featurize both splits into ``cache_dir`` exactly as ``relex.train.fit`` will look them up."""
-    from transformers import AutoConfig
-
-    from relex.data.features import featurize
-    from relex.data.markers import entity_types, prepare_tokenizer
-    from relex.model.backbone import check_max_length, load_tokenizer
-
-    # a max_length the backbone cannot encode is one error here, not N failed trials
-    check_max_length(AutoConfig.from_pretrained(backbone_path), cfg.max_length, cfg.backbone)
-    tokenizer = load_tokenizer(backbone_path)
-    prepare_tokenizer(tokenizer, cfg.marker, entity_types(train, valid))
-    for ds in (train, valid):
-        featurize(ds, tokenizer, cfg.marker, cfg.max_length, cache_dir=cache_dir)
 
 
 def write_valid_index(sweep_dir: Path, valid) -> None:
