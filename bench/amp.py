@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     info = C.machine()
     C.print_machine(info)
     from relex.config import TrialConfig
-    from relex.train import fit
+    from relex.train.fit import fit
     from relex.train.amp import native_bf16, resolve
 
     native = native_bf16("cpu")

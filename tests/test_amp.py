@@ -88,7 +88,7 @@ def test_probabilities_come_from_float_logits_whatever_the_amp_mode():
     float32 — the same path with AMP on and off."""
     from relex import metrics as M
     from relex.data import features as F
-    from relex.train.checkpoint import predict_probs, probs_from_logits
+    from relex.train.predict import predict_probs, probs_from_logits
 
     rng = np.random.default_rng(0)
     n, c = 400, 5
@@ -163,20 +163,25 @@ class EmbedClassifier(torch.nn.Module):
         return self.out(self.emb(ids).mean(1))
 
 
+@pytest.mark.parametrize("technique", ["fgm", "awp"])
 @pytest.mark.parametrize("overflow", [False, True])
-def test_fp16_scaler_with_fgm_second_backward(overflow):
-    """FGM under the fp16 grad scaler, as the training step runs it: the attack reads the
-    SCALED gradients (its ε·g/‖g‖ does not depend on the scale), the adversarial loss is scaled
-    and backpropagated again; after an overflow the attack and its second backward are skipped
-    and so is the optimizer step."""
-    from relex.train.fgm import FGM
+def test_fp16_scaler_with_the_adversarial_second_backward(technique, overflow):
+    """FGM and AWP under the fp16 grad scaler, as the training step runs them: the attack reads
+    the SCALED gradients (its perturbation, g/‖g‖ times a size, does not depend on the scale), the
+    adversarial loss is scaled and backpropagated again; after an overflow the attack and its
+    second backward are skipped, and so is the optimizer step."""
+    from relex.train.techniques.awp import AWP
+    from relex.train.techniques.fgm import FGM
 
     a = amp.resolve("fp16", "cpu")
     scaler = a.scaler()
     torch.manual_seed(0)
     model = EmbedClassifier()
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    fgm = FGM(model, 1.0)
+    attack = FGM(model, 1.0) if technique == "fgm" else AWP(model, 0.01)
+    # FGM moves the embedding table by ε; AWP each weight matrix by γ·‖W‖
+    probe, size = (("emb.weight", 1.0) if technique == "fgm"
+                   else ("out.weight", 0.01 * torch.linalg.vector_norm(model.out.weight).item()))
     ids, y = torch.randint(0, 20, (6, 5)), torch.randint(0, 3, (6,))
 
     def loss_fn():
@@ -188,16 +193,15 @@ def test_fp16_scaler_with_fgm_second_backward(overflow):
     first = model.emb.weight.grad.clone()
     if overflow:
         model.emb.weight.grad[0, 0] = float("inf")
-    attacked = fgm.attack()
+    attacked = attack.attack()
     assert attacked is not overflow
     if attacked:
-        # the perturbation is ε·g/‖g‖ of the scaled gradient: ε long, whatever the scale
-        delta = model.emb.weight.detach() - before["emb.weight"]
-        assert torch.linalg.vector_norm(delta).item() == pytest.approx(1.0, rel=1e-4)
+        delta = model.state_dict()[probe] - before[probe]
+        assert torch.linalg.vector_norm(delta).item() == pytest.approx(size, rel=1e-3)
         scaler.scale(loss_fn()).backward()
         assert not torch.equal(model.emb.weight.grad, first)  # the adversarial gradients added up
-    fgm.restore()
-    assert torch.equal(model.emb.weight.detach(), before["emb.weight"])  # restored exactly
+    attack.restore()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # restored exactly
     scale = scaler.get_scale()
     scaler.unscale_(opt)
     scaler.step(opt)
@@ -207,3 +211,20 @@ def test_fp16_scaler_with_fgm_second_backward(overflow):
         assert all(torch.equal(before[k], after[k]) for k in before) and scaler.get_scale() == scale / 2
     else:
         assert not torch.equal(before["out.weight"], after["out.weight"]) and scaler.get_scale() == scale
+
+
+def test_cuda_generators_survive_a_saved_and_loaded_state(tmp_path, monkeypatch):
+    """Resume on a GPU restores every CUDA generator: run on the CPU with torch.cuda's generator
+    functions standing in for two devices."""
+    from relex.train import state
+
+    gens = [torch.ByteTensor(list(range(16))), torch.ByteTensor(list(range(16, 32)))]
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [g.clone() for g in gens])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.update(cuda=list(states)))
+    state.save(tmp_path / "s", {"rng": state.RandomState()})
+    gens[0].zero_()  # the generators move on after the save
+    state.load(tmp_path / "s", {"rng": state.RandomState()})
+    assert [t.tolist() for t in restored["cuda"]] == [list(range(16)), list(range(16, 32))]
