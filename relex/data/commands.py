@@ -1,4 +1,6 @@
-"""``relex data check FILE``: read and validate a data file and report what is in it.
+"""``relex data check FILE`` and ``relex data fix FILE --out FIXED``.
+
+``data check`` reads and validates a data file and reports what is in it.
 
 Prints the row count, the labels with counts and shares, the most frequent entity type pairs,
 sentence lengths and the bad rows (first 20, and how many more) — as rich tables on a
@@ -6,6 +8,10 @@ terminal, as plain text otherwise. Exit code 0 when every row is valid, 2 when s
 with ``--skip-bad-rows`` bad rows are dropped and reported, and the exit code is 0 while valid
 rows remain. File-level problems (missing columns, bad encoding, ...) raise RelexError, which
 ``relex.cli`` prints in one line (exit 2).
+
+``data fix`` applies the repairs of :mod:`relex.data.repair`, lists every change and the counts
+by kind, writes FIXED (unless ``--dry-run``) and reports the rows that stay bad as ``data check``
+does (exit 2 while any remain).
 """
 
 from __future__ import annotations
