@@ -180,7 +180,8 @@ def _report(ds, args: argparse.Namespace, out: _Out) -> int:
             return 2
         them = "them" if n_bad > 1 else "it"
         out.line(f"{_n(n_bad)} bad row{'s' if n_bad > 1 else ''}: fix {them}, or pass "
-                 f"--skip-bad-rows to drop {them}", style="red")
+                 f"--skip-bad-rows to drop {them}; `relex data fix {args.file} --out FIXED` "
+                 f"repairs what is fixable", style="red")
         return 2
     out.line(f"OK: all {_n(n_valid)} rows are valid", style="green")
     return 0
