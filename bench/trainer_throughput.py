@@ -126,7 +126,7 @@ def relex_run(name: str, train_ds, valid_ds, backbone: str, *, steps: int, batch
               lr: float, max_length: int, seed: int, workdir: Path, threads: int = 0,
               **cfg_kw) -> dict:
     from relex.config import TrialConfig
-    from relex.train import fit
+    from relex.train.fit import fit
 
     cfg = TrialConfig(backbone="relex/tiny", max_length=max_length, batch_size=batch_size, lr=lr,
                       max_steps=steps, epochs=10_000, eval_every=steps, warmup_ratio=0.1,

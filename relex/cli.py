@@ -1,8 +1,9 @@
-"""The `relex` command: data check | data fix | train | evaluate | predict | sweep | leaderboard.
+"""The `relex` command: data check | data fix | train | evaluate | predict | export | sweep | leaderboard.
 
 Each subcommand lives beside the code it drives (``relex.data.commands``,
-``relex.train.commands``, ``relex.sweep.commands``, ``relex.leaderboard``); this module only
-wires them up and turns :class:`~relex.errors.RelexError` into one clear line and exit code 2.
+``relex.train.commands``, ``relex.inference``, ``relex.sweep.commands``, ``relex.leaderboard``);
+this module only wires them up and turns :class:`~relex.errors.RelexError` into one clear line
+and exit code 2.
 Heavy imports (torch, ray) happen inside the subcommands, so ``relex --help`` is instant.
 """
 
@@ -24,10 +25,12 @@ COMMANDS = [
      "repair what is fixable in a data file (quotes, spans, invisible characters, labels)"),
     (("train",), "relex.train.commands", "add_train_args", "train",
      "train one model (every technique is a flag)"),
-    (("evaluate",), "relex.train.commands", "add_evaluate_args", "evaluate",
-     "evaluate a checkpoint on a labelled file"),
-    (("predict",), "relex.train.commands", "add_predict_args", "predict",
+    (("evaluate",), "relex.inference", "add_evaluate_args", "evaluate",
+     "evaluate a checkpoint, run directory or ensemble on a labelled file"),
+    (("predict",), "relex.inference", "add_predict_args", "predict",
      "write a submission file (id, pred_label, probs) for a data file"),
+    (("export",), "relex.inference", "add_export_args", "export",
+     "export a checkpoint as one ONNX graph for serving"),
     (("sweep",), "relex.sweep.commands", "add_sweep_args", "sweep",
      "run a job file's sweep on Ray Tune with ASHA and a live leaderboard"),
     (("leaderboard",), "relex.leaderboard", "add_leaderboard_args", "leaderboard",

@@ -90,6 +90,8 @@ def test_paths_are_relative_to_the_working_directory(tmp_path, monkeypatch):
     ("sweep = Sweep(name='x', train=TRAIN, space=dict(head=grid(['cls', 'cls'])))\n",
      "same config"),
     ("sweep = Sweep(name='a b', train=TRAIN)\n", "name='a b' is invalid"),
+    ("sweep = Sweep(name='x', train=TRAIN, keep_checkpoints=-1)\n", "keep_checkpoints"),
+    ("sweep = Sweep(name='x', train=TRAIN, keep_checkpoint=3)\n", "did you mean 'keep_checkpoints'"),
 ])
 def test_bad_job_files_fail_in_one_line_with_exit_2_before_ray(tmp_path, capsys, no_ray, body, expected):
     p = _job(tmp_path, f"TRAIN = {str(SAMPLE_PATH)!r}\n" + body)

@@ -132,6 +132,7 @@ sweep = Sweep(
     max_concurrent=1,
     max_failures=1,
     before_trial=fail_one,
+    keep_checkpoints=3,
 )
 '''
 
@@ -204,10 +205,12 @@ def test_failing_trial_is_an_error_row_and_the_rest_complete(reference):
     ids = [x["id"] for x in index]
     assert len(set(ids)) == len(ids) and set(ids) <= data_ids
     assert abs(len(ids) - 0.25 * len(data_ids)) <= 1 and len(names) > 1
+    # only the 3 best finished trials by the ASHA metric (auprc) keep their best checkpoint
+    kept = sorted((t for t in rows if t != "t004"), key=lambda t: -rows[t]["auprc"])[:3]
     for t, r in rows.items():
         if t == "t004":
             continue
-        assert Path(r["checkpoint"], "model.safetensors").exists()
+        assert Path(r["checkpoint"], "model.safetensors").exists() == (t in kept), t
         probs = np.load(r["valid_probs"])
         assert probs.shape == (len(index), len(names))
         assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)

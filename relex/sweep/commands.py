@@ -63,6 +63,8 @@ def print_plan(job, args, console) -> None:
     ]
     if job.skip_bad_rows:
         lines[1] += "; bad rows skipped"
+    if job.loggers:
+        lines.append(f"loggers: {', '.join(job.loggers)}")
     if fixed_keys:
         cfg0 = job.trials[0].config
         lines.append("fixed: " + ", ".join(f"{k}={_value(getattr(cfg0, k))}" for k in fixed_keys))

@@ -38,7 +38,8 @@ from relex.sweep.results import FINISHED
 JOB_FILE = "job.json"
 # everything relex writes in a sweep directory (a start that failed early leaves a subset)
 SWEEP_ENTRIES = {JOB_FILE, "cache", "ray", "trials", "valid_probs", "valid_index.parquet",
-                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet"}
+                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet",
+                 "tensorboard", "mlruns", "wandb"}
 
 
 @dataclass
@@ -89,6 +90,7 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
     """Read the data, resolve backbones and build features once, on the driver."""
     from relex.data import read_dataset, stratified_split
     from relex.model.backbone import resolve_backbone
+    from relex.train.inputs import tokenizer_and_features
 
     def say(msg: str) -> None:
         if console is not None:
@@ -137,26 +139,11 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
             continue
         built.add(key)
         say(f"features {cfg.marker}, max_length {cfg.max_length}")
-        build_features(cfg, train, valid, backbones[t.trial_id], feats_cache)
+        # the trainer's own tokenizer → features sequence: trials find exactly these in the cache
+        tokenizer_and_features(cfg, train, valid, backbones[t.trial_id], feats_cache)
     return {"train": train, "valid": valid, "backbones": backbones, "features_cache": str(feats_cache),
             "sweep_dir": str(sweep_dir), "before_trial": job.sweep.before_trial,
             "n_labels": len(full.labels), "skipped_bad_rows": skipped}
-
-
-def build_features(cfg, train, valid, backbone_path: str, cache_dir: Path) -> None:
-    """Featurize both splits into ``cache_dir`` exactly as ``relex.train.fit`` will look them up."""
-    from transformers import AutoConfig
-
-    from relex.data.features import featurize
-    from relex.data.markers import entity_types, prepare_tokenizer
-    from relex.model.backbone import check_max_length, load_tokenizer
-
-    # a max_length the backbone cannot encode is one error here, not N failed trials
-    check_max_length(AutoConfig.from_pretrained(backbone_path), cfg.max_length, cfg.backbone)
-    tokenizer = load_tokenizer(backbone_path)
-    prepare_tokenizer(tokenizer, cfg.marker, entity_types(train, valid))
-    for ds in (train, valid):
-        featurize(ds, tokenizer, cfg.marker, cfg.max_length, cache_dir=cache_dir)
 
 
 def write_valid_index(sweep_dir: Path, valid) -> None:
@@ -330,7 +317,7 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
                     name=RAY_DIR, storage_path=str(sweep_dir),
                     failure_config=tune.FailureConfig(max_failures=job.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[callback], verbose=0))
+                    callbacks=[callback, *_tracker_callbacks(job, sweep_dir, name)], verbose=0))
         # Tune's own console output (config box, tracebacks of failed trials) would tear through
         # the live leaderboard; the callback reports every trial, and each failed trial's full
         # traceback stays in <sweep_dir>/ray/<trial_id>/error.txt.
@@ -352,6 +339,14 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
     finally:
         if owns_ray:
             ray.shutdown()
+
+
+def _tracker_callbacks(job: Job, sweep_dir: Path, name: str) -> list:
+    if not job.loggers:
+        return []
+    from relex.sweep.tracking import callbacks
+
+    return callbacks(job.loggers, sweep_dir, name)
 
 
 def print_summary(outcome: SweepOutcome, console, *, show_table: bool) -> None:

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from relex.io_utils import atomic_path, atomic_write_text, json_default
+from relex.metrics import EVAL_METRICS
 
-METRIC_KEYS = ("micro_f1", "auprc", "accuracy", "val_loss")
+METRIC_KEYS = EVAL_METRICS
 TRIALS_DIR = "trials"  # <sweep_dir>/trials/<trial_id>/: relex's files of each trial
 RAY_DIR = "ray"  # <sweep_dir>/ray/: Ray Tune's experiment directory (state, checkpoints)
 FINAL_FILE = "final.json"  # written by the driver's callback when the trial's result is recorded
@@ -88,7 +89,7 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
     from ray import tune
 
     from relex.config import TrialConfig
-    from relex.train import fit
+    from relex.train.fit import fit
 
     spec = config["trial"]
     trial_id = spec["trial_id"]
@@ -114,11 +115,8 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
             "started_at": started, "resume_from": ckpt.path if ckpt is not None else None,
             "backbone_path": backbone_path, **where})
 
-        state = {"evals": 0}
-
         def on_evaluate(ev) -> None:
             m = dict(ev.metrics)
-            state["evals"] += 1
             # the best so far comes from the trainer (it survives a resume), not from this attempt
             best = {f"best_{k}": _f(ev.best_metrics.get(k)) for k in METRIC_KEYS}
             best.update(best_step=int(ev.best_step), best_epoch=_f(ev.best_epoch),
@@ -127,20 +125,16 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
             payload.update(step=int(ev.step), epoch=_f(ev.epoch), is_best=bool(ev.is_best),
                            trial_id=trial_id, attempt=attempt, started_at=started,
                            elapsed_s=time.time() - started, **where, **best)
-            ck = tmp_root / f"state-{state['evals']}"
-            ev.save_state(str(ck))
-            if ev.is_best and (ck / "best_probs.safetensors").exists():
-                # kept now: ASHA may stop the trial before fit returns its probabilities
-                from safetensors.numpy import load_file
-
-                _save_probs(sweep_dir, trial_id, load_file(str(ck / "best_probs.safetensors"))["probs"])
-            tune.report(payload, checkpoint=tune.Checkpoint.from_directory(str(ck)))
-            shutil.rmtree(ck, ignore_errors=True)
+            if ev.is_best:  # kept now: ASHA may stop the trial before fit returns
+                _save_probs(sweep_dir, trial_id, ev.probs)
+            checkpoint = tune.Checkpoint.from_directory(str(ev.state)) if ev.state else None
+            tune.report(payload, checkpoint=checkpoint)
 
         if prepared.get("before_trial") is not None:
             prepared["before_trial"](cfg, trial_id)
         result = fit(cfg, prepared["train"], prepared["valid"], str(tdir / "run"),
-                     on_evaluate=on_evaluate, resume_from=str(resume_dir) if resume_dir else None,
+                     on_evaluate=on_evaluate, state_dir=tmp_root / "state",
+                     resume_from=str(resume_dir) if resume_dir else None,
                      features_cache=prepared.get("features_cache"), backbone_path=backbone_path,
                      progress=False)
         probs_path = None
