@@ -18,19 +18,23 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, auc, classification_report, f1_score, precision_recall_curve
 
+# sklearn loads inside the functions: importing this module for the names below stays cheap.
 # The figures of one evaluation, named as every report, table and Parquet file names them.
 EVAL_METRICS = ("micro_f1", "auprc", "accuracy", "val_loss")
 
 
 def micro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int, negative_id: int | None) -> float:
+    from sklearn.metrics import f1_score
+
     positive = [i for i in range(num_classes) if i != negative_id]
     return float(f1_score(labels, preds, average="micro", labels=positive, zero_division=0) * 100.0)
 
 
 def auprc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, list[int]]:
     """Mean per-class area under the PR curve ×100, and the class ids skipped (no gold example)."""
+    from sklearn.metrics import auc, precision_recall_curve
+
     areas, skipped = [], []
     for c in range(probs.shape[1]):
         target = labels == c
@@ -59,6 +63,8 @@ def compute(
     (label names), ``n``, and with ``per_class`` a ``per_class`` dict of
     precision/recall/f1 (×100) and support per label name.
     """
+    from sklearn.metrics import accuracy_score, classification_report
+
     y = np.asarray(labels, dtype=np.int64)
     p = np.asarray(probs, dtype=np.float64)
     names = list(label_names)

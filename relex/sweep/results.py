@@ -28,12 +28,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from relex.config import TrialConfig
+from relex.metrics import EVAL_METRICS
 from relex.io_utils import atomic_path
 
 TRIALS_FILE = "trials.parquet"
 HISTORY_FILE = "history.parquet"
 FINISHED = ("TERMINATED", "STOPPED_EARLY", "ERROR")
-METRIC_COLUMNS = ("micro_f1", "auprc", "accuracy", "val_loss")
+METRIC_COLUMNS = EVAL_METRICS
 
 _PA_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
 

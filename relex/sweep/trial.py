@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from relex.io_utils import atomic_path, atomic_write_text, json_default
+from relex.metrics import EVAL_METRICS
 
-METRIC_KEYS = ("micro_f1", "auprc", "accuracy", "val_loss")
+METRIC_KEYS = EVAL_METRICS
 TRIALS_DIR = "trials"  # <sweep_dir>/trials/<trial_id>/: relex's files of each trial
 RAY_DIR = "ray"  # <sweep_dir>/ray/: Ray Tune's experiment directory (state, checkpoints)
 FINAL_FILE = "final.json"  # written by the driver's callback when the trial's result is recorded
