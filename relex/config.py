@@ -202,7 +202,8 @@ class TrainingConfig(_Fields):
                                    "only when they improve, whatever this is)")
     # runtime
     seed: int = _field(42, "random seed (runs with the same seed give the same metrics on CPU)")
-    amp: str = _field("auto", "mixed precision: auto = bf16/fp16 on CUDA, off on CPU")
+    amp: str = _field("auto", "mixed precision: auto = bf16/fp16 on CUDA, bf16 on CPUs with native "
+                              "bf16 (AVX512-BF16, AMX), else off")
     num_threads: int = _field(0, "torch CPU threads (0 = torch's default)")
     # labels
     negative_label: str = _field("no_relation", "the label excluded from micro-F1 (KLUE: "
