@@ -218,7 +218,7 @@ class CheckpointPredictor(Predictor):
             self.to(device)
         bs = _batch_size(batch_size) or self.config.eval_batch_size
         return predict_probs(self.model, self.features(dataset), batch_size=bs,
-                                  amp=amp_mod.resolve(self.config.amp, self.device))
+                             amp=amp_mod.resolve(self.config.amp, self.device))
 
 
 class EnsemblePredictor(Predictor):

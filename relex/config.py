@@ -196,11 +196,14 @@ class TrainingConfig(_Fields):
     eval_batch_size: int = _field(128, "examples per evaluation batch")
     checkpoint_every: int = _field(1, "evaluations between resumable training states, when "
                                    "states are kept (relex train --save-state, every sweep "
-                                   "trial); the best weights are written whenever they improve "
-                                   "regardless")
+                                   "trial); 1 suits GPU sweeps, which evaluate once per epoch: a "
+                                   "lost trial repeats at most one epoch, for a state of about "
+                                   "three model sizes per epoch (the best weights are written "
+                                   "only when they improve, whatever this is)")
     # runtime
     seed: int = _field(42, "random seed (runs with the same seed give the same metrics on CPU)")
-    amp: str = _field("auto", "mixed precision: auto = bf16/fp16 on CUDA, off on CPU")
+    amp: str = _field("auto", "mixed precision: auto = bf16/fp16 on CUDA, bf16 on CPUs with native "
+                              "bf16 (AVX512-BF16, AMX), else off")
     num_threads: int = _field(0, "torch CPU threads (0 = torch's default)")
     # labels
     negative_label: str = _field("no_relation", "the label excluded from micro-F1 (KLUE: "

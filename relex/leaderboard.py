@@ -80,6 +80,11 @@ def _fmt_int(v: Any) -> str:
     return "-" if f is None else str(int(f))
 
 
+def _fmt_checkpoint(v: Any) -> str:
+    """Whether the trial's best checkpoint is still on disk (a sweep may have deleted it)."""
+    return "yes" if v and Path(str(v), "model.safetensors").is_file() else "-"
+
+
 def _short_backbone(v: Any) -> str:
     return "-" if v is None else str(v)
 
@@ -90,7 +95,8 @@ COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = (
     + [(t, t, _fmt_value) for t in TECHNIQUES]
     + [("micro-F1", "micro_f1", _fmt_metric), ("AUPRC", "auprc", _fmt_metric),
        ("mean AP", "mean_ap", _fmt_metric), ("accuracy", "accuracy", _fmt_metric), ("best step", "best_step", _fmt_int),
-       ("status", "status", lambda v: "-" if v is None else str(v)), ("time", "wall_s", _fmt_time)]
+       ("status", "status", lambda v: "-" if v is None else str(v)), ("time", "wall_s", _fmt_time),
+       ("ckpt", "checkpoint", _fmt_checkpoint)]
 )
 
 

@@ -37,6 +37,7 @@ EVAL_METRICS = ("micro_f1", "auprc", "mean_ap", "accuracy", "val_loss")
 
 
 def micro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int, negative_id: int | None) -> float:
+
     positive = [i for i in range(num_classes) if i != negative_id]
     return float(f1_score(labels, preds, average="micro", labels=positive, zero_division=0) * 100.0)
 
@@ -49,6 +50,7 @@ def _area(target: np.ndarray, scores: np.ndarray) -> float:
 
 def auprc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, list[int]]:
     """Mean per-class area under the PR curve ×100, and the class ids skipped (no gold example)."""
+
     areas, skipped = [], []
     for c in range(probs.shape[1]):
         target = labels == c
@@ -130,6 +132,7 @@ def compute(
     (label names), ``n``, and with ``per_class`` a ``per_class`` dict of
     precision/recall/f1 (×100) and support per label name.
     """
+
     y = np.asarray(labels, dtype=np.int64)
     p = np.asarray(probs, dtype=np.float64)
     names = list(label_names)

@@ -151,3 +151,20 @@ def test_a_sweeps_own_axes_get_columns_of_their_own():
     table = markdown(rows).splitlines()
     assert "| lr |" in table[0]
     assert "| 0.003 |" in table[2] and "| 0.001 |" in table[3]
+
+
+def test_checkpoint_column_says_which_trials_still_have_one(sweep_dir, tmp_path, capsys):
+    from relex.leaderboard import plain_text
+
+    rows = pq.read_table(sweep_dir / TRIALS_FILE).to_pylist()
+    kept = tmp_path / "t003" / "best"
+    kept.mkdir(parents=True)
+    (kept / "model.safetensors").write_bytes(b"x")
+    for r in rows:
+        if r["trial_id"] == "t003":
+            r["checkpoint"] = str(kept)
+    lines = plain_text(rows).strip().splitlines()
+    assert lines[0].split()[-1] == "ckpt"
+    by_trial = {line.split()[1]: line.split()[-1] for line in lines[1:]}
+    assert by_trial["t003"] == "yes"  # on disk
+    assert by_trial["t000"] == "-"  # its directory (/x/t000/run/best) is gone

@@ -28,8 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from relex.config import TrialConfig
-from relex.io_utils import atomic_path
 from relex.metrics import EVAL_METRICS
+from relex.io_utils import atomic_path
 
 TRIALS_FILE = "trials.parquet"
 HISTORY_FILE = "history.parquet"

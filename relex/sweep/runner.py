@@ -75,6 +75,10 @@ def decide_resources(job: Job, cluster: dict[str, float], *, gpus: float | None 
         cpu = 1
     if gpu < 0 or cpu <= 0:
         raise RelexError(f"resources per trial: gpu={gpu}, cpu={cpu} are invalid")
+    if gpu > 1 and not float(gpu).is_integer():
+        # Ray shares a GPU only below one: 0.5 puts two trials on a GPU, 1.5 means nothing
+        raise RelexError(f"resources per trial: gpu={gpu:g} is invalid: use a whole number of GPUs "
+                         "or a fraction below 1 (0.5, 0.25: that many trials share one GPU)")
     if explicit and gpu > 0 and have_gpu < gpu and local:
         raise RelexError(f"each trial asks for {gpu:g} GPU but this machine has {have_gpu:g}; "
                          "pass --gpus-per-trial 0 to run on CPU")
