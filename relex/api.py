@@ -212,13 +212,13 @@ class CheckpointPredictor(Predictor):
 
     def predict_proba(self, dataset, *, batch_size: int | None = None, device=None):
         from relex.train import amp as amp_mod
-        from relex.train import checkpoint as ckpt
+        from relex.train.predict import predict_probs
 
         if device is not None:
             self.to(device)
         bs = _batch_size(batch_size) or self.config.eval_batch_size
-        return ckpt.predict_probs(self.model, self.features(dataset), batch_size=bs,
-                                  amp=amp_mod.resolve(self.config.amp, self.device))
+        return predict_probs(self.model, self.features(dataset), batch_size=bs,
+                             amp=amp_mod.resolve(self.config.amp, self.device))
 
 
 class EnsemblePredictor(Predictor):
@@ -242,7 +242,7 @@ class EnsemblePredictor(Predictor):
 
 
 def _default_device():
-    from relex.train.loop import default_device
+    from relex.train.predict import default_device
 
     return default_device()
 

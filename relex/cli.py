@@ -1,7 +1,8 @@
-"""The `relex` command: data check | data fix | train | evaluate | predict | export | sweep | leaderboard.
+"""The `relex` command: data check|fix|stats, train, evaluate, predict, export, sweep, leaderboard, report.
 
 Each subcommand lives beside the code it drives (``relex.data.commands``,
-``relex.train.commands``, ``relex.inference``, ``relex.sweep.commands``, ``relex.leaderboard``);
+``relex.train.commands``, ``relex.inference``, ``relex.sweep.commands``, ``relex.leaderboard``,
+``relex.analysis.commands``);
 this module only wires them up and turns :class:`~relex.errors.RelexError` into one clear line
 and exit code 2.
 Heavy imports (torch, ray) happen inside the subcommands, so ``relex --help`` is instant.
@@ -23,6 +24,8 @@ COMMANDS = [
      "validate a data file: rows, labels and their counts, bad rows"),
     (("data", "fix"), "relex.data.commands", "add_fix_args", "fix",
      "repair what is fixable in a data file (quotes, spans, invisible characters, labels)"),
+    (("data", "stats"), "relex.analysis.commands", "add_stats_args", "stats",
+     "statistics per label: entity type pairs, entity distance, sentence length, top entities"),
     (("train",), "relex.train.commands", "add_train_args", "train",
      "train one model (every technique is a flag)"),
     (("evaluate",), "relex.inference", "add_evaluate_args", "evaluate",
@@ -35,6 +38,8 @@ COMMANDS = [
      "run a job file's sweep on Ray Tune with ASHA and a live leaderboard"),
     (("leaderboard",), "relex.leaderboard", "add_leaderboard_args", "leaderboard",
      "show a sweep's results, ranked by micro-F1"),
+    (("report",), "relex.analysis.commands", "add_report_args", "report",
+     "what a sweep concluded: effects with confidence intervals, errors, learning curves, cost"),
 ]
 
 

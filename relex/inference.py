@@ -96,6 +96,8 @@ def evaluate(args: argparse.Namespace) -> int:
     if (y < 0).any():
         raise RelexError(f"{args.file}: {int((y < 0).sum())} rows have no label; evaluate needs a labelled file")
     m = M.compute(y, probs, list(model.label_names), model.negative_label, per_class=args.per_class)
+    ties = M.tie_effect(y, probs)
+    m["auprc_tie_shift"] = ties["shift"]
     if args.json:
         out = {"checkpoint": str(args.checkpoint), "file": str(args.file), **m}
         print(json.dumps(out, ensure_ascii=False))
@@ -104,7 +106,11 @@ def evaluate(args: argparse.Namespace) -> int:
     print(f"micro_f1  {m['micro_f1']:.2f}")
     print(f"auprc     {m['auprc']:.2f}" + (f"  (over {m['auprc_classes']} classes present)"
                                             if m["auprc_skipped"] else ""))
+    print(f"mean_ap   {m['mean_ap']:.2f}  (tie-free average precision, beside KLUE's AUPRC)")
     print(f"accuracy  {m['accuracy']:.2f}")
+    if abs(ties["shift"]) >= M.TIE_WARN_POINTS:
+        print(f"warning: tied scores move AUPRC by {ties['shift']:+.2f} points (with ties broken at "
+              f"random it is {ties['auprc_tie_broken']:.2f}); trust mean_ap", file=sys.stderr)
     if args.per_class:
         _per_class_table(m["per_class"])
     return 0

@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from relex.errors import RelexError
+from relex.metrics import EVAL_METRICS
 
 LOGGERS = ("tensorboard", "mlflow", "wandb")
 # the modules each tracker needs (torch's SummaryWriter needs tensorboard; Ray Tune's needs tensorboardX)
 MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",), "wandb": ("wandb",)}
 # what every tracker records at each evaluation, under these names
-METRICS = ("micro_f1", "auprc", "accuracy", "val_loss", "train_loss", "lr", "epoch")
+METRICS = (*EVAL_METRICS, "train_loss", "lr", "epoch")
 DEFAULT_PROJECT = "relex"  # MLflow experiment / W&B project when the environment names none
 
 

@@ -328,3 +328,47 @@ def test_data_fix_refuses_its_input_and_unknown_formats(tmp_path, capsys):
     rc, _, err = cli(["data", "fix", src, "--out", tmp_path / "fixed.xlsx"], capsys)
     assert rc == 2 and "unknown file type '.xlsx'" in err
     assert not (tmp_path / "fixed.xlsx").exists()
+
+
+def test_invisible_characters_in_a_label(tmp_path):
+    path = write_json(tmp_path / "lab.json", [{**CLEAN, "guid": "a", "label": "rel\u200b"},
+                                              {**CLEAN, "guid": "b", "label": "rel"}, CLEAN])
+    ds = load(path)
+    assert [b.reason for b in ds.bad_rows] == [
+        "label 'rel<U+200B>' holds invisible characters (`relex data fix` removes them)"]
+    repair = repair_file(path)
+    assert [(c.field, c.kind, c.before, c.after) for c in repair.changes] == [
+        ("label", "invisible", "'rel<U+200B>'", "'rel'")]
+    assert repair.dataset().frame["label"].tolist() == ["rel", "rel", "no_relation"]
+
+
+def test_data_fix_labels_file(tmp_path, capsys):
+    src = _mixed_csv(tmp_path)
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps({"relations": ["no_relation"]}))
+    rc, out, _ = cli(["data", "fix", src, "--out", tmp_path / "a.json", "--labels", short], capsys)
+    assert rc == 2 and "label 'rel' is not in the label set" in out
+    full = tmp_path / "full.json"
+    full.write_text(json.dumps({"relations": ["no_relation", "rel", "unused"]}))
+    rc, out, _ = cli(["data", "fix", src, "--out", tmp_path / "b.json", "--labels", full], capsys)
+    assert rc == 0, out
+    assert read_dataset(tmp_path / "b.json", labels=full).labels.names == ("no_relation", "rel", "unused")
+
+
+def test_data_fix_unlabeled_test_file_with_flat_columns(tmp_path, capsys):
+    s = "세종은 한글을 만들었다."
+    frame = pd.DataFrame({"id": [1, 2], "sentence": [s, "\u200b" + s],
+                          "subj_word": ["세종", "세종"], "subj_start": [0, 0], "subj_end": [2, 1],
+                          "subj_type": ["PER", "PER"], "obj_word": ["한글", "한글"],
+                          "obj_start": [4, 4], "obj_end": [5, 5], "obj_type": ["ORG", "ORG"]})
+    frame.to_csv(tmp_path / "test.csv", index=False)
+    rc, _, err = cli(["data", "fix", tmp_path / "test.csv", "--out", tmp_path / "f.json"], capsys)
+    assert rc == 2 and "missing column 'label'" in err
+    rc, out, _ = cli(["data", "fix", tmp_path / "test.csv", "--out", tmp_path / "f.json", "--unlabeled"], capsys)
+    assert rc == 0, out
+    written = json.loads((tmp_path / "f.json").read_text(encoding="utf-8"))
+    assert [set(r) for r in written] == [{"guid", "sentence", "subject_entity", "object_entity"}] * 2
+    assert written[0]["subject_entity"] == ent("세종", 0, 1)   # 0-2 '세종은' moved to the word
+    assert written[1]["sentence"] == s and written[1]["object_entity"] == ent("한글", 4, 5, "ORG")
+    ds = read_dataset(tmp_path / "f.json", require_labels=False)
+    assert ds.frame["id"].tolist() == ["1", "2"] and ds.frame["label"].tolist() == [None, None]

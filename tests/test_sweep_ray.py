@@ -78,7 +78,18 @@ def _probe_trial(config, prepared):
 
     tid = config["trial"]["trial_id"]
     start = time.time()
-    time.sleep(1.0)
+    node = ray.get_runtime_context().get_node_id()
+    if "gather" in prepared:
+        # wait (60 s at most) until the trials that should share this GPU have all started:
+        # trial processes start seconds apart on a loaded machine, and the test is about
+        # where Ray puts them, not about how fast they start
+        seen = Path(prepared["sweep_dir"]) / "started"
+        seen.mkdir(exist_ok=True)
+        (seen / f"{tid}-{node}").write_text("")
+        deadline = time.time() + 60
+        while len(list(seen.glob(f"*-{node}"))) < prepared["gather"] and time.time() < deadline:
+            time.sleep(0.1)
+    time.sleep(prepared.get("sleep_s", 1.0))
     rec = {"trial": tid, "node": ray.get_runtime_context().get_node_id(),
            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
            "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "start": start, "end": time.time()}
@@ -127,6 +138,42 @@ def test_trials_land_one_per_gpu_across_nodes(cluster, tmp_path):
         assert by_id[r["trial"]]["gpu"].split(":")[0] == r["gpu_ids"][0]
 
 
+@pytest.mark.parametrize("fraction", [0.25])  # 0.5 in test_sweep_job (the plan)
+def test_fractional_gpus_pack_trials_onto_each_gpu(cluster, tmp_path, fraction):
+    from relex.sweep.job import load_job
+    from relex.sweep.runner import run
+
+    per_gpu = round(1 / fraction)
+    job_file = tmp_path / "frac_job.py"
+    job_file.write_text(
+        "from relex.sweep import Sweep, grid\n"
+        f"sweep = Sweep(name='frac', train={str(SAMPLE_PATH)!r},\n"
+        f"              space=dict(lr=grid([{', '.join(f'{i}e-4' for i in range(1, 2 * per_gpu + 1))}])),\n"
+        f"              resources=dict(gpu={fraction}, cpu={fraction}), asha=dict(grace_period=2))\n")
+    job = load_job(job_file)
+    assert job.resources == {"gpu": fraction, "cpu": fraction}
+    # the flag beats the job file: 0.25 from the command line, as `--gpus-per-trial 0.25` passes it
+    out = run(job, storage=tmp_path / "art", trainable=_probe_trial, gpus=fraction,
+              prepared={"sleep_s": 0.5, "gather": per_gpu}, live=False)
+    n = 2 * per_gpu  # as many trials as the two GPUs hold at once
+    assert out.counts == {"TERMINATED": n}
+    recs = [json.loads(p.read_text()) for p in sorted((out.sweep_dir / "probe").glob("*.json"))]
+    assert len(recs) == n
+    for r in recs:  # each trial sees exactly one GPU, its own node's
+        assert r["node"] in cluster["gpu_nodes"]
+        assert len(r["gpu_ids"]) == 1 and r["cuda"] == r["gpu_ids"][0]
+    peaks = {}
+    for node in cluster["gpu_nodes"]:
+        events = sorted([(r["start"], 1) for r in recs if r["node"] == node]
+                        + [(r["end"], -1) for r in recs if r["node"] == node])
+        running, peaks[node] = 0, 0
+        for _, d in events:
+            running += d
+            peaks[node] = max(peaks[node], running)
+    # exactly 1/fraction trials on each GPU at once: never more, every GPU used and shared
+    assert sorted(peaks.values()) == [per_gpu, per_gpu], peaks
+
+
 # ------------------------------------------------------------ kill, resume, errors
 JOB = '''
 from relex.sweep import Sweep, grid
@@ -148,6 +195,7 @@ sweep = Sweep(
     max_concurrent=1,
     max_failures=1,
     before_trial=fail_one,
+    keep_checkpoints=3,
 )
 '''
 
@@ -220,10 +268,12 @@ def test_failing_trial_is_an_error_row_and_the_rest_complete(reference):
     ids = [x["id"] for x in index]
     assert len(set(ids)) == len(ids) and set(ids) <= data_ids
     assert abs(len(ids) - 0.25 * len(data_ids)) <= 1 and len(names) > 1
+    # only the 3 best finished trials by the ASHA metric (auprc) keep their best checkpoint
+    kept = sorted((t for t in rows if t != "t004"), key=lambda t: -rows[t]["auprc"])[:3]
     for t, r in rows.items():
         if t == "t004":
             continue
-        assert Path(r["checkpoint"], "model.safetensors").exists()
+        assert Path(r["checkpoint"], "model.safetensors").exists() == (t in kept), t
         probs = np.load(r["valid_probs"])
         assert probs.shape == (len(index), len(names))
         assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
@@ -461,3 +511,23 @@ def test_gpu_hours_budget_pauses_the_sweep_and_resume_continues_it(cluster, tmp_
     leaderboard(argparse.Namespace(sweep_dir=str(out.sweep_dir), top=None, format="markdown"))
     assert capsys.readouterr().out.rstrip().endswith(
         "compute: 4.00 GPU-hours, cost 8.00 at 2 per GPU-hour")
+
+def test_report_on_a_real_sweep(reference, capsys):
+    """`relex report` on what a real sweep wrote: mean AP recorded per trial and evaluation,
+    sentences in valid_index.parquet, the failed trial said, effects, errors and cost shown."""
+    from relex.cli import main
+
+    sweep_dir, _ = reference
+    rows = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
+    scored = [r for t, r in rows.items() if t != "t004"]
+    assert all(0 <= r["mean_ap"] <= 100 for r in scored)
+    hist = pq.read_table(sweep_dir / "history.parquet").to_pylist()
+    assert all(h["mean_ap"] is not None for h in hist)
+    index = pq.read_table(sweep_dir / "valid_index.parquet").to_pylist()
+    assert all(x["sentence"][x["subj_start"]:x["subj_end"] + 1] == x["subj_word"] for x in index)
+    assert main(["report", str(sweep_dir), "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "t004: RuntimeError: broken trial t004" in out
+    assert "| head | marker vs cls |" in out and "| lr | 0.001 vs 0.0002 |" in out
+    assert "**[S:" in out or "none." in out
+    assert "## Cost" in out and "ASHA stopped" in out

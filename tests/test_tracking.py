@@ -262,19 +262,22 @@ def test_sweep_logs_each_trial_through_ray_tune_callbacks(tmp_path, tracker_env,
         check_wandb(sweep_dir / "wandb" / t.trial_id / "wandb", t.config, want)
 
 
-def test_a_tracker_the_user_has_not_set_up_is_one_line(tmp_path, capsys, monkeypatch):
-    """W&B online without an API key (a fresh machine): one line, exit 2, no traceback."""
+def test_a_tracker_the_user_has_not_set_up_is_one_line(tmp_path):
+    """W&B online without an API key (a fresh machine): one line, exit 2, no traceback. In a
+    fresh process: wandb keeps the settings of earlier runs in the process that made them."""
     pytest.importorskip("wandb")
-    from relex.cli import main
+    import os
+    import subprocess
+    import sys
 
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
     home = tmp_path / "home"
-    monkeypatch.setenv("HOME", str(home))
-    for k in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
-        monkeypatch.setenv(k, str(home / k.lower()))
-    monkeypatch.setenv("NETRC", str(home / "netrc"))
-    rc = main(["train", "--out", str(tmp_path / "o"), *FAST, "--logger", "wandb"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(home), NETRC=str(home / "netrc"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+               **{k: str(home / k.lower()) for k in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR")})
+    proc = subprocess.run([sys.executable, "-m", "relex.cli", "train", "--out", str(tmp_path / "o"),
+                           *FAST, "--logger", "wandb"], env=env, capture_output=True, text=True,
+                          timeout=600, stdin=subprocess.DEVNULL)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-2000:]
     assert err[-1].startswith("relex: error: --logger wandb: ") and "WANDB_MODE=offline" in err[-1]

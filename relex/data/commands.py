@@ -1,4 +1,6 @@
-"""``relex data check FILE``: read and validate a data file and report what is in it.
+"""``relex data check FILE`` and ``relex data fix FILE --out FIXED``.
+
+``data check`` reads and validates a data file and reports what is in it.
 
 Prints the row count, the labels with counts and shares, the most frequent entity type pairs,
 sentence lengths and the bad rows (first 20, and how many more) — as rich tables on a
@@ -6,6 +8,10 @@ terminal, as plain text otherwise. Exit code 0 when every row is valid, 2 when s
 with ``--skip-bad-rows`` bad rows are dropped and reported, and the exit code is 0 while valid
 rows remain. File-level problems (missing columns, bad encoding, ...) raise RelexError, which
 ``relex.cli`` prints in one line (exit 2).
+
+``data fix`` applies the repairs of :mod:`relex.data.repair`, lists every change and the counts
+by kind, writes FIXED (unless ``--dry-run``) and reports the rows that stay bad as ``data check``
+does (exit 2 while any remain).
 """
 
 from __future__ import annotations
@@ -174,7 +180,8 @@ def _report(ds, args: argparse.Namespace, out: _Out) -> int:
             return 2
         them = "them" if n_bad > 1 else "it"
         out.line(f"{_n(n_bad)} bad row{'s' if n_bad > 1 else ''}: fix {them}, or pass "
-                 f"--skip-bad-rows to drop {them}", style="red")
+                 f"--skip-bad-rows to drop {them}; `relex data fix {args.file} --out FIXED` "
+                 f"repairs what is fixable", style="red")
         return 2
     out.line(f"OK: all {_n(n_valid)} rows are valid", style="green")
     return 0

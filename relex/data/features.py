@@ -500,8 +500,16 @@ def _last_token(encs, chars: np.ndarray, first: np.ndarray) -> np.ndarray:
     most) is unaffected.
     """
     out = first.copy()
-    for i in np.flatnonzero((first >= 0) & (chars >= 0)).tolist():
-        out[i] = _last_of(encs[i], int(chars[i]), int(first[i]))
+    if not len(encs):
+        return out
+    ntok = np.fromiter(map(len, encs), np.int64, len(encs))
+    rows = np.flatnonzero((first >= 0) & (chars >= 0) & (first + 1 < ntok)).tolist()
+    # one look at the next token of every row (map over the unbound method, as _char_to_token
+    # does); walk on only where it holds the character too
+    nxt = map(type(encs[0]).token_to_chars, [encs[i] for i in rows], (first[rows] + 1).tolist())
+    for i, span, c in zip(rows, nxt, chars[rows].tolist()):
+        if span and span[0] <= c < span[1]:
+            out[i] = _last_of(encs[i], int(c), int(first[i]))
     return out
 
 

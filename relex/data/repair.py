@@ -8,7 +8,7 @@ the order they are applied:
   doubled quotes (``''word''``, ``""word""``) where the dict's own quotes belong; curly quotes
   inside a word that parses are left alone;
 - ``invisible``: soft hyphens, zero-width spaces/joiners, word joiners and stray BOMs are removed
-  from the sentence and the entity words, the spans moved with the text;
+  from the sentence, the entity words and the label, the spans moved with the text;
 - ``label_spaces``: spaces around a label are stripped (``" 관계없음"`` → ``"관계없음"``);
 - ``exclusive_end``: when more spans of a file match ``sentence[start:end] == word``
   (end-exclusive) than ``sentence[start:end + 1] == word`` (relex's inclusive end), the file was
@@ -32,8 +32,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from relex.data.validate import (RawTable, RowError, Schema, as_index, entity_parts, is_missing,
-                                 resolve_columns)
+from relex.data.validate import (INVISIBLE, INVISIBLE_RE, RawTable, RowError, Schema, as_index,
+                                 entity_parts, is_missing, resolve_columns)
 from relex.errors import RelexError
 
 KINDS = {
@@ -43,10 +43,6 @@ KINDS = {
     "exclusive_end": "end index written exclusive",
     "reanchor": "span moved to the nearest occurrence of its word",
 }
-INVISIBLE = {"\u00ad": "SOFT HYPHEN", "\u200b": "ZERO WIDTH SPACE",
-             "\u200c": "ZERO WIDTH NON-JOINER", "\u200d": "ZERO WIDTH JOINER",
-             "\u2060": "WORD JOINER", "\ufeff": "ZERO WIDTH NO-BREAK SPACE"}
-_INVISIBLE_RE = re.compile("[" + "".join(INVISIBLE) + "]")
 ENTITIES = ("subject_entity", "object_entity")
 # a curly quote where a dict string's own quote belongs: after '{', ':' or ',' or before them
 _STRUCTURAL_CURLY = re.compile(r"(?<=[{:,])\s*[‘’“”]|[‘’“”](?=\s*[:,}])")
@@ -74,7 +70,7 @@ class Change:
 
 def shown(text: str, limit: int = 100, quote: bool = True) -> str:
     """``text`` for a change listing: quoted, invisible characters made visible."""
-    text = _INVISIBLE_RE.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
+    text = INVISIBLE_RE.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return f"'{text}'" if quote else text
@@ -170,7 +166,7 @@ def repair_table(raw: RawTable, *, require_labels: bool = True) -> Repair:
         for what in ENTITIES:
             rec[what] = _parse_entity(rec[what], what, lambda *a: note(i, 0, *a))
         _remove_invisible(rec, lambda *a: note(i, 1, *a))
-        _strip_label(rec, lambda *a: note(i, 2, *a))
+        _clean_label(rec, lambda *a: note(i, 2, *a))
     exclusive = _written_exclusive(records)
     for i, rec in enumerate(records):
         if exclusive:
@@ -261,15 +257,15 @@ def _remove_invisible(rec: dict, note) -> None:
     ents = [rec[w] for w in ENTITIES]
     if not isinstance(sentence, str) or not all(_is_entity(e) for e in ents):
         return  # a row that stays bad anyway: its text is left as the file has it
-    if not _INVISIBLE_RE.search(sentence) and not any(_INVISIBLE_RE.search(e["word"]) for e in ents):
+    if not INVISIBLE_RE.search(sentence) and not any(INVISIBLE_RE.search(e["word"]) for e in ents):
         return
     removed = [i for i, ch in enumerate(sentence) if ch in INVISIBLE]
-    clean = _INVISIBLE_RE.sub("", sentence)
+    clean = INVISIBLE_RE.sub("", sentence)
     if removed:
         note("sentence", "invisible", shown(sentence), shown(clean))
         rec["sentence"] = clean
     for what, e in zip(ENTITIES, ents):
-        word = _INVISIBLE_RE.sub("", e["word"])
+        word = INVISIBLE_RE.sub("", e["word"])
         if word != e["word"]:
             note(f"{what}.word", "invisible", shown(e["word"]), shown(word))
         start, end = e["start_idx"], e["end_idx"]
@@ -282,11 +278,17 @@ def _remove_invisible(rec: dict, note) -> None:
         e.update(word=word, start_idx=span[0], end_idx=span[1])
 
 
-def _strip_label(rec: dict, note) -> None:
+def _clean_label(rec: dict, note) -> None:
     label = rec.get("label")
-    if isinstance(label, str) and label.strip() and label != label.strip():
-        note("label", "label_spaces", shown(label), shown(label.strip()))
-        rec["label"] = label.strip()
+    if not isinstance(label, str):
+        return
+    visible = INVISIBLE_RE.sub("", label)
+    if visible != label:
+        note("label", "invisible", shown(label), shown(visible))
+    if visible.strip() and visible != visible.strip():
+        note("label", "label_spaces", shown(visible), shown(visible.strip()))
+        visible = visible.strip()
+    rec["label"] = visible
 
 
 def _matches(sentence: str, e: dict, inclusive: bool) -> bool:

@@ -63,6 +63,13 @@ RENAME_HINTS = {
               "label_name", "relation_type"),
 }
 
+# Characters that do not show but make two strings differ: soft hyphen, zero-width space /
+# non-joiner / joiner, word joiner, a BOM inside text (relex.data.repair removes them).
+INVISIBLE = {"\u00ad": "SOFT HYPHEN", "\u200b": "ZERO WIDTH SPACE",
+             "\u200c": "ZERO WIDTH NON-JOINER", "\u200d": "ZERO WIDTH JOINER",
+             "\u2060": "WORD JOINER", "\ufeff": "ZERO WIDTH NO-BREAK SPACE"}
+INVISIBLE_RE = re.compile("[" + "".join(INVISIBLE) + "]")
+
 # Fast path for the dict strings that ``str(dict)`` writes in the boostcamp CSV; anything that
 # does not match exactly (quotes or backslashes in the word, other key orders) goes through
 # ast.literal_eval. Without a quote or backslash inside, the repr of a string is the string.
@@ -386,8 +393,9 @@ def _label(v) -> tuple[str | None, str | None]:
     """(the label as text or None, the problem that makes it no label).
 
     A list or dict is not a label (no stringified ``"['a', 'b']"`` class); nor is a label with
-    spaces around it, which would otherwise become a class of its own beside the real one
-    (``relex data fix`` strips them). Numbers are text (a test file's placeholder ``100``).
+    spaces around it or invisible characters in it, which would otherwise become a class of its
+    own beside the real one (``relex data fix`` removes them). Numbers are text (a test file's
+    placeholder ``100``).
     """
     if isinstance(v, (list, tuple, dict, set)):
         kind = "dict" if isinstance(v, dict) else "list"
@@ -396,7 +404,10 @@ def _label(v) -> tuple[str | None, str | None]:
     if text is None or not text.strip():
         return None, None
     if text != text.strip():
-        return None, (f"label {text!r} has spaces around it (`relex data fix` strips them)")
+        return None, f"label {text!r} has spaces around it (`relex data fix` strips them)"
+    if INVISIBLE_RE.search(text):
+        shown = INVISIBLE_RE.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
+        return None, f"label '{shown}' holds invisible characters (`relex data fix` removes them)"
     return text, None
 
 
@@ -467,7 +478,8 @@ def normalize(raw: RawTable, schema: Schema, *, require_labels: bool) -> Normali
             p.append(f"subject ({s[1]}-{s[2]} '{_short(s[0], 30)}') and object "
                      f"({o[1]}-{o[2]} '{_short(o[0], 30)}') spans overlap")
         label, label_problem = labels[i], None
-        if type(label) is not str or not label or label != label.strip():
+        if type(label) is not str or not label or label != label.strip() or \
+                INVISIBLE_RE.search(label):
             label, label_problem = _label(label)
         if label is None and require_labels:  # without labels required, a bad one is no label
             p.append(label_problem or "label is missing or empty")

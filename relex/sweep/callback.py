@@ -20,11 +20,7 @@ from ray.tune import Callback
 from relex.io_utils import atomic_write_text
 from relex.sweep.job import Job
 from relex.sweep.results import FINISHED, ResultsWriter
-from relex.sweep.trial import FINAL_FILE, RAY_DIR, TRIALS_DIR
-
-_HISTORY_KEYS = ("step", "epoch", "micro_f1", "auprc", "accuracy", "val_loss", "lr", "train_loss",
-                 "is_best")
-_LIVE_KEYS = ("node", "node_id", "gpu", "started_at", "checkpoint")
+from relex.sweep.trial import FINAL_FILE, RAY_DIR, TRIALS_DIR, TrialReport
 
 
 def _trial_id(trial) -> str:
@@ -125,16 +121,14 @@ class SweepCallback(Callback):
         if tid in self.previously_finished:
             return
         it = int(result.get("training_iteration", 0))
-        self.writer.add_history({"trial_id": tid, "iteration": it,
-                                 **{k: result.get(k) for k in _HISTORY_KEYS}})
+        report = TrialReport.from_result(result, tid)
+        self.writer.add_history({"trial_id": tid, "iteration": it, "step": report.step,
+                                 "epoch": report.epoch, "is_best": report.is_best, **report.metrics})
         row = {**self._base_row(tid), "status": "RUNNING", "evaluations": it,
-               "attempts": result.get("attempt"), "epochs_run": result.get("epoch"),
-               "wall_s": result.get("elapsed_s"),
-               **{k: result.get(k) for k in _LIVE_KEYS}}
-        for k in ("micro_f1", "auprc", "accuracy", "val_loss"):
-            row[k] = result.get(f"best_{k}")
-        row["best_step"] = result.get("best_step")
-        row["best_epoch"] = result.get("best_epoch")
+               "attempts": report.attempt, "epochs_run": report.epoch, "wall_s": report.elapsed_s,
+               "started_at": report.started_at, "checkpoint": report.checkpoint,
+               **report.where, **report.best, "best_step": report.best_step,
+               "best_epoch": report.best_epoch}
         self.writer.set_trial(row)
         # Written before Tune snapshots the trial's new checkpoint into its experiment state, so
         # a driver killed at any point loses no evaluation a resumed trial will not repeat.
@@ -166,10 +160,18 @@ class SweepCallback(Callback):
         if status != "ERROR":
             for ck in (self.dir / RAY_DIR / tid).glob("checkpoint_*"):
                 shutil.rmtree(ck, ignore_errors=True)
+        self._drop_checkpoints()
         full = self.writer.trials[tid]
         self._line(full)
         self._refresh()
         return full
+
+    def _drop_checkpoints(self) -> None:
+        """Delete the best checkpoints of finished trials outside the top ``keep_checkpoints``
+        by the ASHA metric (running trials keep theirs until they finish)."""
+        for tid in checkpoints_to_drop(self.writer.trial_rows(), self.job.keep_checkpoints,
+                                       self.job.asha["metric"], self.job.asha["mode"]):
+            shutil.rmtree(self.writer.trials[tid]["checkpoint"], ignore_errors=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         tid = _trial_id(trial)
@@ -189,6 +191,25 @@ class SweepCallback(Callback):
     def on_experiment_end(self, trials, **info) -> None:
         self.writer.flush()
         self.stop_live()
+
+
+def checkpoints_to_drop(rows: list[dict[str, Any]], keep: int, metric: str, mode: str) -> list[str]:
+    """Trial ids whose best checkpoint goes: finished, with a checkpoint on disk, and not among
+    the ``keep`` best finished trials by ``metric`` (``mode`` max or min; unscored trials rank
+    last). ``keep`` 0 keeps every checkpoint."""
+    if keep <= 0:
+        return []
+    finished = [r for r in rows if r.get("status") in FINISHED]
+
+    def score(r: dict[str, Any]) -> float:
+        v = r.get(metric)
+        if not isinstance(v, (int, float)) or v != v:
+            return float("inf")
+        return -v if mode == "max" else v
+
+    ranked = sorted(finished, key=lambda r: (score(r), str(r["trial_id"])))
+    return [r["trial_id"] for r in ranked[keep:]
+            if r.get("checkpoint") and Path(r["checkpoint"]).is_dir()]
 
 
 _REGISTRY: dict[str, Any] = {}

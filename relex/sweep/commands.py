@@ -27,7 +27,8 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="print the trials and resources; start nothing")
     p.add_argument("--gpus-per-trial", type=float, default=None, metavar="N",
-                   help="GPUs per trial (default: the job's, else 1 if the cluster has GPUs)")
+                   help="GPUs per trial; a fraction packs trials onto a GPU (0.25: four per GPU) "
+                        "(default: the job's, else 1 if the cluster has GPUs)")
     p.add_argument("--cpus-per-trial", type=float, default=None, metavar="N",
                    help="CPUs per trial (default: the job's, else 1)")
     p.add_argument("--skip-bad-rows", action="store_true",
@@ -49,6 +50,8 @@ def print_plan(job, args, console) -> None:
     res = {"gpu": args.gpus_per_trial if args.gpus_per_trial is not None else job.resources["gpu"],
            "cpu": args.cpus_per_trial if args.cpus_per_trial is not None else job.resources["cpu"]}
     gpu = "1 if the cluster has GPUs, else 0" if res["gpu"] is None else f"{res['gpu']:g}"
+    if res["gpu"] is not None and 0 < res["gpu"] < 1:
+        gpu += f" (up to {int(1 / res['gpu'] + 1e-9)} trials share a GPU)"
     cpu = "1" if res["cpu"] is None else f"{res['cpu']:g}"
     fixed_keys = [k for k, v in job.sweep.space.items() if k not in job.axes]
     name = args.name or job.name

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from relex.config import TrialConfig
+from relex.metrics import EVAL_METRICS
 from relex.errors import RelexError
 from relex.sweep.budget import parse_duration, positive
 from relex.tracking import check_loggers
@@ -46,7 +47,7 @@ ASHA_DEFAULTS: dict[str, Any] = {
     "reduction_factor": 3,
     "max_t": 0,  # evaluations per trial at most; 0 = no cap (the trainer's epochs/max_steps decide)
 }
-METRICS = ("micro_f1", "auprc", "accuracy", "val_loss")
+METRICS = EVAL_METRICS  # what ASHA may decide on
 RESOURCE_KEYS = ("gpu", "cpu")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -108,12 +109,15 @@ class Sweep:
             recorded in ``job.json``) instead of stopping with the bad-row report.
         loggers: trackers every trial logs to: ``"tensorboard"``, ``"mlflow"``, ``"wandb"``
             (see :mod:`relex.tracking`).
+        keep_checkpoints: best checkpoints kept on disk: those of the top K finished trials by
+            the ASHA metric (default 5, enough for an ensemble of the best); the others are
+            deleted as trials end. 0 keeps every one.
     """
 
     FIELDS = ("name", "train", "valid", "labels", "negative_label", "space", "seeds", "asha",
               "resources", "max_concurrent", "max_failures", "reuse_actors", "split_seed",
               "before_trial", "skip_bad_rows", "loggers", "time_budget", "gpu_hours",
-              "cost_per_gpu_hour")
+              "cost_per_gpu_hour", "keep_checkpoints")
 
     def __init__(self, name: str | None = None, train: str | os.PathLike | None = None,
                  valid: str | os.PathLike | float | None = 0.1, labels: str | os.PathLike | None = None,
@@ -124,7 +128,8 @@ class Sweep:
                  before_trial: Callable[[TrialConfig, str], None] | None = None,
                  skip_bad_rows: bool = False, loggers: Sequence[str] = (),
                  time_budget: str | float | None = None, gpu_hours: float | None = None,
-                 cost_per_gpu_hour: float | None = None, **unknown: Any):
+                 cost_per_gpu_hour: float | None = None, keep_checkpoints: int = 5,
+                 **unknown: Any):
         if unknown:
             k = next(iter(unknown))
             raise RelexError(f"Sweep(): unknown argument '{k}'{_did_you_mean(k, self.FIELDS)}")
@@ -147,6 +152,7 @@ class Sweep:
         self.cost_per_gpu_hour = cost_per_gpu_hour
         self.skip_bad_rows = skip_bad_rows
         self.loggers = loggers
+        self.keep_checkpoints = keep_checkpoints
 
     def __repr__(self) -> str:
         return f"Sweep(name={self.name!r}, train={self.train!r}, {len(self.space)} space keys)"
@@ -185,6 +191,7 @@ class Job:
     budget: dict[str, float | None] = field(default_factory=dict)
     skip_bad_rows: bool = False
     loggers: tuple[str, ...] = ()  # trackers (relex.tracking.LOGGERS)
+    keep_checkpoints: int = 5  # best checkpoints of the top K finished trials kept; 0 = all
 
     def resolved(self) -> dict[str, Any]:
         """The job as plain JSON-able data (what ran, with absolute paths)."""
@@ -205,6 +212,7 @@ class Job:
             "axes": self.axes,
             "budget": self.budget,
             "loggers": list(self.loggers),
+            "keep_checkpoints": self.keep_checkpoints,
             "trials": [{"trial_id": t.trial_id, "config": t.config.to_dict()} for t in self.trials],
         }
 
@@ -330,6 +338,7 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
     max_concurrent = _int(sweep.max_concurrent, "max_concurrent", where, 0)
     max_failures = _int(sweep.max_failures, "max_failures", where, 0)
     split_seed = _int(sweep.split_seed, "split_seed", where, 0)
+    keep_checkpoints = _int(sweep.keep_checkpoints, "keep_checkpoints", where, 0)
     if not isinstance(sweep.skip_bad_rows, bool):
         raise RelexError(f"{where}: skip_bad_rows={sweep.skip_bad_rows!r} is invalid: True or False")
     if sweep.before_trial is not None and not callable(sweep.before_trial):
@@ -389,7 +398,7 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
 
     return Job(path=job_path, sweep=sweep, name=sweep.name, train=train, valid=valid, labels=labels,
                negative_label=sweep.negative_label, asha=asha, resources=resources,
-               max_concurrent=max_concurrent, max_failures=max_failures,
+               max_concurrent=max_concurrent, max_failures=max_failures, keep_checkpoints=keep_checkpoints,
                reuse_actors=bool(sweep.reuse_actors), split_seed=split_seed, axes=shown_axes,
                trials=trials, missing_files=missing, skip_bad_rows=sweep.skip_bad_rows,
                loggers=loggers, budget=budget)

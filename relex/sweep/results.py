@@ -3,14 +3,14 @@
 ``<sweep_dir>/trials.parquet`` — one row per trial:
   trial_id, status (TERMINATED / STOPPED_EARLY / ERROR; RUNNING while it runs; PENDING when
   --retry-errors reopened it; PAUSED / NOT_STARTED when a budget ended the sweep), every TrialConfig
-  field as its own column, the best evaluation's micro_f1, auprc, accuracy, val_loss, best_step,
+  field as its own column, the best evaluation's micro_f1, auprc, mean_ap, accuracy, val_loss, best_step,
   best_epoch, epochs_run, evaluations, attempts, wall_s, node, node_id, gpu, error (text, for
   failures), checkpoint (the best checkpoint's directory), valid_probs (an ``.npy`` of the best
   checkpoint's validation-set probabilities: rows as in ``valid_index.parquet``, columns as in
   ``labels.json``), started_at, ended_at.
 
 ``<sweep_dir>/history.parquet`` — one row per evaluation:
-  trial_id, iteration (1-based evaluation index), step, epoch, micro_f1, auprc, accuracy,
+  trial_id, iteration (1-based evaluation index), step, epoch, micro_f1, auprc, mean_ap, accuracy,
   val_loss, lr, train_loss, is_best.
 
 Both files are rewritten whole through a temporary file and ``os.replace``: a crash leaves the
@@ -29,12 +29,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from relex.config import TrialConfig
+from relex.metrics import EVAL_METRICS
 from relex.io_utils import atomic_path
 
 TRIALS_FILE = "trials.parquet"
 HISTORY_FILE = "history.parquet"
 FINISHED = ("TERMINATED", "STOPPED_EARLY", "ERROR")
-METRIC_COLUMNS = ("micro_f1", "auprc", "accuracy", "val_loss")
+# every metric a trial reports after each evaluation (mean_ap: tie-free, see relex.metrics)
+METRIC_COLUMNS = EVAL_METRICS
 
 _PA_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
 

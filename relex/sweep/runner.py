@@ -81,6 +81,10 @@ def decide_resources(job: Job, cluster: dict[str, float], *, gpus: float | None 
         cpu = 1
     if gpu < 0 or cpu <= 0:
         raise RelexError(f"resources per trial: gpu={gpu}, cpu={cpu} are invalid")
+    if gpu > 1 and not float(gpu).is_integer():
+        # Ray shares a GPU only below one: 0.5 puts two trials on a GPU, 1.5 means nothing
+        raise RelexError(f"resources per trial: gpu={gpu:g} is invalid: use a whole number of GPUs "
+                         "or a fraction below 1 (0.5, 0.25: that many trials share one GPU)")
     if explicit and gpu > 0 and have_gpu < gpu and local:
         raise RelexError(f"each trial asks for {gpu:g} GPU but this machine has {have_gpu:g}; "
                          "pass --gpus-per-trial 0 to run on CPU")
@@ -96,6 +100,7 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
     """Read the data, resolve backbones and build features once, on the driver."""
     from relex.data import read_dataset, stratified_split
     from relex.model.backbone import resolve_backbone
+    from relex.train.inputs import tokenizer_and_features
 
     def say(msg: str) -> None:
         if console is not None:
@@ -144,40 +149,30 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
             continue
         built.add(key)
         say(f"features {cfg.marker}, max_length {cfg.max_length}")
-        build_features(cfg, train, valid, backbones[t.trial_id], feats_cache)
+        # the trainer's own tokenizer → features sequence: trials find exactly these in the cache
+        tokenizer_and_features(cfg, train, valid, backbones[t.trial_id], feats_cache)
     return {"train": train, "valid": valid, "backbones": backbones, "features_cache": str(feats_cache),
             "sweep_dir": str(sweep_dir), "before_trial": job.sweep.before_trial,
             "n_labels": len(full.labels), "skipped_bad_rows": skipped}
 
 
-def build_features(cfg, train, valid, backbone_path: str, cache_dir: Path) -> None:
-    """Featurize both splits into ``cache_dir`` exactly as ``relex.train.fit`` will look them up."""
-    from transformers import AutoConfig
-
-    from relex.data.features import featurize
-    from relex.data.markers import entity_types, prepare_tokenizer
-    from relex.model.backbone import check_max_length, load_tokenizer
-
-    # a max_length the backbone cannot encode is one error here, not N failed trials
-    check_max_length(AutoConfig.from_pretrained(backbone_path), cfg.max_length, cfg.backbone)
-    tokenizer = load_tokenizer(backbone_path)
-    prepare_tokenizer(tokenizer, cfg.marker, entity_types(train, valid))
-    for ds in (train, valid):
-        featurize(ds, tokenizer, cfg.marker, cfg.max_length, cache_dir=cache_dir)
-
-
 def write_valid_index(sweep_dir: Path, valid) -> None:
     """What the rows and columns of ``valid_probs/<trial_id>.npy`` are: ``valid_index.parquet``
-    (row, id, label — the validation set in order) and ``labels.json`` (column order)."""
+    (row, then the validation set's normalized columns in order: id, sentence, entities, label,
+    source — what error analysis shows) and ``labels.json`` (column order)."""
     import pyarrow as pa
 
+    from relex.data.io import COLUMNS, INT_COLUMNS
     from relex.sweep.results import write_table
 
     frame = valid.frame
-    table = pa.table({"row": pa.array(range(len(frame)), pa.int64()),
-                      "id": pa.array([str(x) for x in frame["id"]], pa.string()),
-                      "label": pa.array([None if x is None else str(x) for x in frame["label"]],
-                                        pa.string())})
+    columns = {"row": pa.array(range(len(frame)), pa.int64())}
+    for c in COLUMNS:
+        if c in INT_COLUMNS:
+            columns[c] = pa.array([int(x) for x in frame[c]], pa.int64())
+        else:
+            columns[c] = pa.array([None if x is None else str(x) for x in frame[c]], pa.string())
+    table = pa.table(columns)
     write_table(sweep_dir / "valid_index.parquet", table)
     atomic_write_text(sweep_dir / "labels.json", json.dumps(
         {"names": list(valid.labels.names), "negative": valid.labels.negative}, ensure_ascii=False))

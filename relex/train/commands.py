@@ -1,8 +1,8 @@
 """``relex train`` (``relex evaluate`` / ``predict`` / ``export`` live in :mod:`relex.inference`).
 
 ``relex train`` has one flag per :class:`~relex.config.TrialConfig` field (dashes for
-underscores; ``--erpe/--no-erpe`` for booleans), generated from the dataclass, so a new config
-field is a new flag with no other change. Values are validated by ``TrialConfig.from_dict``:
+underscores; ``--erpe/--no-erpe`` for booleans), generated from the dataclass with the help text
+each field carries, so a new config field is a new flag with no other change. Values are validated by ``TrialConfig.from_dict``:
 a bad value is one line and exit code 2. With no data flags it trains the tiny local backbone on
 the bundled sample, offline.
 
@@ -21,50 +21,6 @@ from typing import Any
 from relex.config import CHOICES, TrialConfig
 from relex.errors import RelexError
 from relex.tracking import LOGGERS, RunLoggers, check_loggers
-
-
-_HELP = {
-    "backbone": "encoder: 'relex/tiny' (embedded, offline), 'relex/tiny-<H>x<L>', a local "
-                "save_pretrained directory, or a model-hub id such as klue/roberta-base",
-    "marker": "entity representation",
-    "max_length": "maximum tokens per example (long sentences are windowed around the entities)",
-    "head": "classification head: [CLS], the entity start markers, or R-BERT",
-    "head_dropout": "dropout in the head",
-    "rbert_layers": "R-BERT entity layers shared or split between subject and object",
-    "rbert_extra": "add |e1-e2| and e1*e2 to the R-BERT features",
-    "erpe": "entity-relative position embeddings",
-    "erpe_clip": "ERPE distance clip",
-    "fgm": "FGM adversarial epsilon (0 = off)",
-    "rdrop": "R-Drop alpha (0 = off)",
-    "llrd": "layer-wise learning-rate decay (1 = off)",
-    "hnm": "fraction of negatives mined as hard after each epoch (0 = off)",
-    "hnm_weight": "loss weight (weight mode) or sampling multiplier (resample mode) of hard negatives",
-    "hnm_mode": "how hard negatives are used",
-    "loss": "classification loss",
-    "label_smoothing": "label smoothing",
-    "focal_gamma": "focal loss gamma",
-    "class_balanced": "class-balanced loss beta (0 = off)",
-    "lr": "peak learning rate",
-    "weight_decay": "AdamW weight decay",
-    "batch_size": "examples per micro-batch",
-    "grad_accum": "micro-batches per optimizer step",
-    "epochs": "training epochs",
-    "max_steps": "stop after this many optimizer steps (0 = no limit)",
-    "warmup_ratio": "fraction of steps of linear warm-up",
-    "scheduler": "learning-rate schedule after warm-up",
-    "grad_clip": "gradient-norm clip (0 = off)",
-    "eval_every": "optimizer steps between evaluations (0 = once per epoch)",
-    "patience": "evaluations without a better micro-F1 before stopping (0 = off)",
-    "eval_batch_size": "examples per evaluation batch",
-    "seed": "random seed (runs with the same seed give the same metrics on CPU)",
-    "amp": "mixed precision: auto = bf16/fp16 on CUDA, off on CPU",
-    "num_threads": "torch CPU threads (0 = torch's default)",
-    "negative_label": "the label excluded from micro-F1 (KLUE: no_relation)",
-    "tiny_hidden": "hidden size of relex/tiny",
-    "tiny_layers": "layers of relex/tiny",
-    "tiny_heads": "attention heads of relex/tiny",
-    "tiny_vocab": "tokenizer vocabulary size of relex/tiny",
-}
 
 
 def _one_line_errors(p: argparse.ArgumentParser) -> None:
@@ -88,7 +44,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         typ = _field_type(f)
         default = getattr(defaults, f.name)
-        help_text = _HELP.get(f.name, f.name.replace("_", " "))
+        help_text = f.metadata["help"]
         if typ == "bool":
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                            help=f"{help_text} (default: {'on' if default else 'off'})")
@@ -143,7 +99,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     d.add_argument("--config", metavar="JSON", default=None,
                    help="a TrialConfig JSON file (e.g. a checkpoint's config.json); flags override it")
     d.add_argument("--save-state", action="store_true",
-                   help="after every evaluation, write a resumable training state to OUT/state")
+                   help="write a resumable training state to OUT/state every --checkpoint-every "
+                        "evaluations (it refers to OUT/best rather than copying it)")
     d.add_argument("--resume", metavar="STATE", default=None,
                    help="continue exactly from a saved training state directory (e.g. OUT/state)")
     d.add_argument("--quiet", action="store_true", help="no progress output")
@@ -196,7 +153,7 @@ def train(args: argparse.Namespace) -> int:
         train_ds, valid_ds = stratified_split(train_ds, fraction, seed=cfg.seed)
         how = f"stratified {fraction:g} split of {train_path}"
 
-    from relex.train.loop import fit
+    from relex.train.fit import fit
 
     if backbone_path is None:  # the embedded backbone's tokenizer is trained on the training split
         backbone_path = resolve_backbone(cfg.backbone, corpus=train_ds.frame["sentence"].tolist(), cfg=cfg)
@@ -205,19 +162,15 @@ def train(args: argparse.Namespace) -> int:
         print(f"relex train: {len(train_ds)} training / {len(valid_ds)} validation examples ({how}); "
               f"backbone {cfg.backbone}", file=sys.stderr)
     t0 = time.perf_counter()
-    state_dir = out / "state" if args.save_state else None
     with RunLoggers(loggers, out, cfg, run_name=out.resolve().name) as trackers:
-        def on_evaluate(ev) -> None:
-            if state_dir is not None:
-                ev.save_state(state_dir)
-            trackers.log(ev.step, {**ev.metrics, "epoch": ev.epoch})
-
         res = fit(cfg, train_ds, valid_ds, out, progress=progress, resume_from=args.resume,
-                  on_evaluate=on_evaluate, backbone_path=backbone_path)
+                  state_dir=out / "state" if args.save_state else None, backbone_path=backbone_path,
+                  on_evaluate=lambda ev: trackers.log(ev.step, {**ev.metrics, "epoch": ev.epoch}))
     wall = time.perf_counter() - t0
     m = res.best_metrics
     print(f"micro_f1  {m['micro_f1']:.2f}")
     print(f"auprc     {m['auprc']:.2f}")
+    print(f"mean_ap   {m['mean_ap']:.2f}")
     print(f"accuracy  {m['accuracy']:.2f}")
     print(f"best step {res.best_step} (epoch {res.best_epoch:.2f}) of {res.steps} steps; stop: {res.stop_reason}")
     print(f"wall time {wall:.1f}s, {res.examples_per_s:.1f} training examples/s ({res.device}, amp {res.amp})")
