@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# the CPU build of torch; a bare `torch` would pull a multi-GB CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,report]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,6 +20,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/relex sweep jobs/smoke.py --overwrite
 	$(BIN)/relex leaderboard artifacts/smoke
+	$(BIN)/relex report artifacts/smoke --html artifacts/smoke/report.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -211,3 +211,15 @@ def run_sweep(job_file: Path, storage: Path, *, prepared_dir: Path | None = None
     history = pd.read_parquet(sweep_dir / "history.parquet")
     return {"job": job, "outcome": outcome, "preflight_s": t1 - t0, "run_s": t2 - t1,
             "trials": trials, "history": history, "sweep_dir": sweep_dir}
+
+
+def write_dataset_json(ds, out: Path) -> Path:
+    """Write a relex Dataset as KLUE JSON (what ``read_dataset`` reads back)."""
+    rows = [{"guid": r.id, "sentence": r.sentence, "label": r.label, "source": r.source,
+             "subject_entity": {"word": r.subj_word, "start_idx": int(r.subj_start),
+                                "end_idx": int(r.subj_end), "type": r.subj_type},
+             "object_entity": {"word": r.obj_word, "start_idx": int(r.obj_start),
+                               "end_idx": int(r.obj_end), "type": r.obj_type}}
+            for r in ds.frame.itertuples(index=False)]
+    out.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return out

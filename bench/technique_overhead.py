@@ -3,9 +3,8 @@
 One training step = what ``relex.train.fit``'s loop does per optimizer step: collate the batch
 (dynamic padding; ERPE distances when on), forward, loss, backward (FGM: the adversarial
 forward + backward and the restore), gradient clipping, AdamW, scheduler. The script drives the
-trainer's own step functions (``relex.train.loop._Trainer._micro_step`` and
-``_optimizer_step``) on a trainer set up exactly as ``fit`` sets it up, so the measured code
-is the code that trains.
+trainer's own step (``relex.train.step.train_step``) on a run set up by ``relex.train.fit.prepare``
+exactly as ``fit`` sets it up, so the measured code is the code that trains.
 
 Every configuration trains on the SAME batch (32 KLUE-RE rows: the length-grouped batch of
 median padded length). After a warm-up, the configurations are timed in interleaved rounds
@@ -32,19 +31,19 @@ TARGETS = {"R-Drop": 1.7, "FGM": 2.1, "ERPE": 1.1}
 
 
 def make_trainer(cfg, train_ds, valid_ds, backbone: str, workdir: Path):
-    from relex.train.loop import _Trainer
+    from relex.train.fit import prepare
 
-    tr = _Trainer(cfg, train_ds, valid_ds, workdir, on_evaluate=None, progress=False,
-                  features_cache=workdir / "features", backbone_path=backbone, device="cpu")
-    tr.out_dir.mkdir(parents=True, exist_ok=True)
-    tr.setup()
-    return tr
+    workdir.mkdir(parents=True, exist_ok=True)
+    return prepare(cfg, train_ds, valid_ds, workdir, progress=False, features_cache=workdir / "features",
+                   backbone_path=backbone, device="cpu")
 
 
-def one_step(tr, idx) -> float:
+def one_step(run, idx) -> float:
+    from relex.train.fit import micro_batch
+    from relex.train.step import train_step
+
     t0 = time.perf_counter()
-    tr._micro_step(idx, 1.0, None)
-    tr._optimizer_step()
+    train_step(run, [micro_batch(run, idx, None)])
     return time.perf_counter() - t0
 
 

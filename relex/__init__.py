@@ -1,3 +1,18 @@
-"""relex: Korean relation extraction experiments, from one trainer to cluster-scale sweeps."""
+"""relex: Korean relation extraction experiments, from one trainer to cluster-scale sweeps.
+
+``relex.load(path)`` loads a trained model for predictions in Python (see :mod:`relex.api`);
+it imports torch only when called.
+"""
 
 __version__ = "0.1.0"
+
+
+def load(path, *, device=None):
+    """A trained model (checkpoint, ``relex train --out`` directory or ensemble) with
+    ``predict(records)``; see :func:`relex.api.load`."""
+    from relex.api import load as _load
+
+    return _load(path, device=device)
+
+
+__all__ = ["load", "__version__"]

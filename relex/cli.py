@@ -1,8 +1,10 @@
-"""The `relex` command: data check | train | evaluate | predict | sweep | leaderboard | ensemble.
+"""The `relex` command: data check|fix|stats, train, evaluate, predict, export, sweep, leaderboard, report, ensemble.
 
 Each subcommand lives beside the code it drives (``relex.data.commands``,
-``relex.train.commands``, ``relex.sweep.commands``, ``relex.leaderboard``); this module only
-wires them up and turns :class:`~relex.errors.RelexError` into one clear line and exit code 2.
+``relex.train.commands``, ``relex.inference``, ``relex.sweep.commands``, ``relex.leaderboard``,
+``relex.analysis.commands``);
+this module only wires them up and turns :class:`~relex.errors.RelexError` into one clear line
+and exit code 2.
 Heavy imports (torch, ray) happen inside the subcommands, so ``relex --help`` is instant.
 """
 
@@ -20,16 +22,24 @@ from relex.errors import RelexError
 COMMANDS = [
     (("data", "check"), "relex.data.commands", "add_check_args", "check",
      "validate a data file: rows, labels and their counts, bad rows"),
+    (("data", "fix"), "relex.data.commands", "add_fix_args", "fix",
+     "repair what is fixable in a data file (quotes, spans, invisible characters, labels)"),
+    (("data", "stats"), "relex.analysis.commands", "add_stats_args", "stats",
+     "statistics per label: entity type pairs, entity distance, sentence length, top entities"),
     (("train",), "relex.train.commands", "add_train_args", "train",
      "train one model (every technique is a flag)"),
-    (("evaluate",), "relex.analysis.ensemble_cli", "add_evaluate_args", "evaluate",
-     "evaluate a checkpoint or an ensemble on a labelled file"),
-    (("predict",), "relex.analysis.ensemble_cli", "add_predict_args", "predict",
+    (("evaluate",), "relex.inference", "add_evaluate_args", "evaluate",
+     "evaluate a checkpoint, run directory or ensemble on a labelled file"),
+    (("predict",), "relex.inference", "add_predict_args", "predict",
      "write a submission file (id, pred_label, probs) for a data file"),
+    (("export",), "relex.inference", "add_export_args", "export",
+     "export a checkpoint as one ONNX graph for serving"),
     (("sweep",), "relex.sweep.commands", "add_sweep_args", "sweep",
      "run a job file's sweep on Ray Tune with ASHA and a live leaderboard"),
     (("leaderboard",), "relex.leaderboard", "add_leaderboard_args", "leaderboard",
      "show a sweep's results, ranked by micro-F1"),
+    (("report",), "relex.analysis.commands", "add_report_args", "report",
+     "what a sweep concluded: effects with confidence intervals, errors, learning curves, cost"),
     (("ensemble",), "relex.analysis.ensemble_cli", "add_ensemble_args", "ensemble",
      "choose an ensemble of a sweep's trials, fit decisions, report honest scores"),
 ]

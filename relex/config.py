@@ -5,8 +5,20 @@ trial receives it, the trainer consumes it, a checkpoint stores it as JSON, and 
 builds the same object from flags. Unknown keys and invalid values raise :class:`RelexError`
 before any work starts.
 
-A technique is off at its neutral value: ``fgm=0`` (ε), ``rdrop=0`` (α), ``llrd=1`` (decay),
-``hnm=0`` (fraction), ``class_balanced=0`` (β), ``erpe=False``.
+Its keys are flat (job files and flags name them directly) but it is made of two parts:
+
+* :class:`ModelConfig` — what rebuilds the model (backbone, marker, max_length, head, ERPE, the
+  tiny backbone's sizes). A checkpoint stores this part with a format version and needs nothing
+  else to load.
+* :class:`TrainingConfig` — everything else. A checkpoint keeps it for the record only; keys a
+  later or earlier version does not know are ignored with one warning when it loads.
+
+Each field carries its ``--help`` text (``metadata["help"]``) and whether the leaderboard
+always shows it (``metadata["column"]``): flags, help and columns come from here.
+
+A technique is off at its neutral value: ``fgm=0`` (ε), ``awp=0`` (γ), ``rdrop=0`` (α),
+``llrd=1`` (decay), ``ema=0`` (decay), ``hnm=0`` (fraction), ``class_balanced=0`` (β),
+``erpe=False``.
 """
 
 from __future__ import annotations
@@ -45,66 +57,15 @@ CHOICES = {
 }
 
 
-@dataclass
-class TrialConfig:
-    # backbone and input representation
-    backbone: str = "relex/tiny"
-    marker: str = "typed_entity_marker_punct"
-    max_length: int = 256
-    # head
-    head: str = "marker"
-    head_dropout: float = 0.1
-    rbert_layers: str = "split"
-    rbert_extra: bool = False  # add |e1-e2| and e1*e2 to the R-BERT features
-    # entity-relative position embeddings
-    erpe: bool = False
-    erpe_clip: int = 32
-    # adversarial training / regularisation
-    fgm: float = 0.0  # epsilon; 0 = off
-    rdrop: float = 0.0  # alpha; 0 = off
-    llrd: float = 1.0  # layer-wise decay; 1 = off
-    # hard-negative mining
-    hnm: float = 0.0  # fraction of negatives treated as hard after each epoch; 0 = off
-    hnm_weight: float = 2.0  # loss weight (mode "weight") or sampling multiplier (mode "resample")
-    hnm_mode: str = "weight"
-    # loss
-    loss: str = "ce"
-    label_smoothing: float = 0.0
-    focal_gamma: float = 2.0
-    class_balanced: float = 0.0  # beta of the effective-number weights; 0 = off
-    # optimisation
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    batch_size: int = 32
-    grad_accum: int = 1
-    epochs: int = 3
-    max_steps: int = 0  # stop after this many optimizer steps; 0 = no limit
-    warmup_ratio: float = 0.1
-    scheduler: str = "linear"
-    grad_clip: float = 1.0
-    # evaluation
-    eval_every: int = 0  # optimizer steps between evaluations; 0 = once per epoch
-    patience: int = 0  # evaluations without improvement before stopping; 0 = off
-    eval_batch_size: int = 128
-    # runtime
-    seed: int = 42
-    amp: str = "auto"  # auto: bf16 on CUDA where supported, else fp16; off on CPU
-    num_threads: int = 0  # torch intra-op threads on CPU; 0 = leave torch's default
-    # labels
-    negative_label: str = "no_relation"
-    # embedded default backbone size (only for relex/tiny)
-    tiny_hidden: int = 128
-    tiny_layers: int = 2
-    tiny_heads: int = 2
-    tiny_vocab: int = 8000
+class _Fields:
+    """Dict/JSON conversion and validation shared by every config dataclass."""
 
-    # ------------------------------------------------------------------ helpers
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, where: str = "config") -> "TrialConfig":
+    def from_dict(cls, data: dict[str, Any], *, where: str = "config") -> "Self":
         """Build and validate; unknown keys and bad values raise RelexError naming ``where``."""
         known = {f.name: f for f in fields(cls)}
         unknown = [k for k in data if k not in known]
@@ -128,7 +89,7 @@ class TrialConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, *, where: str = "config") -> "TrialConfig":
+    def from_json(cls, text: str, *, where: str = "config") -> "Self":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
@@ -137,48 +98,186 @@ class TrialConfig:
             raise RelexError(f"{where}: expected a JSON object")
         return cls.from_dict(data, where=where)
 
-    def replace(self, **changes: Any) -> "TrialConfig":
-        return TrialConfig.from_dict({**self.to_dict(), **changes})
+    def replace(self, **changes: Any):
+        return type(self).from_dict({**self.to_dict(), **changes})
 
     def validate(self, *, where: str = "config") -> None:
-        def bad(name: str, why: str) -> None:
-            raise RelexError(f"{where}: {name}={getattr(self, name)!r} is invalid: {why}")
+        raise NotImplementedError
 
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
-                bad(name, f"choose one of {', '.join(allowed)}")
+
+def _field(default: Any, help: str, *, column: bool = False) -> Any:
+    """A config field with its ``--help`` text; ``column=True`` puts it in every leaderboard."""
+    return dataclasses.field(default=default, metadata={"help": help, "column": column})
+
+
+@dataclass
+class ModelConfig(_Fields):
+    """What a checkpoint needs to rebuild its model: backbone, input representation, head, ERPE.
+
+    A checkpoint stores exactly these fields (``checkpoint.json``, key ``model``); every other
+    field is training-only and may change between relex versions without breaking a checkpoint.
+    """
+
+    backbone: str = _field("relex/tiny", "encoder: 'relex/tiny' (embedded, offline), "
+                           "'relex/tiny-<H>x<L>', a local save_pretrained directory, or a "
+                           "model-hub id such as klue/roberta-base")
+    marker: str = _field("typed_entity_marker_punct", "entity representation", column=True)
+    max_length: int = _field(256, "maximum tokens per example (long sentences are windowed "
+                             "around the entities)")
+    head: str = _field("marker", "classification head: [CLS], the entity start markers, or "
+                       "R-BERT", column=True)
+    head_dropout: float = _field(0.1, "dropout in the head")
+    rbert_layers: str = _field("split", "R-BERT entity layers shared or split between subject "
+                               "and object")
+    rbert_extra: bool = _field(False, "add |e1-e2| and e1*e2 to the R-BERT features")
+    erpe: bool = _field(False, "entity-relative position embeddings", column=True)
+    erpe_clip: int = _field(32, "ERPE distance clip")
+    # the embedded backbone's size (relex/tiny only)
+    tiny_hidden: int = _field(128, "hidden size of relex/tiny")
+    tiny_layers: int = _field(2, "layers of relex/tiny")
+    tiny_heads: int = _field(2, "attention heads of relex/tiny")
+    tiny_vocab: int = _field(8000, "tokenizer vocabulary size of relex/tiny")
+
+    def validate(self, *, where: str = "config") -> None:
+        bad = _complainer(self, where)
+        for name in ("marker", "head", "rbert_layers"):
+            _check_choice(self, name, bad)
         if not self.backbone or not isinstance(self.backbone, str):
             bad("backbone", "a model name or directory is required")
-        positive_ints = ("max_length", "batch_size", "grad_accum", "epochs", "eval_batch_size",
-                         "tiny_hidden", "tiny_layers", "tiny_heads", "tiny_vocab", "erpe_clip")
-        for name in positive_ints:
+        for name in ("max_length", "tiny_hidden", "tiny_layers", "tiny_heads", "tiny_vocab",
+                     "erpe_clip"):
+            if getattr(self, name) < 1:
+                bad(name, "must be at least 1")
+        if self.max_length < 16:
+            bad("max_length", "must be at least 16 tokens to hold two marked entities")
+        if not (0 <= self.head_dropout < 1):
+            bad("head_dropout", "must be in [0, 1)")
+        if self.tiny_hidden % self.tiny_heads:
+            bad("tiny_hidden", f"must be divisible by tiny_heads={self.tiny_heads}")
+
+
+@dataclass
+class TrainingConfig(_Fields):
+    """How a model is trained: techniques, loss, optimisation, evaluation, runtime."""
+
+    # adversarial training / regularisation / averaging
+    fgm: float = _field(0.0, "FGM adversarial epsilon on the word embeddings (0 = off)", column=True)
+    awp: float = _field(0.0, "AWP: adversarial weight perturbation, relative size gamma "
+                        "(0 = off)", column=True)
+    rdrop: float = _field(0.0, "R-Drop alpha (0 = off)", column=True)
+    llrd: float = _field(1.0, "layer-wise learning-rate decay (1 = off)", column=True)
+    ema: float = _field(0.0, "decay of the exponential moving average of the weights, which are "
+                        "evaluated and saved instead of the raw ones (0 = off; e.g. 0.999)",
+                        column=True)
+    # hard-negative mining
+    hnm: float = _field(0.0, "fraction of negatives mined as hard after each epoch (0 = off)",
+                        column=True)
+    hnm_weight: float = _field(2.0, "loss weight (weight mode) or sampling multiplier (resample "
+                               "mode) of hard negatives")
+    hnm_mode: str = _field("weight", "how hard negatives are used")
+    # loss
+    loss: str = _field("ce", "classification loss", column=True)
+    label_smoothing: float = _field(0.0, "label smoothing")
+    focal_gamma: float = _field(2.0, "focal loss gamma")
+    class_balanced: float = _field(0.0, "class-balanced loss beta (0 = off)")
+    # optimisation
+    lr: float = _field(5e-5, "peak learning rate")
+    weight_decay: float = _field(0.01, "AdamW weight decay")
+    batch_size: int = _field(32, "examples per micro-batch")
+    grad_accum: int = _field(1, "micro-batches per optimizer step")
+    epochs: int = _field(3, "training epochs")
+    max_steps: int = _field(0, "stop after this many optimizer steps (0 = no limit)")
+    warmup_ratio: float = _field(0.1, "fraction of steps of linear warm-up")
+    scheduler: str = _field("linear", "learning-rate schedule after warm-up")
+    grad_clip: float = _field(1.0, "gradient-norm clip (0 = off)")
+    # evaluation and checkpoints
+    eval_every: int = _field(0, "optimizer steps between evaluations (0 = once per epoch)")
+    patience: int = _field(0, "evaluations without a better micro-F1 before stopping (0 = off)")
+    eval_batch_size: int = _field(128, "examples per evaluation batch")
+    checkpoint_every: int = _field(1, "evaluations between resumable training states, when "
+                                   "states are kept (relex train --save-state, every sweep "
+                                   "trial); 1 suits GPU sweeps, which evaluate once per epoch: a "
+                                   "lost trial repeats at most one epoch, for a state of about "
+                                   "three model sizes per epoch (the best weights are written "
+                                   "only when they improve, whatever this is)")
+    # runtime
+    seed: int = _field(42, "random seed (runs with the same seed give the same metrics on CPU)")
+    amp: str = _field("auto", "mixed precision: auto = bf16/fp16 on CUDA, bf16 on CPUs with native "
+                              "bf16 (AVX512-BF16, AMX), else off")
+    num_threads: int = _field(0, "torch CPU threads (0 = torch's default)")
+    # labels
+    negative_label: str = _field("no_relation", "the label excluded from micro-F1 (KLUE: "
+                                 "no_relation)")
+
+    def validate(self, *, where: str = "config") -> None:
+        bad = _complainer(self, where)
+        for name in ("loss", "scheduler", "amp", "hnm_mode"):
+            _check_choice(self, name, bad)
+        for name in ("batch_size", "grad_accum", "epochs", "eval_batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 bad(name, "must be at least 1")
         for name in ("max_steps", "eval_every", "patience", "num_threads"):
             if getattr(self, name) < 0:
                 bad(name, "must be 0 or more")
-        if self.max_length < 16:
-            bad("max_length", "must be at least 16 tokens to hold two marked entities")
-        for name in ("fgm", "rdrop", "weight_decay", "grad_clip", "focal_gamma"):
+        for name in ("fgm", "awp", "rdrop", "weight_decay", "grad_clip", "focal_gamma"):
             if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
                 bad(name, "must be a finite number >= 0")
         if not (0 < self.lr < 1):
             bad("lr", "must be in (0, 1)")
         if not (0 < self.llrd <= 1):
             bad("llrd", "decay must be in (0, 1]; 1 turns LLRD off")
+        if not (0 <= self.ema < 1):
+            bad("ema", "decay must be in [0, 1); 0 turns EMA off")
         if not (0 <= self.hnm <= 1):
             bad("hnm", "fraction must be in [0, 1]; 0 turns HNM off")
         if not (math.isfinite(self.hnm_weight) and self.hnm_weight >= 1):
             bad("hnm_weight", "must be at least 1")
         if not (0 <= self.class_balanced < 1):
             bad("class_balanced", "beta must be in [0, 1); 0 turns it off")
-        if not (0 <= self.label_smoothing < 1):
-            bad("label_smoothing", "must be in [0, 1)")
-        for name in ("head_dropout", "warmup_ratio"):
+        for name in ("label_smoothing", "warmup_ratio"):
             if not (0 <= getattr(self, name) < 1):
                 bad(name, "must be in [0, 1)")
-        if self.tiny_hidden % self.tiny_heads:
-            bad("tiny_hidden", f"must be divisible by tiny_heads={self.tiny_heads}")
+
+
+def _complainer(cfg: Any, where: str):
+    def bad(name: str, why: str) -> None:
+        raise RelexError(f"{where}: {name}={getattr(cfg, name)!r} is invalid: {why}")
+
+    return bad
+
+
+def _check_choice(cfg: Any, name: str, bad) -> None:
+    if getattr(cfg, name) not in CHOICES[name]:
+        bad(name, f"choose one of {', '.join(CHOICES[name])}")
+
+
+MODEL_FIELDS = tuple(f.name for f in fields(ModelConfig))
+TRAINING_FIELDS = tuple(f.name for f in fields(TrainingConfig))
+
+
+@dataclass
+class TrialConfig(TrainingConfig, ModelConfig):
+    """The model part and the training part as one flat set of keys (job files, flags)."""
+
+    def validate(self, *, where: str = "config") -> None:
+        ModelConfig.validate(self, where=where)
+        TrainingConfig.validate(self, where=where)
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any], model: "ModelConfig", *,
+                   where: str = "config") -> tuple["TrialConfig", list[str]]:
+        """The config of a checkpoint written by any relex version: ``model`` (already checked
+        strictly) wins over ``data``; keys of ``data`` this version does not know are training
+        keys of another version and are dropped (returned, sorted, as the second value)."""
+        known = {k: v for k, v in data.items() if k in TRAINING_FIELDS}
+        dropped = sorted(k for k in data if k not in TRAINING_FIELDS and k not in MODEL_FIELDS)
+        return cls.from_dict({**known, **model.to_dict()}, where=where), dropped
+
+    def model_part(self) -> ModelConfig:
+        return ModelConfig(**{k: getattr(self, k) for k in MODEL_FIELDS})
+
+    def training_part(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in TRAINING_FIELDS}
 
     # A short label for leaderboards and trial names: only what differs from the defaults.
     def short_name(self, keys: list[str] | None = None) -> str:

@@ -48,5 +48,6 @@ class BadRowsError(RelexError):
         lines += [f"  {b}" for b in self.bad_rows[: self.shown]]
         if n > self.shown:
             lines.append(f"  ... and {n - self.shown} more")
-        lines.append("Fix them, or pass --skip-bad-rows to drop them.")
+        lines.append("Fix them (`relex data fix FILE --out FIXED` repairs what is fixable), or "
+                     "pass --skip-bad-rows to drop them.")
         super().__init__("\n".join(lines))

@@ -5,7 +5,12 @@ Rows come from ``trials.parquet`` (see :mod:`relex.sweep.results`) and are ranke
 never evaluated — last). A fold sweep is ranked by configuration: the cross-validated mean,
 shown with its standard deviation; a staged sweep's rows say which base configuration they
 grew from (``from``). ``--format table`` draws a rich table on a terminal and plain aligned
-text otherwise; ``markdown`` and ``csv`` are for reports and spreadsheets.
+text otherwise; ``markdown`` and ``csv`` are for reports and spreadsheets. Mean AP (tie-free,
+see :mod:`relex.metrics`) stands beside KLUE's AUPRC.
+
+``--by-config`` groups the seeds of each configuration into one row
+(:func:`relex.analysis.configs.by_config`): mean ± sd and a 95% interval over seeds, n, ranked by
+the mean, and whether the configuration is within noise of the top one.
 """
 
 from __future__ import annotations
@@ -21,7 +26,17 @@ from typing import Any, Callable, Sequence
 from relex.errors import RelexError
 
 DEFAULT_ROOT = Path("artifacts")
-TECHNIQUES = ("marker", "head", "erpe", "fgm", "rdrop", "llrd", "hnm", "loss")
+
+def _technique_columns() -> tuple[str, ...]:
+    """The config fields every leaderboard shows (``metadata["column"]`` in relex.config)."""
+    import dataclasses
+
+    from relex.config import TrialConfig
+
+    return tuple(f.name for f in dataclasses.fields(TrialConfig) if f.metadata.get("column"))
+
+
+TECHNIQUES = _technique_columns()
 
 
 def _num(v: Any) -> float | None:
@@ -67,6 +82,11 @@ def _fmt_int(v: Any) -> str:
     return "-" if f is None else str(int(f))
 
 
+def _fmt_checkpoint(v: Any) -> str:
+    """Whether the trial's best checkpoint is still on disk (a sweep may have deleted it)."""
+    return "yes" if v and Path(str(v), "model.safetensors").is_file() else "-"
+
+
 def _short_backbone(v: Any) -> str:
     return "-" if v is None else str(v)
 
@@ -76,9 +96,14 @@ COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = (
     [("trial", "trial_id", str), ("backbone", "backbone", _short_backbone)]
     + [(t, t, _fmt_value) for t in TECHNIQUES]
     + [("micro-F1", "micro_f1", _fmt_metric), ("AUPRC", "auprc", _fmt_metric),
-       ("accuracy", "accuracy", _fmt_metric), ("best step", "best_step", _fmt_int),
-       ("status", "status", lambda v: "-" if v is None else str(v)), ("time", "wall_s", _fmt_time)]
+       ("mean AP", "mean_ap", _fmt_metric), ("accuracy", "accuracy", _fmt_metric), ("best step", "best_step", _fmt_int),
+       ("status", "status", lambda v: "-" if v is None else str(v)), ("time", "wall_s", _fmt_time),
+       ("ckpt", "checkpoint", _fmt_checkpoint)]
 )
+
+
+NUMERIC_HEADERS = {"rank", "micro-F1", "AUPRC", "mean AP", "accuracy", "best step", "time", "fgm",
+                   "rdrop", "llrd", "hnm", "lr", "seed", "n", "± sd", "95% CI"}
 
 
 def rank(rows: Sequence[dict[str, Any]], metric: str = "micro_f1") -> list[dict[str, Any]]:
@@ -162,10 +187,8 @@ def rich_table(rows: Sequence[dict[str, Any]], *, title: str | None = None, top:
     shown = ranked[:top] if top else ranked
     cols = columns(rows)
     table = Table(title=title, header_style="bold", pad_edge=False)
-    numeric = {"rank", "micro-F1", "AUPRC", "accuracy", "best step", "time", "fgm", "rdrop",
-               "llrd", "hnm", "lr", "seed"}
     for h in headers(cols):
-        table.add_column(h, justify="right" if h in numeric else "left", no_wrap=True)
+        table.add_column(h, justify="right" if h in NUMERIC_HEADERS else "left", no_wrap=True)
     styles = {"ERROR": "red", "STOPPED_EARLY": "dim", "RUNNING": "cyan"}
     for i, (row, r) in enumerate(zip(cells(shown, cols), shown)):
         style = "bold green" if i == 0 and _num(r.get("micro_f1")) is not None else styles.get(r.get("status"))
@@ -173,26 +196,33 @@ def rich_table(rows: Sequence[dict[str, Any]], *, title: str | None = None, top:
     return table
 
 
+def _plain(head: list[str], body: list[list[str]]) -> str:
+    table = [head] + body
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table) + "\n"
+
+
+def _markdown(head: list[str], body: list[list[str]]) -> str:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
 def plain_text(rows: Sequence[dict[str, Any]], *, top: int | None = None) -> str:
     ranked = rank(rows)
     shown = ranked[:top] if top else ranked
     cols = columns(rows)
-    body = [headers(cols)] + cells(shown, cols)
-    widths = [max(len(r[i]) for r in body) for i in range(len(body[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in body) + "\n"
+    return _plain(headers(cols), cells(shown, cols))
 
 
 def markdown(rows: Sequence[dict[str, Any]], *, top: int | None = None) -> str:
     ranked = rank(rows)
     shown = ranked[:top] if top else ranked
-
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|")
-
     cols = columns(rows)
-    lines = ["| " + " | ".join(headers(cols)) + " |", "|" + "|".join("---" for _ in headers(cols)) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in cells(shown, cols)]
-    return "\n".join(lines) + "\n"
+    return _markdown(headers(cols), cells(shown, cols))
 
 
 def csv_text(rows: Sequence[dict[str, Any]], *, top: int | None = None) -> str:
@@ -213,6 +243,85 @@ def csv_text(rows: Sequence[dict[str, Any]], *, top: int | None = None) -> str:
             vals.append("" if v is None else v)
         w.writerow([i if ranked_row else ""] + vals)
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- by config
+CONFIG_HEADERS = ["n", "micro-F1", "± sd", "95% CI", "AUPRC", "mean AP", "trials", "vs. top"]
+VERDICT_STYLES = {"top": "bold green", "within noise": "yellow", "below": "dim"}
+
+
+def config_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, Callable[[Any], str]]]:
+    """The leaderboard's configuration columns, seed left out (it is what gets grouped)."""
+    from relex.config import TrialConfig
+
+    fields = set(TrialConfig.field_names()) - {"seed"}
+    return [c for c in columns(rows) if c[1] in fields]
+
+
+def config_groups(rows: Sequence[dict[str, Any]], top: int | None = None):
+    from relex.analysis.configs import by_config
+
+    groups = by_config(rows)
+    return groups[:top] if top else groups
+
+
+def config_cells(rows: Sequence[dict[str, Any]], groups) -> tuple[list[str], list[list[str]]]:
+    """Headers and display rows of ``--by-config``."""
+    cols = config_columns(rows)
+    body = []
+    for i, g in enumerate(groups, 1):
+        ci = g.ci()
+        body.append([str(i) if g.n else "-"] + [fmt(g.config.get(key)) for _, key, fmt in cols]
+                    + [str(g.n), _fmt_metric(g.mean()), _fmt_metric(g.sd()),
+                       "-" if ci is None else f"{ci[0]:.2f} to {ci[1]:.2f}",
+                       _fmt_metric(g.mean("auprc")), _fmt_metric(g.mean("mean_ap")),
+                       g.status_text(), g.verdict or "-"])
+    return ["rank"] + [h for h, _, _ in cols] + CONFIG_HEADERS, body
+
+
+def config_csv(rows: Sequence[dict[str, Any]], groups) -> str:
+    """``--by-config --format csv``: raw values, full precision."""
+    keys = [key for _, key, _ in config_columns(rows)]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["rank", *keys, "n", "micro_f1_mean", "micro_f1_sd", "micro_f1_ci_low",
+                "micro_f1_ci_high", "auprc_mean", "mean_ap_mean", "seeds", "trial_ids", "verdict"])
+    for i, g in enumerate(groups, 1):
+        ci = g.ci() or ("", "")
+        w.writerow([i if g.n else "", *("" if g.config.get(k) is None else g.config[k] for k in keys),
+                    g.n, *("" if v is None else v for v in (g.mean(), g.sd())), *ci,
+                    *("" if v is None else v for v in (g.mean("auprc"), g.mean("mean_ap"))),
+                    " ".join(map(str, g.seeds)), " ".join(g.trial_ids), g.verdict])
+    return buf.getvalue()
+
+
+def config_rich_table(rows: Sequence[dict[str, Any]], groups, *, title: str | None = None):
+    from rich.table import Table
+
+    head, body = config_cells(rows, groups)
+    table = Table(title=title, header_style="bold", pad_edge=False)
+    for h in head:
+        table.add_column(h, justify="right" if h in NUMERIC_HEADERS else "left", no_wrap=True)
+    for cells_, g in zip(body, groups):
+        table.add_row(*cells_, style=VERDICT_STYLES.get(g.verdict))
+    return table
+
+
+def _write_by_config(rows, args, sweep_dir: Path, out) -> None:
+    groups = config_groups(rows, args.top)
+    if args.format == "csv":
+        out.write(config_csv(rows, groups))
+        return
+    if args.format == "markdown":
+        out.write(_markdown(*config_cells(rows, groups)))
+    elif out.isatty():
+        from rich.console import Console
+
+        Console().print(config_rich_table(rows, groups, title=f"{sweep_dir.name}: configurations"))
+    else:
+        out.write(_plain(*config_cells(rows, groups)))
+    out.write(("\n" if args.format == "markdown" else "") + "95% CI: t-interval of the mean over seeds; within noise: Welch's 95% interval of "
+              "the difference from the top configuration contains 0.\n")
 
 
 # ------------------------------------------------------------------------------ loading
@@ -249,6 +358,9 @@ def add_leaderboard_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=None, metavar="N", help="show the best N trials")
     p.add_argument("--format", choices=("table", "markdown", "csv"), default="table",
                    help="output format (default: table; plain text off a terminal)")
+    p.add_argument("--by-config", action="store_true",
+                   help="one row per configuration over its seeds: mean ± sd, 95%% CI, n, ranked "
+                        "by the mean, flagged when within noise of the top one")
 
 
 def leaderboard(args: argparse.Namespace) -> int:
@@ -257,7 +369,9 @@ def leaderboard(args: argparse.Namespace) -> int:
     sweep_dir = Path(args.sweep_dir) if args.sweep_dir else latest_sweep()
     rows = by_configuration(load_rows(sweep_dir))
     out = sys.stdout
-    if args.format == "markdown":
+    if args.by_config:
+        _write_by_config(rows, args, sweep_dir, out)
+    elif args.format == "markdown":
         out.write(markdown(rows, top=args.top))
     elif args.format == "csv":
         out.write(csv_text(rows, top=args.top))
@@ -272,4 +386,10 @@ def leaderboard(args: argparse.Namespace) -> int:
                                    title=f"{sweep_dir.name}: {done}/{n} trials finished"))
     else:
         out.write(plain_text(rows, top=args.top))
+    if args.format != "csv":
+        from relex.sweep.budget import usage_line
+
+        footer = usage_line(sweep_dir)
+        if footer:
+            out.write(footer + "\n")
     return 0

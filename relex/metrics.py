@@ -4,6 +4,14 @@
 * ``auprc``: mean over classes of the area (trapezoidal ``sklearn.metrics.auc``) under each
   one-vs-rest precision-recall curve of the class's probability column, ×100.
 * ``accuracy``: fraction of argmax predictions equal to gold, ×100.
+* ``mean_ap``: not a KLUE metric; the tie-free companion of ``auprc``: the mean over classes of
+  scikit-learn's ``average_precision_score`` (a step sum over thresholds, no interpolation), ×100.
+
+Why both. KLUE's trapezoid draws a straight line between precision-recall points, and a block of
+tied scores is one point: the line across it credits the whole block with the precision of its
+best end. A text-blind predictor that scores each row by its entity-type pair alone (a few dozen
+distinct scores) gets 39.4 KLUE-AUPRC on KLUE-RE dev but 11.8 mean average precision.
+:func:`tie_effect` measures how much ties move AUPRC for a given set of scores.
 
 Classes absent from gold. KLUE's reference code gives NaN for a class with no gold example (its
 precision-recall curve is undefined) and so a NaN AUPRC overall. relex instead averages AUPRC over
@@ -18,27 +26,95 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, auc, classification_report, f1_score, precision_recall_curve
+from sklearn.metrics import (accuracy_score, auc, average_precision_score, classification_report, f1_score,
+                             precision_recall_curve)
+
+# KLUE-AUPRC points that ties may move before the report and `evaluate` warn about it
+TIE_WARN_POINTS = 0.5
+
+# The figures of one evaluation, named as every report, table and Parquet file names them.
+EVAL_METRICS = ("micro_f1", "auprc", "mean_ap", "accuracy", "val_loss")
 
 
 def micro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int, negative_id: int | None) -> float:
+
     positive = [i for i in range(num_classes) if i != negative_id]
     return float(f1_score(labels, preds, average="micro", labels=positive, zero_division=0) * 100.0)
 
 
+def _area(target: np.ndarray, scores: np.ndarray) -> float:
+    """Trapezoidal area under one class's precision-recall curve (KLUE's rule), 0–1."""
+    precision, recall, _ = precision_recall_curve(target, scores)
+    return float(auc(recall, precision))
+
+
 def auprc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, list[int]]:
     """Mean per-class area under the PR curve ×100, and the class ids skipped (no gold example)."""
+
     areas, skipped = [], []
     for c in range(probs.shape[1]):
         target = labels == c
         if not target.any():
             skipped.append(c)
             continue
-        precision, recall, _ = precision_recall_curve(target, probs[:, c])
-        areas.append(auc(recall, precision))
+        areas.append(_area(target, probs[:, c]))
     if not areas:
         raise ValueError("AUPRC is undefined: no class has a gold example")
     return float(np.mean(areas) * 100.0), skipped
+
+
+def mean_ap(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean over classes with a gold example of ``average_precision_score`` ×100 (tie-free)."""
+    scores = [average_precision_score(labels == c, probs[:, c])
+              for c in range(probs.shape[1]) if (labels == c).any()]
+    if not scores:
+        raise ValueError("mean average precision is undefined: no class has a gold example")
+    return float(np.mean(scores) * 100.0)
+
+
+def _tied_share(column: np.ndarray) -> float:
+    """Share of the rows whose score equals another row's score."""
+    _, inverse, counts = np.unique(column, return_inverse=True, return_counts=True)
+    return float((counts[inverse] > 1).mean())
+
+
+def tie_effect(labels: Sequence[int] | np.ndarray, probs: np.ndarray, *, draws: int = 5,
+               seed: int = 0) -> dict[str, float]:
+    """How much tied scores move KLUE's AUPRC.
+
+    Returns ``auprc`` (KLUE's), ``auprc_tie_broken`` (the same area with every tie broken at
+    random, averaged over ``draws`` orders: what the scores are worth as a ranking), ``shift``
+    (the difference, in AUPRC points) and ``tied_share`` (the share of scores, over all class
+    columns, equal to another row's score in the same column). Only columns with ties are
+    recomputed; without any, ``shift`` is 0.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.asarray(probs, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    shares, areas, broken = [], [], []
+    for c in range(p.shape[1]):
+        share = _tied_share(p[:, c])
+        shares.append(share)
+        target = y == c
+        if not target.any():
+            continue  # skipped by AUPRC too
+        area = _area(target, p[:, c])
+        areas.append(area)
+        if share == 0.0:
+            broken.append(area)
+            continue
+        redone = []
+        for _ in range(draws):
+            order = np.lexsort((rng.random(len(y)), p[:, c]))  # by score, ties in random order
+            ranks = np.empty(len(y))
+            ranks[order] = np.arange(len(y))
+            redone.append(_area(target, ranks))
+        broken.append(float(np.mean(redone)))
+    if not areas:
+        raise ValueError("AUPRC is undefined: no class has a gold example")
+    area, tie_broken = float(np.mean(areas) * 100.0), float(np.mean(broken) * 100.0)
+    return {"auprc": area, "auprc_tie_broken": tie_broken, "shift": area - tie_broken,
+            "tied_share": float(np.mean(shares))}
 
 
 def compute(
@@ -52,10 +128,11 @@ def compute(
     """KLUE-RE metrics for gold ids ``labels`` (n) and probabilities ``probs`` (n × C).
 
     ``negative`` names the label excluded from micro-F1 (``None``: exclude nothing). Returns
-    ``micro_f1``, ``auprc``, ``accuracy`` on a 0–100 scale, ``auprc_classes``, ``auprc_skipped``
+    ``micro_f1``, ``auprc``, ``mean_ap``, ``accuracy`` on a 0–100 scale, ``auprc_classes``, ``auprc_skipped``
     (label names), ``n``, and with ``per_class`` a ``per_class`` dict of
     precision/recall/f1 (×100) and support per label name.
     """
+
     y = np.asarray(labels, dtype=np.int64)
     p = np.asarray(probs, dtype=np.float64)
     names = list(label_names)
@@ -71,6 +148,7 @@ def compute(
     out: dict[str, Any] = {
         "micro_f1": micro_f1(y, preds, len(names), neg_id),
         "auprc": area,
+        "mean_ap": mean_ap(y, p),
         "accuracy": float(accuracy_score(y, preds) * 100.0),
         "auprc_classes": len(names) - len(skipped),
         "auprc_skipped": [names[i] for i in skipped],
@@ -96,3 +174,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def mean_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of gold ids ``labels`` under ``logits`` (n × C), in float64
+    (``val_loss``: no label smoothing or class weights, whatever the training loss was)."""
+    z = np.asarray(logits, dtype=np.float64)
+    zmax = z.max(axis=1)
+    lse = zmax + np.log(np.exp(z - zmax[:, None]).sum(axis=1))
+    return float(np.mean(lse - z[np.arange(len(z)), np.asarray(labels)]))

@@ -13,7 +13,9 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 from relex.config import TrialConfig
 from relex.errors import RelexError
 from relex.model import backbone as B
-from relex.model.backbone import TINY, learn_wordpiece_vocab, load_encoder, load_tokenizer, resolve_backbone
+from relex.model import tiny as T
+from relex.model.backbone import TINY, load_encoder, load_tokenizer, resolve_backbone
+from relex.model.tiny import learn_wordpiece_vocab
 
 SMALL = [
     "김민수는 한빛전자에서 근무한다.",
@@ -33,7 +35,7 @@ def sample_sentences() -> list[str]:
 # ----------------------------------------------------------------------- vocabulary learning
 def naive_merges(sentences, merges, min_frequency=2):
     """Reference: recount every pair after every merge; ties to the smallest pair."""
-    norm, pre = B._normalizer_and_pretokenizer()
+    norm, pre = T._normalizer_and_pretokenizer()
     counts = Counter(w for s in set(sentences) for w, _ in pre.pre_tokenize_str(norm.normalize_str(s)))
     words = {w: [w[0]] + ["##" + c for c in w[1:]] for w in counts}
     learned, seen = [], {x for syms in words.values() for x in syms}
@@ -100,7 +102,7 @@ def test_vocab_ignores_order_and_duplicate_sentences():
 
 
 def test_normalizer_keeps_hangul_and_case():
-    norm, _ = B._normalizer_and_pretokenizer()
+    norm, _ = T._normalizer_and_pretokenizer()
     text = "한국어 문장 KLUE Café"
     assert norm.normalize_str(text) == text  # no NFD jamo split, no lowercasing
 
@@ -146,7 +148,7 @@ def test_default_corpus_is_the_sample_and_korean_has_no_unk(tiny_dir):
 
     rows = json.loads(Path(SAMPLE_PATH).read_text(encoding="utf-8"))
     tok = load_tokenizer(tiny_dir)
-    meta = json.loads((Path(tiny_dir) / B.META_FILE).read_text())
+    meta = json.loads((Path(tiny_dir) / T.META_FILE).read_text())
     assert meta["corpus_sentences"] == len({r["sentence"] for r in rows})
     for r in rows:
         for text in (r["sentence"], r["subject_entity"]["word"], r["object_entity"]["word"]):
@@ -164,13 +166,13 @@ def test_sizes_from_cfg_and_from_the_name(tmp_path):
     p = resolve_backbone(TINY, corpus=SMALL, cfg=cfg, cache_dir=tmp_path)
     c = AutoConfig.from_pretrained(p)
     assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size) == (64, 1, 4, 256)
-    assert c.vocab_size <= len(B.SPECIAL_TOKENS) + alphabet_size(SMALL) + 120
+    assert c.vocab_size <= len(T.SPECIAL_TOKENS) + alphabet_size(SMALL) + 120
 
     q = resolve_backbone("relex/tiny-32x3", corpus=SMALL, cfg=cfg, cache_dir=tmp_path)
     c = AutoConfig.from_pretrained(q)
     assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads) == (32, 3, 4)
     assert p != q
-    assert B.tiny_sizes("relex/tiny-256x4") == dict(hidden=256, layers=4, heads=2, vocab=8000)
+    assert T.tiny_sizes("relex/tiny-256x4") == dict(hidden=256, layers=4, heads=2, vocab=8000)
 
 
 def test_same_inputs_give_bit_identical_backbones(tmp_path):
@@ -191,8 +193,8 @@ def test_second_call_is_a_cache_hit(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("rebuilt on a cache hit")
 
-    monkeypatch.setattr(B, "_train_tokenizer", boom)
-    monkeypatch.setattr(B, "_init_encoder", boom)
+    monkeypatch.setattr(T, "_train_tokenizer", boom)
+    monkeypatch.setattr(T, "_init_encoder", boom)
     assert resolve_backbone(TINY, corpus=SMALL, cache_dir=tmp_path) == first
     assert (Path(first) / "model.safetensors").stat().st_mtime_ns == mtime
 
@@ -206,14 +208,14 @@ def test_default_cache_dir_is_under_cache_root(tmp_path, monkeypatch):
 def test_a_builder_that_loses_the_race_uses_the_winner(tmp_path, monkeypatch):
     winner = Path(resolve_backbone(TINY, corpus=SMALL, cache_dir=tmp_path))
     mtime = (winner / "model.safetensors").stat().st_mtime_ns
-    real = B._complete
+    real = T._complete
     calls = []
 
     def not_yet_the_first_time(path):  # the target appears while this builder works
         calls.append(path)
         return len(calls) > 1 and real(path)
 
-    monkeypatch.setattr(B, "_complete", not_yet_the_first_time)
+    monkeypatch.setattr(T, "_complete", not_yet_the_first_time)
     assert Path(resolve_backbone(TINY, corpus=SMALL, cache_dir=tmp_path)) == winner
     assert len(calls) == 2  # it built, failed to rename, checked the winner
     assert (winner / "model.safetensors").stat().st_mtime_ns == mtime  # untouched

@@ -30,19 +30,21 @@ def sample_split():
 
 @pytest.fixture(scope="module")
 def trained(sample_split, tmp_path_factory, session_cache):
-    from relex.train import fit
+    from relex.train.fit import fit
 
     train_ds, valid_ds = sample_split
     out = tmp_path_factory.mktemp("ckpt-run")
     states = {}
 
     def hook(ev):
-        states[ev.step] = ev.save_state(out / f"state-{ev.step}")
+        import shutil
+
+        states[ev.step] = shutil.copytree(ev.state, out / f"state-{ev.step}")
 
     cfg = TrialConfig(**FAST, erpe=True, head="rbert")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RELEX_CACHE", str(session_cache))
-        res = fit(cfg, train_ds, valid_ds, out, progress=False, on_evaluate=hook)
+        res = fit(cfg, train_ds, valid_ds, out, progress=False, on_evaluate=hook, state_dir=out / "state")
     return cfg, res, out, states
 
 
@@ -72,20 +74,21 @@ def test_load_round_trip_is_exact(trained, sample_split):
     from relex import metrics as M
     from relex.data.features import featurize
     from relex.train import checkpoint as ckpt
+    from relex.train.predict import predict_probs
 
     cfg, res, out, _ = trained
     model, tokenizer, cfg2, labels = ckpt.load(res.best_dir)
     assert cfg2 == cfg and tuple(labels.names) == res.label_names
     assert not model.training
     feats = featurize(sample_split[1], tokenizer, cfg2.marker, cfg2.max_length)
-    probs = ckpt.predict_probs(model, feats, batch_size=cfg2.eval_batch_size)
+    probs = predict_probs(model, feats, batch_size=cfg2.eval_batch_size)
     np.testing.assert_array_equal(probs, res.valid_probs)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=0, atol=1e-9)
     m = M.compute(sample_split[1].label_ids(), probs, labels.names, labels.negative, per_class=False)
     for k in ("micro_f1", "auprc", "accuracy"):
         assert m[k] == res.best_metrics[k]
     # the batch size changes nothing but the padding: same predictions
-    probs_small = ckpt.predict_probs(model, feats, batch_size=5)
+    probs_small = predict_probs(model, feats, batch_size=5)
     np.testing.assert_allclose(probs_small, probs, atol=1e-5)
     assert (probs_small.argmax(1) == probs.argmax(1)).all()
 
@@ -142,22 +145,98 @@ def test_save_replaces_atomically(trained, tmp_path):
 
 
 def test_training_state_contents(trained):
+    from relex.train import state as state_io
+
     cfg, res, out, states = trained
     assert sorted(states) == [h["step"] for h in res.history]
     last = states[max(states)]
-    state = json.loads((last / "state.json").read_text())
-    assert state["step"] == res.steps and state["config"] == cfg.to_dict()
-    assert state["best_metrics"] == res.best_metrics
-    for name in ("model.safetensors", "optimizer.safetensors", "rng.safetensors", "best/model.safetensors"):
-        assert (last / name).is_file(), name
+    # lean: two files, the best checkpoint referred to by path, not copied
+    assert sorted(p.name for p in last.iterdir()) == [state_io.STATE, state_io.TENSORS]
+    doc = json.loads((last / state_io.STATE).read_text())
+    assert doc["meta"]["config"] == cfg.to_dict() and doc["meta"]["best_dir"] == str(res.best_dir.resolve())
+    assert doc["objects"]["position"]["step"] == res.steps
+    assert sorted(doc["objects"]) == ["model", "optimizer", "position", "random", "scaler", "scheduler",
+                                      "technique.erpe", "technique.llrd", "technique.losses"]
     from safetensors.torch import load_file
 
-    opt = load_file(str(last / "optimizer.safetensors"))
-    assert any(k.endswith(".exp_avg") for k in opt) and any(k.endswith(".exp_avg_sq") for k in opt)
+    tensors = load_file(str(last / state_io.TENSORS))
+    assert any(k.endswith("/exp_avg") for k in tensors) and any(k.endswith("/exp_avg_sq") for k in tensors)
+    assert any(k.startswith("model/encoder.") for k in tensors)
+
+
+# ----------------------------------------------------------------------------- other versions
+def evaluate_json(checkpoint, data, capsys) -> dict:
+    from relex.cli import main
+
+    assert main(["evaluate", str(checkpoint), str(data), "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    return {k: out[k] for k in ("micro_f1", "auprc", "accuracy")}, captured.err
+
+
+@pytest.fixture(scope="module")
+def valid_file(sample_split, tmp_path_factory):
+    from test_train_cli import write_klue_json
+
+    return write_klue_json(sample_split[1], tmp_path_factory.mktemp("valid") / "valid.json")
+
+
+def test_unknown_training_key_loads_with_one_warning_and_same_metrics(trained, valid_file, tmp_path, capsys):
+    import shutil
+
+    _, res, _, _ = trained
+    expected, _ = evaluate_json(res.best_dir, valid_file, capsys)
+    future = shutil.copytree(res.best_dir, tmp_path / "future")
+    config = json.loads((future / "config.json").read_text())
+    config.update(swa_start=3, lookahead_k=5)  # training options of a later version
+    (future / "config.json").write_text(json.dumps(config))
+    got, err = evaluate_json(future, valid_file, capsys)
+    assert got == expected
+    assert err.strip().splitlines() == [
+        f"relex: warning: {future}: ignoring training settings this relex version does not know: "
+        "lookahead_k, swa_start"]
+
+
+def test_unknown_model_key_or_newer_format_fails_in_one_line(trained, tmp_path):
+    import shutil
+
+    from relex.train import checkpoint as ckpt
+
+    _, res, _, _ = trained
+    other = shutil.copytree(res.best_dir, tmp_path / "other")
+    info = json.loads((other / "checkpoint.json").read_text())
+    info["model"]["head_pooling"] = "attention"
+    (other / "checkpoint.json").write_text(json.dumps(info))
+    with pytest.raises(RelexError, match="model setting 'head_pooling' is unknown") as e:
+        ckpt.load(other)
+    assert "\n" not in str(e.value)
+    info["version"] = 3
+    (other / "checkpoint.json").write_text(json.dumps(info))
+    with pytest.raises(RelexError, match="format 3 is newer.*upgrade relex"):
+        ckpt.load(other)
+
+
+def test_format_1_checkpoint_loads_and_evaluates_the_same(trained, valid_file, tmp_path, capsys):
+    import shutil
+
+    _, res, _, _ = trained
+    expected, _ = evaluate_json(res.best_dir, valid_file, capsys)
+    old = shutil.copytree(res.best_dir, tmp_path / "old")
+    # format 1: no model part in checkpoint.json, the whole flat config (of that time) in config.json
+    info = json.loads((old / "checkpoint.json").read_text())
+    del info["model"]
+    info["version"] = 1
+    (old / "checkpoint.json").write_text(json.dumps(info))
+    config = json.loads((old / "config.json").read_text())
+    for key in ("ema", "awp", "checkpoint_every"):  # fields format 1 did not have
+        config.pop(key)
+    (old / "config.json").write_text(json.dumps(config))
+    got, err = evaluate_json(old, valid_file, capsys)
+    assert got == expected and err == ""
 
 
 def test_resume_rejects_other_config(trained, sample_split, tmp_path):
-    from relex.train import fit
+    from relex.train.fit import fit
 
     cfg, res, out, states = trained
     first = states[min(states)]

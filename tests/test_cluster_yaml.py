@@ -71,3 +71,46 @@ def test_cross_field_rules_are_enforced(config):
     bad["available_node_types"]["worker.gpu"]["min_workers"] = bad["max_workers"] + 1
     with pytest.raises(ValueError, match="min_workers"):
         _ray_validate(bad)
+
+
+def _start_commands(config):
+    return config["head_start_ray_commands"] + config["worker_start_ray_commands"]
+
+
+def test_dashboard_and_jobs_api_stay_inside_the_cluster(config):
+    """Port 8265 is bound to the head's loopback (reached through `ray dashboard`'s SSH tunnel),
+    and no security group rule of the config opens it (or anything but SSH) to the outside."""
+    head_start = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head_start
+    assert "0.0.0.0" not in (ROOT / "cluster.yaml").read_text().split("head_start_ray_commands")[1]
+    for rule in config["provider"].get("security_group", {}).get("IpPermissions", []):
+        ports = range(rule.get("FromPort", 0), rule.get("ToPort", 65535) + 1)
+        public = any(r.get("CidrIp") == "0.0.0.0/0" for r in rule.get("IpRanges", []))
+        assert not (public and 8265 in ports), rule
+
+
+def test_token_authentication_is_on_for_every_node(config):
+    assert all("RAY_AUTH_MODE=token" in c for c in _start_commands(config) if "ray start" in c)
+    assert not any("RAY_AUTH_MODE=disabled" in c for c in _start_commands(config))
+    # every node gets the token of the machine that runs `ray up` (and `ray job submit`)
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+
+
+def _with_spot_block_uncommented():
+    text = (ROOT / "cluster.yaml").read_text()
+    begin, end = "  # --- spot worker type (begin)\n", "  # --- spot worker type (end)"
+    assert begin in text and end in text
+    head, rest = text.split(begin)
+    block, tail = rest.split(end)
+    lines = block.splitlines()
+    assert lines and all(ln.startswith("  # ") for ln in lines)  # shipped commented out
+    return yaml.safe_load(head + "\n".join("  " + ln[4:] for ln in lines) + "\n" + tail)
+
+
+def test_the_commented_spot_worker_type_is_valid_when_enabled(schema):
+    cfg = _with_spot_block_uncommented()
+    spot = cfg["available_node_types"]["worker.gpu.spot"]
+    assert spot["node_config"]["InstanceMarketOptions"] == {"MarketType": "spot"}
+    assert spot["resources"] == {"CPU": 4, "GPU": 1}
+    jsonschema.validate(cfg, schema)
+    _ray_validate(cfg)

@@ -1,5 +1,6 @@
-"""Sweep → ensemble → predict on CPU, for real: a plain sweep, a 5-fold sweep and a staged
-sweep over the tiny backbone and the bundled sample, in one local Ray instance."""
+"""Sweep → ensemble → predict on CPU, for real, over the tiny backbone: a plain sweep and a
+second stage grown from it in 5-fold cross-validation (the bundled sample), and a sweep on a
+KLUE-RE slice, in one local Ray instance. The sweeps are small and shared by the tests."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from test_train_cli import cli, write_klue_json, write_test_csv  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
+# one evaluation per 18 steps: a plain trial evaluates twice (2 epochs), a fold or staged trial once
 SPACE = ("backbone='relex/tiny', tiny_hidden=32, tiny_layers=1, tiny_heads=2, max_length=80, "
-         "batch_size=32, epochs=3, eval_every=18, warmup_ratio=0.0, eval_batch_size=128, "
+         "batch_size=32, eval_every=18, warmup_ratio=0.0, eval_batch_size=128, "
          "num_threads=1, amp='off', lr=5e-3")
+RUN = "resources=dict(gpu=0, cpu=1), max_concurrent=2"
 
 
 def _job(path: Path, body: str) -> Path:
@@ -30,10 +33,25 @@ def _job(path: Path, body: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sweeps(tmp_path_factory, session_cache):
-    """Three sweeps: plain (head × seed, a validation file), 5-fold, staged on the plain one."""
+def ray_session(session_cache):
+    """One local Ray instance for every sweep of this module (starting Ray costs seconds)."""
     import ray
 
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RELEX_CACHE", str(session_cache))
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory, ray_session):
+    """Two small sweeps shared by the tests: a plain one (head × seed, a validation file), then
+    a second stage from it: its best configuration with ERPE on, in 5-fold cross-validation on
+    the whole sample (a staged sweep and a fold sweep in one run)."""
     from relex.data import read_dataset, stratified_split
     from relex.data.sample import SAMPLE_PATH
     from relex.sweep.job import load_job
@@ -48,24 +66,13 @@ def sweeps(tmp_path_factory, session_cache):
     jobs = {
         "plain": _job(d / "plain.py", f"sweep = Sweep(name='plain', train={str(files['train'])!r}, "
                       f"valid={str(files['valid'])!r}, seeds=[1, 2], space=dict(head=grid(['cls', 'marker']), "
-                      f"{SPACE}), asha=dict(grace_period=10), resources=dict(gpu=0, cpu=1), max_concurrent=2)\n"),
-        "kfold": _job(d / "kfold.py", f"sweep = Sweep(name='kfold', train={str(SAMPLE_PATH)!r}, folds=5, "
-                      f"fold_seed=7, space=dict(head='marker', {SPACE}), resources=dict(gpu=0, cpu=1), "
-                      "max_concurrent=2)\n"),
-        "staged": _job(d / "staged.py", f"sweep = Sweep(name='staged', base={str(d / 'art' / 'plain')!r}, "
-                       "top=2, space=dict(erpe=grid([True])), asha=dict(grace_period=10), resources=dict(gpu=0, cpu=1), "
-                       "max_concurrent=2)\n"),
+                      f"epochs=2, {SPACE}), asha=dict(grace_period=10), {RUN})\n"),
+        "kfold": _job(d / "kfold.py", f"sweep = Sweep(name='kfold', base={str(d / 'art' / 'plain')!r}, top=1, "
+                      f"train={str(SAMPLE_PATH)!r}, folds=5, fold_seed=7, "
+                      f"space=dict(erpe=grid([True]), epochs=1), {RUN})\n"),
     }
-    outcomes = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RELEX_CACHE", str(session_cache))
-        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-        try:
-            for name in ("plain", "kfold", "staged"):  # staged loads its base: after plain
-                outcomes[name] = run(load_job(jobs[name]), storage=d / "art", live=False)
-        finally:
-            ray.shutdown()
+    # the second stage loads its base: after plain
+    outcomes = {name: run(load_job(jobs[name]), storage=d / "art", live=False) for name in jobs}
     return {"dir": d, "files": files, "jobs": jobs, "outcomes": outcomes,
             **{name: d / "art" / name for name in jobs}}
 
@@ -91,7 +98,10 @@ def test_ensemble_scores_honestly_and_predicts(sweeps, capsys, tmp_path):
     assert sc["rows"] == len(sweeps["files"]["valid_ds"])
     # greedy starts from the best single trial and keeps its best bag: never worse in-sample
     assert sc["ensemble_in_sample"]["micro_f1"] >= sc["best_single_in_sample"]["micro_f1"]
-    assert "honest scores" in out and "best single trial" in out
+    # the honest (cross-fitted) numbers are the ones printed first, for both
+    assert "honest scores" in out
+    assert f"ensemble{sc['ensemble']['micro_f1']:>23.2f}" in out
+    assert f"best single trial{sc['best_single']['micro_f1']:>14.2f}" in out
     for key in ("ensemble", "best_single"):
         assert 0 <= sc[key]["micro_f1"] <= 100 and 0 < sc[key]["auprc"] <= 100
     assert sum(m["weight"] for m in data["members"]) == pytest.approx(1.0)
@@ -236,49 +246,44 @@ def test_fold_sweep_out_of_fold_rows_and_fold_ensemble(sweeps, capsys, tmp_path)
 
 
 # --------------------------------------------------------------------------- staged sweep
-def test_staged_sweep_grows_from_the_base_top_configurations(sweeps, capsys):
+def test_staged_sweep_grows_from_the_base_best_configuration(sweeps, capsys):
+    from relex.data.sample import SAMPLE_PATH
+
     base = pq.read_table(sweeps["plain"] / "trials.parquet").to_pandas()
-    base["key"] = base["head"]  # the base's configurations differ in head; seeds are merged
-    means = base.groupby("key")["micro_f1"].mean().sort_values(ascending=False, kind="stable")
-    staged = pq.read_table(sweeps["staged"] / "trials.parquet").to_pandas().sort_values("trial_id")
-    assert len(staged) == 2 and staged["erpe"].all() and set(staged["status"]) == {"TERMINATED"}
-    lineage = staged["lineage"].tolist()
-    assert all(x.startswith("plain/") for x in lineage)
-    first = base[base["trial_id"] == lineage[0].split("/")[1]].iloc[0]
-    assert first["head"] == means.index[0]  # the best base configuration comes first
-    assert staged["seed"].tolist() == [42, 42]  # the new sweep's seeds
-    job = json.loads((sweeps["staged"] / "job.json").read_text())
-    assert job["train"] == str(sweeps["files"]["train"]) and job["base"] == str(sweeps["plain"])
-    rc, out, _ = cli(["leaderboard", sweeps["staged"], "--format", "markdown"], capsys)
-    assert rc == 0 and "| from |" in out and "plain/" in out
+    means = base.groupby("head")["micro_f1"].mean()  # configurations differ in head; seeds merged
+    best_head = means.sort_values(ascending=False, kind="stable").index[0]
+    staged = pq.read_table(sweeps["kfold"] / "trials.parquet").to_pandas()
+    assert set(staged["status"]) == {"TERMINATED"} and staged["erpe"].all()
+    [lineage] = set(staged["lineage"])
+    assert lineage.startswith("plain/")
+    grew_from = base[base["trial_id"] == lineage.split("/")[1]].iloc[0]
+    assert grew_from["head"] == best_head and set(staged["head"]) == {best_head}
+    assert set(staged["seed"]) == {42}  # the new sweep's seeds, the base's other settings
+    assert set(staged["tiny_hidden"]) == {32} and set(staged["epochs"]) == {1}
+    job = json.loads((sweeps["kfold"] / "job.json").read_text())
+    assert job["train"] == str(SAMPLE_PATH) and job["base"] == str(sweeps["plain"]) and job["top"] == 1
+    rc, out, _ = cli(["leaderboard", sweeps["kfold"], "--format", "markdown"], capsys)
+    assert rc == 0 and "| from |" in out and lineage in out
 
 
 # ----------------------------------------------------------------------- a KLUE-RE slice
-def test_klue_slice_sweep_ensemble_and_submission(shared_data, tmp_path, capsys, session_cache):
+def test_klue_slice_sweep_ensemble_and_submission(shared_data, tmp_path, capsys, ray_session):
     """The same flow on real KLUE-RE rows (a stratified slice, KLUE's 30-label order)."""
-    import ray
-
     from relex.data import read_dataset, stratified_split
     from relex.sweep.job import load_job
     from relex.sweep.runner import run
 
     labels = shared_data / "klue-re" / "relation_list.json"
     full = read_dataset(shared_data / "klue-re" / "klue-re-v1.1_train.json", labels=labels)
-    _, part = stratified_split(full, 600 / len(full), seed=0)
+    _, part = stratified_split(full, 500 / len(full), seed=0)
     train_ds, valid_ds = stratified_split(part, 0.3, seed=0)
     train = write_klue_json(train_ds, tmp_path / "train.json")
     valid = write_klue_json(valid_ds, tmp_path / "valid.json")
     test = write_klue_json(valid_ds, tmp_path / "test.json", with_labels=False)
     job = _job(tmp_path / "klue.py", f"sweep = Sweep(name='klue', train={str(train)!r}, valid={str(valid)!r}, "
-               f"labels={str(labels)!r}, space=dict(head=grid(['cls', 'marker']), {SPACE}), "
-               "asha=dict(grace_period=10), resources=dict(gpu=0, cpu=1), max_concurrent=2)\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RELEX_CACHE", str(session_cache))
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-        try:
-            outcome = run(load_job(job), storage=tmp_path / "art", live=False)
-        finally:
-            ray.shutdown()
+               f"labels={str(labels)!r}, space=dict(head=grid(['cls', 'marker']), epochs=1, {SPACE}), "
+               f"asha=dict(grace_period=10), {RUN})\n")
+    outcome = run(load_job(job), storage=tmp_path / "art", live=False)
     assert outcome.counts == {"TERMINATED": 2}
     rc, out, err = cli(["ensemble", tmp_path / "art" / "klue", "--out", tmp_path / "ens"], capsys)
     assert rc == 0, err

@@ -8,8 +8,8 @@ import transformers
 
 from relex.config import TrialConfig
 from relex.model import build_model
-from relex.train.fgm import FGM
-from relex.train.losses import LossFn
+from relex.train.techniques.fgm import FGM
+from relex.train.techniques.losses import LossFn
 
 VOCAB = 60
 

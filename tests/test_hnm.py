@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from relex.train.hnm import HardNegativeMiner, hardest_negatives
+from relex.train.techniques.hnm import HardNegativeMiner, hardest_negatives
 
 NEG = 0
 

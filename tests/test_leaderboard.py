@@ -86,7 +86,7 @@ def test_csv_format(sweep_dir, capsys):
 def test_markdown_and_top(sweep_dir, capsys):
     assert main(["leaderboard", str(sweep_dir), "--format", "markdown", "--top", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("| rank | trial | backbone | marker | head | erpe | fgm | rdrop | llrd | hnm | loss |")
+    assert lines[0].startswith("| rank | trial | backbone | marker | head | erpe | fgm | awp | rdrop | llrd | ema | hnm | loss |")
     assert "micro-F1" in lines[0] and "AUPRC" in lines[0]
     assert set(lines[1]) <= set("|-")
     assert len(lines) == 4  # header, rule, 2 rows
@@ -151,3 +151,20 @@ def test_a_sweeps_own_axes_get_columns_of_their_own():
     table = markdown(rows).splitlines()
     assert "| lr |" in table[0]
     assert "| 0.003 |" in table[2] and "| 0.001 |" in table[3]
+
+
+def test_checkpoint_column_says_which_trials_still_have_one(sweep_dir, tmp_path, capsys):
+    from relex.leaderboard import plain_text
+
+    rows = pq.read_table(sweep_dir / TRIALS_FILE).to_pylist()
+    kept = tmp_path / "t003" / "best"
+    kept.mkdir(parents=True)
+    (kept / "model.safetensors").write_bytes(b"x")
+    for r in rows:
+        if r["trial_id"] == "t003":
+            r["checkpoint"] = str(kept)
+    lines = plain_text(rows).strip().splitlines()
+    assert lines[0].split()[-1] == "ckpt"
+    by_trial = {line.split()[1]: line.split()[-1] for line in lines[1:]}
+    assert by_trial["t003"] == "yes"  # on disk
+    assert by_trial["t000"] == "-"  # its directory (/x/t000/run/best) is gone

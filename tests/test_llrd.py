@@ -10,7 +10,7 @@ from torch import nn
 from relex.config import TrialConfig
 from relex.errors import RelexError
 from relex.model import build_model
-from relex.train.llrd import find_layers, param_groups
+from relex.train.techniques.llrd import find_layers, param_groups
 
 FAMILIES = {"bert": (transformers.BertConfig, transformers.BertModel),
             "roberta": (transformers.RobertaConfig, transformers.RobertaModel),

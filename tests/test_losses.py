@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from relex.config import TrialConfig
-from relex.train.losses import LossFn, class_balanced_weights, make_loss
+from relex.train.techniques.losses import LossFn, class_balanced_weights, make_loss
 
 
 def fixed(B=6, C=4):

@@ -86,6 +86,19 @@ def test_insertion_is_by_offset_not_by_string_replacement():
     assert m.text == "[OBJ-PER]은 [SUBJ-LOC]에서 태어났다."
 
 
+def test_punct_start_markers_begin_a_word():
+    # glued to "《" or to the other entity's end marker, a subword vocabulary would merge "《@"
+    m = mark("그는 《비틀즈》와", (4, 6, "ORG"), (0, 1, "PER"), "entity_marker_punct")
+    assert m.text == "# 그는 # 《 @ 비틀즈 @》와"
+    assert m.text[m.subj_marker] == "@" and m.text[m.subj_word[0] : m.subj_word[1] + 1] == "비틀즈"
+    m = mark("가나다라", (0, 1, "PER"), (2, 3, "ORG"), "typed_entity_marker_punct")
+    assert m.text == "@ * per * 가나 @ # ^ org ^ 다라 #"
+    assert m.text[m.obj_marker :].startswith("# ^ org ^ 다라") and m.obj_end == len(m.text) - 1
+    # the bracket styles' markers are special tokens, split off whatever precedes them
+    assert mark("그는 《비틀즈》와", (4, 6, "ORG"), (0, 1, "PER"), "entity_marker").text == (
+        "[E2] 그는 [/E2] 《[E1] 비틀즈 [/E1]》와")
+
+
 def test_adjacent_entities_and_sentence_edges():
     s = "가나다라"
     m = mark(s, (0, 1, "PER"), (2, 3, "ORG"), "entity_marker")
@@ -186,7 +199,12 @@ def test_markers_wrap_the_right_characters(case, style):
     assert ea < mb
     rebuilt = t
     for (mk, ed, s0, s1) in sorted(pieces, reverse=True):
-        rebuilt = rebuilt[:mk] + text[s0 : s1 + 1] + rebuilt[ed + 1 :]
+        # a text start marker begins a word: a space was put before it where it would be glued
+        spaced = style in markers.SPACED_START_STYLES and s0 > 0 and (
+            not text[s0 - 1].isspace() or (mk, s0) == (mb, a1 + 1))
+        if style in markers.SPACED_START_STYLES:
+            assert mk == 0 or t[mk - 1].isspace()
+        rebuilt = rebuilt[: mk - spaced] + text[s0 : s1 + 1] + rebuilt[ed + 1 :]
     assert rebuilt == text
     if style == "entity_mask":
         assert t.count("[SUBJ-") == text.count("[SUBJ-") + 1

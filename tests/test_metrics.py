@@ -107,3 +107,46 @@ def test_bad_shapes_and_empty_raise():
         metrics.compute([0, 1], np.ones((3, 2)) / 2, ["a", "b"])
     with pytest.raises(ValueError):
         metrics.compute([], np.zeros((0, 2)), ["a", "b"])
+
+
+# ------------------------------------------------------------------ mean AP and ties
+def test_mean_ap_is_sklearn_average_precision_over_present_classes():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(5)
+    names = ["no_relation", "a", "b", "c"]
+    y = rng.integers(0, 3, size=300)  # "c" never gold: skipped, as for AUPRC
+    probs = _random_probs(rng, 300, 4)
+    want = np.mean([average_precision_score(y == c, probs[:, c]) for c in range(3)]) * 100
+    out = metrics.compute(y, probs, names)
+    assert out["mean_ap"] == pytest.approx(want, abs=1e-12)
+
+
+def _type_pair_predictor(rng, n=3000, pairs=12, classes=6):
+    """Scores every row by its (hidden) entity-type pair alone: a few distinct values, many ties,
+    each pair mildly informative about the label."""
+    pair = rng.integers(0, pairs, size=n)
+    table = rng.dirichlet(np.ones(classes), size=pairs)  # label distribution of each pair
+    y = np.array([rng.choice(classes, p=table[k]) for k in pair])
+    return y, table[pair]
+
+
+def test_ties_inflate_klue_auprc_and_tie_effect_measures_it():
+    rng = np.random.default_rng(0)
+    y, probs = _type_pair_predictor(rng)
+    t = metrics.tie_effect(y, probs, draws=3)
+    m = metrics.compute(y, probs, [f"l{i}" for i in range(6)], negative=None)
+    assert t["auprc"] == pytest.approx(m["auprc"])
+    assert t["tied_share"] > 0.99  # 12 distinct scores per column over 3000 rows
+    assert t["shift"] > 5 and t["auprc_tie_broken"] < t["auprc"] - 5
+    # broken ties give about the tie-free average precision, far below the trapezoid
+    assert abs(t["auprc_tie_broken"] - m["mean_ap"]) < 2.0
+    assert m["auprc"] - m["mean_ap"] > 5
+
+
+def test_no_ties_no_shift():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 5, size=400)
+    probs = _random_probs(rng, 400, 5)
+    t = metrics.tie_effect(y, probs)
+    assert t["tied_share"] == 0.0 and t["shift"] == 0.0 and t["auprc_tie_broken"] == t["auprc"]

@@ -189,11 +189,11 @@ def test_dropout_uses_head_dropout(tmp_path):
 def test_all_techniques_compose_in_one_training_step_and_fit_a_batch(tmp_path):
     """ERPE + rbert + focal/class-balanced + R-Drop + FGM + LLRD + HNM weights in one loop."""
     from relex.model.erpe import span_distances
-    from relex.train.fgm import FGM
-    from relex.train.hnm import HardNegativeMiner
-    from relex.train.llrd import param_groups
-    from relex.train.losses import make_loss
-    from relex.train.rdrop import double_batch, rdrop_loss, split_logits
+    from relex.train.techniques.fgm import FGM
+    from relex.train.techniques.hnm import HardNegativeMiner
+    from relex.train.techniques.llrd import param_groups
+    from relex.train.techniques.losses import make_loss
+    from relex.train.techniques.rdrop import double_batch, rdrop_loss, split_logits
 
     path = save_tiny(tmp_path / "r", "roberta")
     cfg = TrialConfig(head="rbert", rbert_extra=True, erpe=True, erpe_clip=4, loss="focal",

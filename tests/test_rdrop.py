@@ -9,8 +9,8 @@ import transformers
 
 from relex.config import TrialConfig
 from relex.model import build_model
-from relex.train.losses import LossFn
-from relex.train.rdrop import double_batch, rdrop_loss, split_logits, symmetric_kl
+from relex.train.techniques.losses import LossFn
+from relex.train.techniques.rdrop import double_batch, rdrop_loss, split_logits, symmetric_kl
 
 
 def fixed():

@@ -114,3 +114,36 @@ def test_plain_lines_off_a_terminal(job, tmp_path):
     line = out.getvalue().strip()
     assert line.startswith("[1/3] t001 ERROR micro_f1=12.50  TrainingDiverged: loss is nan")
     assert "\x1b" not in line
+
+
+def test_only_the_top_k_finished_trials_keep_their_checkpoints(tmp_path):
+    from relex.sweep.callback import checkpoints_to_drop
+
+    rows = []
+    for tid, status, f1 in [("t0", "TERMINATED", 50.0), ("t1", "STOPPED_EARLY", 70.0),
+                            ("t2", "TERMINATED", 60.0), ("t3", "RUNNING", 10.0), ("t4", "ERROR", None)]:
+        best = tmp_path / tid / "best"
+        best.mkdir(parents=True)
+        rows.append({"trial_id": tid, "status": status, "micro_f1": f1, "checkpoint": str(best)})
+    assert checkpoints_to_drop(rows, 2, "micro_f1", "max") == ["t0", "t4"]  # t1, t2 kept; t3 runs
+    assert checkpoints_to_drop(rows, 0, "micro_f1", "max") == []  # 0 keeps all
+    rows[0]["val_loss"], rows[1]["val_loss"], rows[2]["val_loss"] = 0.5, 0.9, 0.7
+    assert checkpoints_to_drop(rows, 1, "val_loss", "min") == ["t2", "t1", "t4"]
+    (tmp_path / "t4" / "best").rmdir()  # already gone: nothing to drop
+    assert checkpoints_to_drop(rows, 1, "val_loss", "min") == ["t2", "t1"]
+
+
+def test_a_fold_sweep_keeps_whole_configurations(tmp_path):
+    from relex.sweep.callback import checkpoints_to_drop
+
+    rows = []
+    for cid, f1s in [("t0", [50.0, 90.0]), ("t1", [70.0, 71.0]), ("t2", [99.0])]:  # t2: fold 1 runs
+        for fold, f1 in enumerate(f1s):
+            best = tmp_path / f"{cid}-f{fold}" / "best"
+            best.mkdir(parents=True)
+            rows.append({"trial_id": f"{cid}-f{fold}", "config_id": cid, "fold": fold,
+                         "status": "TERMINATED", "micro_f1": f1, "checkpoint": str(best)})
+    # by mean: t0 70.0 < t1 70.5; t0's best single fold (90) does not save it; t2 is unfinished
+    assert checkpoints_to_drop(rows, 1, "micro_f1", "max", folds=2) == ["t0-f0", "t0-f1"]
+    rows[3]["micro_f1"] = None  # one unscored fold ranks its configuration last
+    assert checkpoints_to_drop(rows, 1, "micro_f1", "max", folds=2) == ["t1-f0", "t1-f1"]

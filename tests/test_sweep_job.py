@@ -92,6 +92,8 @@ def test_paths_are_relative_to_the_working_directory(tmp_path, monkeypatch):
     ("sweep = Sweep(name='x', train=TRAIN, space=dict(head=grid(['cls', 'cls'])))\n",
      "same config"),
     ("sweep = Sweep(name='a b', train=TRAIN)\n", "name='a b' is invalid"),
+    ("sweep = Sweep(name='x', train=TRAIN, keep_checkpoints=-1)\n", "keep_checkpoints"),
+    ("sweep = Sweep(name='x', train=TRAIN, keep_checkpoint=3)\n", "did you mean 'keep_checkpoints'"),
 ])
 def test_bad_job_files_fail_in_one_line_with_exit_2_before_ray(tmp_path, capsys, no_ray, body, expected):
     p = _job(tmp_path, f"TRAIN = {str(SAMPLE_PATH)!r}\n" + body)
@@ -169,6 +171,18 @@ def test_resources_flags_job_and_defaults(tmp_path):
     assert decide_resources(job2, {"CPU": 4}, gpus=0, local=True) == {"cpu": 4, "gpu": 0}
     with pytest.raises(RelexError, match="--cpus-per-trial"):
         decide_resources(job2, {"CPU": 2}, gpus=0, local=True)
+    # a fraction packs trials onto one GPU; above one only whole GPUs make sense
+    assert decide_resources(job2, {"CPU": 16, "GPU": 1}, gpus=0.25) == {"cpu": 4, "gpu": 0.25}
+    with pytest.raises(RelexError, match="gpu=1.5 is invalid.*fraction below 1"):
+        decide_resources(job2, {"CPU": 16, "GPU": 4}, gpus=1.5)
+
+
+def test_dry_run_shows_how_many_trials_share_a_gpu(tmp_path, capsys, no_ray):
+    p = _job(tmp_path, f"sweep = Sweep(name='g', train={str(SAMPLE_PATH)!r}, resources=dict(gpu=0.5))\n")
+    assert main(["sweep", str(p), "--dry-run"]) == 0
+    assert "GPU 0.5 (up to 2 trials share a GPU), CPU 1" in capsys.readouterr().out
+    assert main(["sweep", str(p), "--dry-run", "--gpus-per-trial", "0.25"]) == 0
+    assert "GPU 0.25 (up to 4 trials share a GPU)" in capsys.readouterr().out
 
 
 def test_bad_flags(tmp_path, capsys, no_ray):

@@ -29,6 +29,24 @@ ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_L
        "TOKENIZERS_PARALLELISM": "false"}
 
 
+def _start_cluster(Cluster, tries=3):
+    """A CPU head and two one-GPU workers. Ray gives a starting node 30 s to register (fixed in
+    its code); on a machine busy with other work that can run out, so a failed start is retried."""
+    for attempt in range(tries):
+        c = None
+        try:
+            c = Cluster(initialize_head=True,
+                        head_node_args={"num_cpus": 2, "include_dashboard": False})
+            workers = [c.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
+            c.wait_for_nodes()
+            return c, workers
+        except Exception:
+            if c is not None:
+                c.shutdown()
+            if attempt == tries - 1:
+                raise
+
+
 @pytest.fixture(scope="module")
 def cluster():
     import ray
@@ -37,9 +55,7 @@ def cluster():
 
     saved = {k: os.environ.get(k) for k in ENV}
     os.environ.update(ENV)
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-    workers = [c.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
-    c.wait_for_nodes()
+    c, workers = _start_cluster(Cluster)
     ray.init(address=c.address)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
@@ -62,7 +78,18 @@ def _probe_trial(config, prepared):
 
     tid = config["trial"]["trial_id"]
     start = time.time()
-    time.sleep(1.0)
+    node = ray.get_runtime_context().get_node_id()
+    if "gather" in prepared:
+        # wait (60 s at most) until the trials that should share this GPU have all started:
+        # trial processes start seconds apart on a loaded machine, and the test is about
+        # where Ray puts them, not about how fast they start
+        seen = Path(prepared["sweep_dir"]) / "started"
+        seen.mkdir(exist_ok=True)
+        (seen / f"{tid}-{node}").write_text("")
+        deadline = time.time() + 60
+        while len(list(seen.glob(f"*-{node}"))) < prepared["gather"] and time.time() < deadline:
+            time.sleep(0.1)
+    time.sleep(prepared.get("sleep_s", 1.0))
     rec = {"trial": tid, "node": ray.get_runtime_context().get_node_id(),
            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
            "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "start": start, "end": time.time()}
@@ -111,6 +138,42 @@ def test_trials_land_one_per_gpu_across_nodes(cluster, tmp_path):
         assert by_id[r["trial"]]["gpu"].split(":")[0] == r["gpu_ids"][0]
 
 
+@pytest.mark.parametrize("fraction", [0.25])  # 0.5 in test_sweep_job (the plan)
+def test_fractional_gpus_pack_trials_onto_each_gpu(cluster, tmp_path, fraction):
+    from relex.sweep.job import load_job
+    from relex.sweep.runner import run
+
+    per_gpu = round(1 / fraction)
+    job_file = tmp_path / "frac_job.py"
+    job_file.write_text(
+        "from relex.sweep import Sweep, grid\n"
+        f"sweep = Sweep(name='frac', train={str(SAMPLE_PATH)!r},\n"
+        f"              space=dict(lr=grid([{', '.join(f'{i}e-4' for i in range(1, 2 * per_gpu + 1))}])),\n"
+        f"              resources=dict(gpu={fraction}, cpu={fraction}), asha=dict(grace_period=2))\n")
+    job = load_job(job_file)
+    assert job.resources == {"gpu": fraction, "cpu": fraction}
+    # the flag beats the job file: 0.25 from the command line, as `--gpus-per-trial 0.25` passes it
+    out = run(job, storage=tmp_path / "art", trainable=_probe_trial, gpus=fraction,
+              prepared={"sleep_s": 0.5, "gather": per_gpu}, live=False)
+    n = 2 * per_gpu  # as many trials as the two GPUs hold at once
+    assert out.counts == {"TERMINATED": n}
+    recs = [json.loads(p.read_text()) for p in sorted((out.sweep_dir / "probe").glob("*.json"))]
+    assert len(recs) == n
+    for r in recs:  # each trial sees exactly one GPU, its own node's
+        assert r["node"] in cluster["gpu_nodes"]
+        assert len(r["gpu_ids"]) == 1 and r["cuda"] == r["gpu_ids"][0]
+    peaks = {}
+    for node in cluster["gpu_nodes"]:
+        events = sorted([(r["start"], 1) for r in recs if r["node"] == node]
+                        + [(r["end"], -1) for r in recs if r["node"] == node])
+        running, peaks[node] = 0, 0
+        for _, d in events:
+            running += d
+            peaks[node] = max(peaks[node], running)
+    # exactly 1/fraction trials on each GPU at once: never more, every GPU used and shared
+    assert sorted(peaks.values()) == [per_gpu, per_gpu], peaks
+
+
 # ------------------------------------------------------------ kill, resume, errors
 JOB = '''
 from relex.sweep import Sweep, grid
@@ -132,6 +195,7 @@ sweep = Sweep(
     max_concurrent=1,
     max_failures=1,
     before_trial=fail_one,
+    keep_checkpoints=3,
 )
 '''
 
@@ -204,10 +268,12 @@ def test_failing_trial_is_an_error_row_and_the_rest_complete(reference):
     ids = [x["id"] for x in index]
     assert len(set(ids)) == len(ids) and set(ids) <= data_ids
     assert abs(len(ids) - 0.25 * len(data_ids)) <= 1 and len(names) > 1
+    # only the 3 best finished trials by the ASHA metric (auprc) keep their best checkpoint
+    kept = sorted((t for t in rows if t != "t004"), key=lambda t: -rows[t]["auprc"])[:3]
     for t, r in rows.items():
         if t == "t004":
             continue
-        assert Path(r["checkpoint"], "model.safetensors").exists()
+        assert Path(r["checkpoint"], "model.safetensors").exists() == (t in kept), t
         probs = np.load(r["valid_probs"])
         assert probs.shape == (len(index), len(names))
         assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
@@ -309,3 +375,159 @@ def test_resume_and_start_guards(cluster, e2e_job, reference, tmp_path):
     p = subprocess.run(_sweep_cmd(changed, ref_dir.parent, "ref", cluster["address"], "--resume"),
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "trials differ" in p.stderr
+
+
+# ------------------------------------------------------------------- --retry-errors
+RETRY_JOB = '''
+import os
+from relex.sweep import Sweep, grid
+
+def break_midway(cfg, trial_id):
+    # while the flag file exists, trial t001 fails after its second report (a checkpoint kept)
+    if trial_id != "t001" or not os.path.exists({flag!r}):
+        return
+    from ray import tune
+    real, seen = tune.report, []
+    def report(metrics, checkpoint=None):
+        real(metrics, checkpoint=checkpoint)
+        seen.append(1)
+        if len(seen) == 2:
+            raise RuntimeError("the node's disk went away")
+    tune.report = report
+
+sweep = Sweep(
+    name="retry", train={data!r}, valid=0.25,
+    space=dict(lr=grid([1e-3, 3e-3]), tiny_hidden=32, tiny_layers=1, tiny_heads=2, max_length=64,
+               batch_size=16, epochs=20, max_steps=24, eval_every=4, warmup_ratio=0.0,
+               num_threads=1, amp="off", eval_batch_size=128),
+    seeds=[5], asha=dict(grace_period=50), resources=dict(gpu=0, cpu=1), max_concurrent=1,
+    max_failures=0, before_trial=break_midway,
+)
+'''
+
+
+def test_retry_errors_continues_failed_trials_from_their_checkpoint(cluster, e2e_job, tmp_path):
+    data = Path(e2e_job).parent / "data.json"
+    flag = tmp_path / "broken"
+    flag.write_text("")
+    job = tmp_path / "retry.py"
+    job.write_text(RETRY_JOB.format(flag=str(flag), data=str(data)))
+    storage, env = tmp_path / "art", _env(tmp_path)
+    sweep_dir = storage / "retry"
+    p = subprocess.run(_sweep_cmd(job, storage, "retry", cluster["address"]), cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    before = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
+    assert before["t000"]["status"] == "TERMINATED"
+    assert before["t001"]["status"] == "ERROR"
+    assert before["t001"]["error"] == "RuntimeError: the node's disk went away"
+    assert list((sweep_dir / "ray" / "t001").glob("checkpoint_*"))  # kept for a retry
+
+    # --retry-errors only with --resume; a plain --resume leaves the ERROR trial alone
+    p = subprocess.run(_sweep_cmd(job, storage, "retry", cluster["address"], "--retry-errors"),
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "use it with --resume" in p.stderr
+    flag.unlink()  # the cause is mended
+    p = subprocess.run(_sweep_cmd(job, storage, "retry", cluster["address"], "--resume",
+                                  "--retry-errors"),
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "retrying 1 failed trial(s): t001" in p.stdout
+    after = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
+    assert after["t000"] == before["t000"]  # finished: untouched, not run again
+    assert len(_attempts(sweep_dir, "t000")) == 1
+    assert after["t001"]["status"] == "TERMINATED" and after["t001"]["error"] is None
+    runs = _attempts(sweep_dir, "t001")
+    assert len(runs) == 2 and runs[0]["resume_from"] is None
+    assert Path(runs[1]["resume_from"]).name.startswith("checkpoint_")  # from its checkpoint
+    hist = [h for h in pq.read_table(sweep_dir / "history.parquet").to_pylist()
+            if h["trial_id"] == "t001"]
+    assert sorted(h["iteration"] for h in hist) == list(range(1, after["t001"]["evaluations"] + 1))
+    assert [h["step"] for h in sorted(hist, key=lambda h: h["iteration"])] == [4, 8, 12, 16, 20, 24]
+
+
+# ---------------------------------------------------------------------------- budgets
+def _metered_trial(config, prepared):
+    """Four evaluations, each 'taking' 15 GPU-minutes by the clock it reports; continues from
+    its checkpoint when restarted."""
+    import tempfile
+
+    from ray import tune
+
+    tid = config["trial"]["trial_id"]
+    ckpt = tune.get_checkpoint()
+    done = int(Path(ckpt.to_directory(), "it").read_text()) if ckpt else 0
+    log = Path(prepared["sweep_dir"]) / "starts.jsonl"
+    with open(log, "a") as fh:
+        fh.write(json.dumps({"trial": tid, "from": done}) + "\n")
+    attempt = sum(1 for ln in log.read_text().splitlines() if json.loads(ln)["trial"] == tid)
+    for i in range(done + 1, 5):
+        time.sleep(0.2)
+        d = Path(tempfile.mkdtemp())
+        (d / "it").write_text(str(i))
+        tune.report({"micro_f1": float(i), "step": i, "epoch": float(i), "attempt": attempt,
+                     "elapsed_s": 900.0 * (i - done)}, checkpoint=tune.Checkpoint.from_directory(str(d)))
+
+
+BUDGET_JOB = '''
+from relex.sweep import Sweep, grid
+sweep = Sweep(name="budget", train={data!r}, space=dict(lr=grid([1e-4, 2e-4, 3e-4, 4e-4])),
+              asha=dict(grace_period=50), resources=dict(gpu=1), max_concurrent=1,
+              gpu_hours={hours}, cost_per_gpu_hour=2.0)
+'''
+
+
+def test_gpu_hours_budget_pauses_the_sweep_and_resume_continues_it(cluster, tmp_path, capsys):
+    from relex.leaderboard import leaderboard
+    from relex.sweep.job import load_job
+    from relex.sweep.runner import run
+
+    job_file = tmp_path / "budget.py"
+    job_file.write_text(BUDGET_JOB.format(data=str(SAMPLE_PATH), hours=1.6))
+    out = run(load_job(job_file), storage=tmp_path / "art", trainable=_metered_trial, prepared={},
+              live=False)
+    # t000 used 1.0 GPU-hour; t001's third evaluation (1.75) used the budget up: it stops at
+    # that checkpoint, and the two trials after it never start
+    assert out.counts == {"TERMINATED": 1, "PAUSED": 1, "NOT_STARTED": 2}
+    rows = {r["trial_id"]: r for r in out.rows}
+    assert rows["t001"]["status"] == "PAUSED" and rows["t001"]["evaluations"] == 3
+    assert rows["t002"]["status"] == rows["t003"]["status"] == "NOT_STARTED"
+    starts = [json.loads(x) for x in (out.sweep_dir / "starts.jsonl").read_text().splitlines()]
+    assert [s["trial"] for s in starts] == ["t000", "t001"]
+    assert json.loads((out.sweep_dir / "usage.json").read_text())["hours"] == pytest.approx(1.75)
+
+    # more budget, then --resume: t001 continues from its checkpoint, the rest run
+    job_file.write_text(BUDGET_JOB.format(data=str(SAMPLE_PATH), hours=10))
+    out = run(load_job(job_file), storage=tmp_path / "art", resume=True, trainable=_metered_trial,
+              prepared={}, live=False)
+    assert out.counts == {"TERMINATED": 4}
+    starts = [json.loads(x) for x in (out.sweep_dir / "starts.jsonl").read_text().splitlines()]
+    assert starts[2:] == [{"trial": "t001", "from": 3}, {"trial": "t002", "from": 0},
+                          {"trial": "t003", "from": 0}]
+    assert json.loads((out.sweep_dir / "usage.json").read_text())["hours"] == pytest.approx(4.0)
+    capsys.readouterr()
+    import argparse
+
+    leaderboard(argparse.Namespace(sweep_dir=str(out.sweep_dir), top=None, format="markdown"))
+    assert capsys.readouterr().out.rstrip().endswith(
+        "compute: 4.00 GPU-hours, cost 8.00 at 2 per GPU-hour")
+
+def test_report_on_a_real_sweep(reference, capsys):
+    """`relex report` on what a real sweep wrote: mean AP recorded per trial and evaluation,
+    sentences in valid_index.parquet, the failed trial said, effects, errors and cost shown."""
+    from relex.cli import main
+
+    sweep_dir, _ = reference
+    rows = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
+    scored = [r for t, r in rows.items() if t != "t004"]
+    assert all(0 <= r["mean_ap"] <= 100 for r in scored)
+    hist = pq.read_table(sweep_dir / "history.parquet").to_pylist()
+    assert all(h["mean_ap"] is not None for h in hist)
+    index = pq.read_table(sweep_dir / "valid_index.parquet").to_pylist()
+    assert all(x["sentence"][x["subj_start"]:x["subj_end"] + 1] == x["subj_word"] for x in index)
+    assert main(["report", str(sweep_dir), "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "t004: RuntimeError: broken trial t004" in out
+    assert "| head | marker vs cls |" in out and "| lr | 0.001 vs 0.0002 |" in out
+    assert "**[S:" in out or "none." in out
+    assert "## Cost" in out and "ASHA stopped" in out

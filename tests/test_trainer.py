@@ -1,7 +1,9 @@
-"""The training loop on the bundled sample: it learns, every technique trains, runs are exact.
+"""fit() on the bundled sample: it learns (with every technique on too), runs are exact, resume
+is bit-exact with every technique, states are written when asked, control flow.
 
-All runs use the tiny local backbone at its smallest (one layer of width 32, one CPU thread), so
-a run takes about a second; the learning test uses a slightly larger encoder for a few epochs.
+Most runs use the tiny local backbone at its smallest (one layer of width 32, one CPU thread), so
+a run takes seconds; the learning tests use a slightly larger encoder for a few epochs. What each
+technique changes inside a step is tested in test_techniques.py.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def split():
 
 
 def run(split, tmp_path, name="run", **overrides):
-    from relex.train import fit
+    from relex.train.fit import fit
 
     cfg = TrialConfig(**{**FAST, **overrides})
     return fit(cfg, *split, tmp_path / name, progress=False)
@@ -52,72 +54,52 @@ def baseline(split, tmp_path_factory, session_cache):
         return run(split, tmp_path_factory.mktemp("base"))
 
 
+def copy_states(tmp_path, steps):
+    """An on_evaluate hook keeping a copy of the state written at each of ``steps``."""
+    import shutil
+
+    saved = {}
+
+    def keep(ev):
+        if ev.step in steps:
+            assert ev.state is not None
+            saved[ev.step] = shutil.copytree(ev.state, tmp_path / f"state-{ev.step}")
+
+    return saved, keep
+
+
 # ----------------------------------------------------------------------------- it learns
-def test_tiny_model_learns_the_sample(split, tmp_path):
+# every technique at once; the tiny model's embeddings are small, so FGM's ε is too (ε=0.5
+# stops this model from learning at all)
+EVERY_TECHNIQUE = dict(fgm=0.05, awp=0.002, rdrop=0.5, erpe=True, llrd=0.9, ema=0.9, hnm=0.3,
+                       label_smoothing=0.05, class_balanced=0.9)
+
+
+def test_the_sample_is_learnt_with_every_technique_on(split, tmp_path):
+    from relex.train.techniques import all_techniques
+
+    cfg = TrialConfig(**{**FAST, **EVERY_TECHNIQUE})
+    assert all(cls.enabled(cfg) for cls in all_techniques())  # really every one
+    res = run(split, tmp_path, tiny_hidden=64, tiny_layers=2, batch_size=16, epochs=5, lr=2e-3,
+              max_length=96, warmup_ratio=0.1, **EVERY_TECHNIQUE)
     # The sample has 14 labels; 28.6% of the rows are no_relation. Predicting the majority class
-    # gives micro-F1 0 (no_relation is excluded) and accuracy 28.6. This configuration reaches
-    # micro-F1 ~94 and accuracy ~95 after 6 epochs (seed 42); the thresholds leave a wide margin.
-    res = run(split, tmp_path, tiny_hidden=64, tiny_layers=2, batch_size=16, epochs=6, lr=2e-3,
-              max_length=96, warmup_ratio=0.1)
+    # gives micro-F1 0 (no_relation is excluded) and accuracy 28.6. This run reaches micro-F1
+    # ~81 after 5 epochs (seed 42; the same model without techniques ~84); the floors leave a
+    # wide margin.
     valid_labels = split[1].label_ids()
     majority = np.bincount(valid_labels).max() / len(valid_labels) * 100
     m = res.best_metrics
-    assert m["micro_f1"] >= 70.0, curve(res, "micro_f1")
-    assert m["accuracy"] >= majority + 40.0
-    assert m["auprc"] >= 60.0
+    assert m["micro_f1"] >= 60.0, curve(res, "micro_f1")
+    assert m["accuracy"] >= majority + 30.0 and m["auprc"] >= 50.0
     f1 = curve(res, "micro_f1")
-    assert f1[-1] > f1[0] + 50  # learnt during training, not at initialisation
+    assert f1[-1] > f1[0] + 40  # learnt during training, not at initialisation
     assert res.valid_probs.shape == (len(split[1]), len(split[0].labels))
-    assert res.examples_seen == 6 * len(split[0]) and res.examples_per_s > 0
-
-
-# ----------------------------------------------------------------------------- techniques
-TECHNIQUES = {
-    "erpe": dict(erpe=True),
-    "erpe_clip4": dict(erpe=True, erpe_clip=4),
-    "fgm": dict(fgm=1.0),
-    "rdrop": dict(rdrop=1.0),
-    "llrd": dict(llrd=0.5),
-    "hnm_weight": dict(hnm=0.3, hnm_mode="weight"),
-    "hnm_resample": dict(hnm=0.3, hnm_mode="resample", hnm_weight=4.0),
-    "focal": dict(loss="focal"),
-    "class_balanced": dict(class_balanced=0.99),
-    "label_smoothing": dict(label_smoothing=0.1),
-    "head_cls": dict(head="cls"),
-    "head_rbert": dict(head="rbert"),
-    "head_rbert_shared_extra": dict(head="rbert", rbert_layers="shared", rbert_extra=True),
-    "entity_mask": dict(marker="entity_mask"),
-    "entity_marker": dict(marker="entity_marker"),
-    "entity_marker_punct": dict(marker="entity_marker_punct"),
-    "typed_entity_marker": dict(marker="typed_entity_marker"),
-    "cosine_accum": dict(scheduler="cosine", grad_accum=2),
-    "bf16_cpu": dict(amp="bf16"),
-}
-
-
-@pytest.mark.parametrize("name", list(TECHNIQUES))
-def test_technique_trains(name, split, tmp_path, baseline):
-    res = run(split, tmp_path, **TECHNIQUES[name])
-    losses = curve(res)  # mean training loss of each epoch (evaluation once per epoch)
-    assert len(losses) == 3 and all(np.isfinite(losses)), losses
-    assert losses[-1] < losses[0] - 0.02, losses
-    assert all(np.isfinite(v) for h in res.history for k, v in h.items() if isinstance(v, float))
-    # the switch changed training: the run differs from the baseline
-    assert losses != curve(baseline)
-    if name.startswith("hnm"):
-        # mining starts after the first epoch: that epoch is the baseline's, the next is not
-        assert losses[0] == curve(baseline)[0]
-        assert losses[1] != curve(baseline)[1]
-
-
-def test_baseline_trains(baseline):
-    losses = curve(baseline)
-    assert losses[-1] < losses[0] - 0.1, losses
+    assert res.examples_seen == 5 * len(split[0]) and res.examples_per_s > 0
 
 
 # ----------------------------------------------------------------------------- exactness
 def test_deterministic_under_seed(split, tmp_path):
-    kw = dict(fgm=0.5, rdrop=0.5, hnm=0.3, erpe=True, epochs=2, eval_every=10)
+    kw = dict(fgm=0.5, rdrop=0.5, hnm=0.3, erpe=True, awp=0.01, ema=0.8, epochs=2, eval_every=10)
     a = run(split, tmp_path, "a", **kw)
     b = run(split, tmp_path, "b", **kw)
     assert same_history(a, b)
@@ -126,19 +108,15 @@ def test_deterministic_under_seed(split, tmp_path):
     assert curve(c) != curve(a)
 
 
-def test_resume_continues_exactly(split, tmp_path):
-    from relex.train import fit
+def test_resume_is_bit_exact_with_every_technique(split, tmp_path):
+    from relex.train.fit import fit
 
-    # evaluations every 7 steps over 3 epochs of 18 steps; HNM, FGM, R-Drop and dropout all draw
-    # on the state a resume must restore (RNG, miner, optimizer, scheduler, position)
-    cfg = TrialConfig(**{**FAST, "eval_every": 7, "hnm": 0.3, "fgm": 0.5, "rdrop": 0.5, "erpe": True})
-    saved = {}
-
-    def keep(ev):
-        if ev.step in (7, 42):  # mid first epoch; third epoch, after a mining pass
-            saved[ev.step] = ev.save_state(tmp_path / f"state-{ev.step}")
-
-    full = fit(cfg, *split, tmp_path / "full", progress=False, on_evaluate=keep)
+    # evaluations every 7 steps over 3 epochs of 18 steps; every technique draws on state a resume
+    # must restore (RNGs, HNM's hard set, EMA's average, optimizer, scheduler, position)
+    cfg = TrialConfig(**{**FAST, **EVERY_TECHNIQUE, "eval_every": 7})
+    saved, keep = copy_states(tmp_path, (7, 42))  # mid first epoch; third epoch, after mining
+    full = fit(cfg, *split, tmp_path / "full", progress=False, on_evaluate=keep,
+               state_dir=tmp_path / "state")
     assert sorted(saved) == [7, 42]
     for step, state in saved.items():
         seen = []
@@ -149,20 +127,53 @@ def test_resume_continues_exactly(split, tmp_path):
         assert res.best_metrics == full.best_metrics and res.best_step == full.best_step
         assert res.steps == full.steps and res.examples_seen == full.examples_seen
         np.testing.assert_array_equal(res.valid_probs, full.valid_probs)
-        assert (res.best_dir / "model.safetensors").read_bytes() == (full.best_dir / "model.safetensors").read_bytes()
+        for name in ("model.safetensors", "encoder/model.safetensors"):
+            assert (res.best_dir / name).read_bytes() == (full.best_dir / name).read_bytes()
+
+
+def test_states_every_checkpoint_every_evaluations_refer_to_best(split, tmp_path):
+    from relex.train import state as state_io
+    from relex.train.fit import fit
+
+    cfg = TrialConfig(**{**FAST, "max_steps": 6, "eval_every": 1, "checkpoint_every": 4})
+    events = []
+    res = fit(cfg, *split, tmp_path / "o", progress=False, state_dir=tmp_path / "state",
+              on_evaluate=lambda ev: events.append((ev.step, ev.state)))
+    assert [s for s, st in events if st is not None] == [4]  # the 4th evaluation of 6
+    state = tmp_path / "state"
+    assert sorted(p.name for p in state.iterdir()) == [state_io.STATE, state_io.TENSORS]
+    assert state_io.read_meta(state)["best_dir"] == str(res.best_dir.resolve())  # referred to, not copied
+    # without a state_dir nothing is written but the run's own files
+    events.clear()
+    fit(cfg, *split, tmp_path / "p", progress=False, on_evaluate=lambda ev: events.append(ev.state))
+    assert events == [None] * 6
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["best", "history.jsonl", "metrics.json"]
 
 
 def test_resume_from_a_finished_state_trains_no_further(split, tmp_path):
-    from relex.train import fit
+    from relex.train.fit import fit
 
     cfg = TrialConfig(**{**FAST, "max_steps": 4, "eval_every": 2})
-    saved = {}
-    full = fit(cfg, *split, tmp_path / "full", progress=False,
-               on_evaluate=lambda ev: saved.update({ev.step: ev.save_state(tmp_path / f"s{ev.step}")}))
+    saved, keep = copy_states(tmp_path, (2, 4))
+    full = fit(cfg, *split, tmp_path / "full", progress=False, on_evaluate=keep, state_dir=tmp_path / "s")
     assert sorted(saved) == [2, 4]
     res = fit(cfg, *split, tmp_path / "again", progress=False, resume_from=saved[4])
     assert res.steps == 4 and res.stop_reason == "max_steps" and same_history(full, res)
-    assert (res.best_dir / "model.safetensors").is_file()  # the best checkpoint came with the state
+    # the best checkpoint the state refers to was brought into the new output directory
+    assert (res.best_dir / "model.safetensors").read_bytes() == (full.best_dir / "model.safetensors").read_bytes()
+
+
+def test_resume_needs_the_best_checkpoint_it_refers_to(split, tmp_path):
+    import shutil
+
+    from relex.errors import RelexError
+    from relex.train.fit import fit
+
+    cfg = TrialConfig(**{**FAST, "max_steps": 2, "eval_every": 2})
+    full = fit(cfg, *split, tmp_path / "full", progress=False, state_dir=tmp_path / "s")
+    shutil.rmtree(full.best_dir)
+    with pytest.raises(RelexError, match="checkpoint directory not found"):
+        fit(cfg, *split, tmp_path / "again", progress=False, resume_from=tmp_path / "s")
 
 
 def test_history_and_metrics_files(baseline):
@@ -177,13 +188,13 @@ def test_history_and_metrics_files(baseline):
 
 # ----------------------------------------------------------------------------- control flow
 def test_on_evaluate_events(split, tmp_path):
-    from relex.train import EvalEvent, fit
+    from relex.train.fit import EvalEvent, fit
 
     events: list[EvalEvent] = []
 
     def hook(ev):
         assert (ev.best_dir / "model.safetensors").is_file()  # the best checkpoint is in place
-        for k in ("micro_f1", "auprc", "accuracy", "val_loss", "train_loss", "lr"):
+        for k in ("micro_f1", "auprc", "mean_ap", "accuracy", "val_loss", "train_loss", "lr"):
             assert np.isfinite(ev.metrics[k]), k
         events.append(ev)
 
@@ -193,8 +204,8 @@ def test_on_evaluate_events(split, tmp_path):
     best = max(e.metrics["micro_f1"] for e in events)
     assert [e.is_best for e in events] == [h["is_best"] for h in res.history]
     assert res.best_metrics["micro_f1"] == best
-    with pytest.raises(RuntimeError, match="only available during"):
-        events[0].save_state(tmp_path / "late")
+    assert all(e.probs.shape == (len(split[1]), len(split[0].labels)) for e in events)
+    np.testing.assert_array_equal(max(events, key=lambda e: e.metrics["micro_f1"]).probs, res.valid_probs)
 
 
 def test_early_stopping(split, tmp_path):
@@ -215,11 +226,12 @@ def test_max_steps_with_accumulation(split, tmp_path):
 
 
 def test_diverged_loss_raises(split, tmp_path, monkeypatch):
-    from relex.train import TrainingDiverged, losses
+    from relex.train.fit import TrainingDiverged
+    from relex.train.techniques import losses
 
     real = losses.make_loss
 
-    def broken(cfg, counts):
+    def broken(cfg, counts=None):
         fn = real(cfg, counts)
 
         class Nan:
@@ -256,7 +268,7 @@ def test_num_threads_restored(split, tmp_path):
 def test_amp_modes():
     from relex.train import amp
 
-    assert amp.resolve("auto", "cpu").mode == "off"
+    assert amp.resolve("auto", "cpu").mode == ("bf16" if amp.native_bf16("cpu") else "off")
     assert amp.resolve("off", "cpu").scaler().is_enabled() is False
     bf = amp.resolve("bf16", "cpu")
     lin = torch.nn.Linear(4, 3)
@@ -270,7 +282,7 @@ def test_amp_modes():
 
 
 def test_progress_modes(split, tmp_path, capsys):
-    from relex.train import fit
+    from relex.train.fit import fit
 
     cfg = TrialConfig(**{**FAST, "max_steps": 3, "eval_every": 3})
     fit(cfg, *split, tmp_path / "q", progress=False)
@@ -279,4 +291,5 @@ def test_progress_modes(split, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "precision: fp32 on cpu" in err and "eval step 3" in err and "done: best micro_f1" in err
     fit(cfg, *split, tmp_path / "r", progress=True)
-    assert "train" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "3/3" in err and "steps" in err and "━" in err  # the rich bar, complete

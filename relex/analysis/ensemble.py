@@ -129,14 +129,23 @@ class Ensemble:
 
     # ------------------------------------------------------------- prediction
     def member_probs(self, dataset, *, batch_size: int | None = None, device=None) -> np.ndarray:
-        """The weighted average of the members' probabilities (float64), before decisions."""
-        from relex.train.checkpoint import dataset_probs
+        """The weighted average of the members' probabilities (float64), before decisions;
+        ``device`` defaults to CUDA when there is one. Members are loaded one at a time."""
+        import torch
 
+        from relex.train import amp as amp_mod
+        from relex.train import checkpoint as ckpt
+        from relex.train.predict import dataset_probs, default_device
+
+        device = torch.device(device) if device is not None else default_device()
         total = sum(m.weight for m in self.members)
         out = None
         for m in self.members:
-            p = dataset_probs(m.checkpoint, dataset, batch_size=batch_size, device=device) * (m.weight / total)
+            loaded = ckpt.load(m.checkpoint, device=device)
+            p = dataset_probs(loaded, dataset, batch_size=batch_size,
+                              amp=amp_mod.resolve(loaded.cfg.amp, device)) * (m.weight / total)
             out = p if out is None else out + p
+            del loaded
         return out
 
     def predict_proba(self, dataset, *, batch_size: int | None = None, device=None,

@@ -1,18 +1,15 @@
-"""``relex ensemble`` and the ensemble side of ``relex evaluate`` / ``relex predict``.
+"""``relex ensemble``: choose an ensemble of a sweep's trials, fit decisions, report honest scores.
 
-``relex evaluate`` and ``relex predict`` take a checkpoint or an ensemble directory (one with an
-``ensemble.json``); checkpoints go through :mod:`relex.train.commands` unchanged, ensembles
-through :class:`relex.analysis.ensemble.Ensemble`, with the same file reading, metrics and
-submission format. Both print which decisions were applied.
+The ensemble directory it writes is a model wherever one is taken: ``relex evaluate`` /
+``relex predict`` (:mod:`relex.inference`) and :func:`relex.load` read it through
+:class:`relex.analysis.ensemble.Ensemble` and print which decisions were applied.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from relex.errors import RelexError
-from relex.train import commands as train_commands
+from relex.train.commands import _positive_int
 
 
 # ----------------------------------------------------------------------------- relex ensemble
@@ -22,7 +19,7 @@ def add_ensemble_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a sweep directory (e.g. artifacts/smoke)")
     p.add_argument("--out", required=True, metavar="DIR", help="the ensemble directory to write")
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--top", type=train_commands._positive_int, metavar="K",
+    how.add_argument("--top", type=_positive_int, metavar="K",
                      help="the K best trials (fold sweeps: configurations), equal weights")
     how.add_argument("--select", choices=("greedy",), default=None,
                      help="greedy forward selection with replacement (Caruana et al. 2004; the default)")
@@ -30,7 +27,7 @@ def add_ensemble_args(p: argparse.ArgumentParser) -> None:
                      help="one trial, or in a fold sweep one configuration's folds (e.g. t002)")
     p.add_argument("--metric", choices=("micro_f1", "auprc"), default="micro_f1",
                    help="what the selection maximises (default: micro_f1)")
-    p.add_argument("--rounds", type=train_commands._positive_int, default=25, metavar="N",
+    p.add_argument("--rounds", type=_positive_int, default=25, metavar="N",
                    help="greedy selection rounds (default: 25)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the split of the validation rows used for the honest scores")
@@ -89,66 +86,4 @@ def ensemble(args: argparse.Namespace) -> int:
                 temperature=args.temperature, bias=args.bias, type_constraint=args.type_constraint)
     out = ens.save(args.out)
     print_report(ens, out)
-    return 0
-
-
-# ------------------------------------------------------------------ evaluate / predict
-def _decision_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-decisions", action="store_true",
-                   help="ensembles: the plain weighted average, without the fitted decisions")
-    p.add_argument("--label-shift", action="store_true",
-                   help="ensembles: adapt to the file's class prior by EM (Saerens et al. 2002); "
-                        "warns when validation calibration is too poor to trust it")
-
-
-def add_evaluate_args(p: argparse.ArgumentParser) -> None:
-    train_commands.add_evaluate_args(p)
-    p.usage = "relex evaluate CHECKPOINT|ENSEMBLE FILE [--json] [--per-class] [--skip-bad-rows]"
-    _decision_args(p)
-
-
-def add_predict_args(p: argparse.ArgumentParser) -> None:
-    train_commands.add_predict_args(p)
-    p.usage = "relex predict CHECKPOINT|ENSEMBLE FILE --output preds.csv [--label-shift]"
-    _decision_args(p)
-
-
-def _ensemble_probs(args: argparse.Namespace, *, require_labels: bool):
-    """(ds, probs, labels) when ``args.checkpoint`` is an ensemble directory, else None."""
-    from relex.analysis.ensemble import Ensemble, is_ensemble
-
-    if not is_ensemble(args.checkpoint):
-        if args.label_shift or args.no_decisions:
-            flag = "--label-shift" if args.label_shift else "--no-decisions"
-            raise RelexError(f"{flag}: {args.checkpoint} is a checkpoint, which has no fitted "
-                             "decisions; build an ensemble directory with relex ensemble")
-        return None
-    ens = Ensemble.load(args.checkpoint)
-    labels = ens.labels
-    ds = train_commands.read_for(args, labels, require_labels=require_labels)
-    probs = ens.predict_proba(ds, batch_size=args.batch_size, decisions=not args.no_decisions,
-                              label_shift=args.label_shift)
-    print(f"ensemble of {len(ens.members)} checkpoints; decisions applied: "
-          f"{'; '.join(ens.applied) if ens.applied else 'none'}", file=sys.stderr)
-    for w in ens.warnings:
-        print(f"relex: warning: {w}", file=sys.stderr)
-    return ds, probs, labels
-
-
-def evaluate(args: argparse.Namespace) -> int:
-    got = _ensemble_probs(args, require_labels=True)
-    if got is None:
-        return train_commands.evaluate(args)
-    return train_commands.report_metrics(args, *got)
-
-
-def predict(args: argparse.Namespace) -> int:
-    out = train_commands.check_output(args)
-    got = _ensemble_probs(args, require_labels=False)
-    if got is None:
-        rc = train_commands.predict(args)
-        print("decisions applied: none (a single checkpoint; relex ensemble fits decisions)",
-              file=sys.stderr)
-        return rc
-    train_commands.write_submission(out, *got)
     return 0

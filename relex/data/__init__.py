@@ -3,7 +3,8 @@
 ``read_dataset(path)`` reads KLUE JSON, the competition CSV, JSON lines or Parquet into a
 :class:`Dataset` whose ``frame`` has the columns of :data:`COLUMNS` (entity end indices
 inclusive) and whose ``labels`` is a :class:`LabelSet`. ``stratified_split`` carves a
-validation set out of a training set. Light to import: pandas, numpy and scikit-learn load on
+validation set out of a training set; ``relex.data.repair`` repairs what real annotation
+files get wrong (``relex data fix``). Light to import: pandas, numpy and scikit-learn load on
 first use.
 """
 

@@ -7,9 +7,13 @@ alignment (its offsets), never by searching for token ids:
 
 * ``subj_pos`` / ``obj_pos``: the token holding the first character of the start marker
   (``[SUBJ-PER]``, ``[E1]``, ``@``, ``#``; for entity_mask the mask token itself);
-* ``subj_span`` / ``obj_span``: inclusive token span of the entity words (the tokens holding the
-  first and last non-space character of the entity text); for entity_mask, and for an entity
-  whose text yields no token at all, the start-marker token.
+* ``subj_span`` / ``obj_span``: inclusive token span of the entity words (from the first token
+  holding the first non-space character of the entity text to the last token holding its last
+  one); for entity_mask, and for an entity whose text yields no token at all, the start-marker
+  token.
+
+Where several tokens hold one character (SentencePiece's lone ``▁`` piece, byte-level BPE's
+split syllables) :func:`_last_token` says which one counts, and why.
 
 Windowing. A row longer than ``max_length`` (with ``[CLS]`` and ``[SEP]``) keeps ``[CLS]`` + a
 contiguous token window + ``[SEP]``. The window holds both MARKED entities whole (start marker
@@ -63,7 +67,7 @@ from relex.data import markers
 from relex.errors import RelexError
 from relex.io_utils import atomic_path, atomic_write_text, cache_root
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: punct start markers glued to text get a space (markers.SPACED_START_STYLES)
 
 _IDS = operator.attrgetter("ids")
 _ARRAYS = ("flat", "starts", "lengths", "subj_pos", "obj_pos", "subj_span", "obj_span", "labels", "windowed")
@@ -371,8 +375,8 @@ def _featurize(ds, tokenizer, style: str, max_length: int) -> Features:
             encs = bt.encode_batch(mb.texts, add_special_tokens=False) if n_rows else []
         ntok = np.fromiter(map(len, encs), np.int64, n_rows)
         # -- char offsets -> token index, through the tokenizer's own alignment
-        sp = _char_to_token(encs, mb.subj_marker)
-        op = _char_to_token(encs, mb.obj_marker)
+        sp = _last_token(encs, mb.subj_marker, _char_to_token(encs, mb.subj_marker))
+        op = _last_token(encs, mb.obj_marker, _char_to_token(encs, mb.obj_marker))
         bad = np.flatnonzero((sp < 0) | (op < 0))
         if bad.size:
             i = int(bad[0])
@@ -387,8 +391,8 @@ def _featurize(ds, tokenizer, style: str, max_length: int) -> Features:
         win_pieces: dict[int, list[tuple[int, int]]] = {}
         for i in np.flatnonzero(windowed).tolist():
             e = encs[i]
-            se = e.char_to_token(int(mb.subj_end[i]))
-            oe = e.char_to_token(int(mb.obj_end[i]))
+            se = _last_of(e, int(mb.subj_end[i]), e.char_to_token(int(mb.subj_end[i])))
+            oe = _last_of(e, int(mb.obj_end[i]), e.char_to_token(int(mb.obj_end[i])))
             if se is None or oe is None:
                 raise RelexError(f"{_where(ds, i, ids[i])}: the tokenizer drops a marker of style "
                                  f"'{style}'; choose another marker style")
@@ -481,6 +485,47 @@ def _char_to_token(encs, chars: np.ndarray) -> np.ndarray:
     return res
 
 
+def _last_token(encs, chars: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """The LAST token holding char ``chars[i]`` of row i, given ``first[i]``, the first (−1: none).
+
+    Several tokens can hold one character, and ``char_to_token`` gives the first of them. A
+    SentencePiece tokenizer (XLM-R) emits the word-boundary sign as a piece of its own when the
+    word has no ``▁``-prefixed piece (``▁`` ``@``, ``▁`` ``과``), aligned to the character after it;
+    byte-level BPE (RoBERTa, GPT-2) spreads a Hangul syllable's three UTF-8 bytes over two or three
+    pieces. The first token is right for where an entity's words begin, but a start marker's
+    position would land on the textless ``▁`` instead of the marker, and an entity span or a
+    window would stop inside its last syllable. So positions of start markers and the ends of
+    spans and windows take the last token holding the character: this is the one place
+    featurization depends on how a tokenizer splits, and WordPiece (one token per character at
+    most) is unaffected.
+    """
+    out = first.copy()
+    if not len(encs):
+        return out
+    ntok = np.fromiter(map(len, encs), np.int64, len(encs))
+    rows = np.flatnonzero((first >= 0) & (chars >= 0) & (first + 1 < ntok)).tolist()
+    # one look at the next token of every row (map over the unbound method, as _char_to_token
+    # does); walk on only where it holds the character too
+    nxt = map(type(encs[0]).token_to_chars, [encs[i] for i in rows], (first[rows] + 1).tolist())
+    for i, span, c in zip(rows, nxt, chars[rows].tolist()):
+        if span and span[0] <= c < span[1]:
+            out[i] = _last_of(encs[i], int(c), int(first[i]))
+    return out
+
+
+def _last_of(enc, char: int, tok: int | None) -> int | None:
+    """From ``tok`` (a token holding ``char``), the last following token that still holds it."""
+    if tok is None:
+        return None
+    n = len(enc)
+    while tok + 1 < n:
+        span = enc.token_to_chars(tok + 1)
+        if not span or not (span[0] <= char < span[1]):
+            break
+        tok += 1
+    return tok
+
+
 def _spans(encs, marker_tok: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
     """(N,2) inclusive token span of the entity words; the marker token where there are none."""
     a = _char_to_token(encs, first)
@@ -488,6 +533,7 @@ def _spans(encs, marker_tok: np.ndarray, first: np.ndarray, last: np.ndarray) ->
     # rare: the first/last char is one the tokenizer drops (e.g. a control char): walk inwards
     for i in np.flatnonzero(((a < 0) | (b < 0)) & (first >= 0)).tolist():
         a[i], b[i] = _word_span(encs[i].char_to_token, int(first[i]), int(last[i]))
+    b = _last_token(encs, np.where(b >= 0, last, -1), b)
     none = (a < 0) | (b < 0) | (b < a)
     a[none] = marker_tok[none]
     b[none] = marker_tok[none]

@@ -435,7 +435,7 @@ def read_dataset(path: str | os.PathLike, *, labels: LabelSet | str | os.PathLik
     unknown extension, empty, not UTF-8, missing columns, invalid JSON/CSV) raise RelexError.
     """
     ds = load(path, labels=labels, negative=negative, require_labels=require_labels)
-    return _apply_policy(ds, os.fspath(path), skip_bad_rows)
+    return apply_bad_row_policy(ds, os.fspath(path), skip_bad_rows)
 
 
 def from_records(records: Iterable[dict], *, name: str = "<records>",
@@ -448,10 +448,21 @@ def from_records(records: Iterable[dict], *, name: str = "<records>",
     if raw.n == 0:
         raise RelexError(f"{name}: no records")
     ds = _build(raw, None, labels=labels, negative=negative, require_labels=require_labels)
-    return _apply_policy(ds, name, skip_bad_rows)
+    return apply_bad_row_policy(ds, name, skip_bad_rows)
 
 
-def _apply_policy(ds: Dataset, file: str, skip_bad_rows: bool) -> Dataset:
+def from_raw(raw: RawTable, path: str | os.PathLike | None, *,
+             labels: LabelSet | str | os.PathLike | None = None,
+             negative: str | None = "no_relation", require_labels: bool = True) -> Dataset:
+    """A Dataset from raw records already read (e.g. repaired by :mod:`relex.data.repair`),
+    checked exactly as :func:`load` checks a file: bad rows dropped and listed in
+    ``Dataset.bad_rows`` (:func:`apply_bad_row_policy` decides what they mean)."""
+    return _build(raw, path, labels=labels, negative=negative, require_labels=require_labels)
+
+
+def apply_bad_row_policy(ds: Dataset, file: str, skip_bad_rows: bool) -> Dataset:
+    """``ds`` when it has no bad rows or ``skip_bad_rows``; else BadRowsError (exit 2). A data
+    set without any valid row is an error either way."""
     if ds.bad_rows and not skip_bad_rows:
         raise BadRowsError(list(ds.bad_rows), total_rows=len(ds) + len(ds.bad_rows))
     if len(ds) == 0:
@@ -462,4 +473,5 @@ def _apply_policy(ds: Dataset, file: str, skip_bad_rows: bool) -> Dataset:
     return ds
 
 
-__all__ = ["COLUMNS", "Dataset", "LocatedBadRow", "from_records", "load", "read_dataset", "read_raw"]
+__all__ = ["COLUMNS", "Dataset", "LocatedBadRow", "apply_bad_row_policy", "from_raw", "from_records", "load", "read_dataset",
+           "read_raw"]

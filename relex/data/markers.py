@@ -11,7 +11,9 @@ Five styles, for a subject ``비틀즈`` (ORG) and an object ``조지 해리슨`
 Markers are inserted at the entities' CHARACTER OFFSETS (never by string replacement, which would
 hit the wrong occurrence of a repeated word), in whichever order the entities occur. A marker is
 separated from the entity text by one space and glued to the surrounding text, so the sentence
-around the entity keeps its own spacing.
+around the entity keeps its own spacing — with one exception: a punct style's start marker
+(``@``, ``#``) that would follow a non-space character gets a space before it (see
+:data:`SPACED_START_STYLES` for why).
 
 The bracketed styles need new vocabulary: :func:`special_tokens` lists it and
 :func:`prepare_tokenizer` adds it to a tokenizer as special tokens (never split, skipped by
@@ -33,6 +35,16 @@ from relex.errors import RelexError
 STYLES = MARKER_STYLES
 # Styles whose marker replaces the entity words (the start marker is the whole marked entity).
 MASK_STYLES = ("entity_mask",)
+# Styles whose start marker is ordinary text, which a subword tokenizer may merge with what
+# precedes it. SentencePiece (XLM-R) and byte-level BPE (RoBERTa, GPT-2) vocabularies hold pieces
+# such as "《@", "(#" or "▁《@": glued to the preceding text, the start marker would share its token
+# with the neighbour, and the marker head would read a piece that is half something else. A space
+# before it makes the marker begin a word ("▁@", "Ġ@"), the marker's own piece. WordPiece (BERT,
+# ELECTRA, klue/roberta) splits punctuation off anyway, so for it the space changes no token; the
+# bracket styles' markers are added special tokens, always split off, so they get no space.
+# This is the only tokenizer-dependent rule of the marking: the features find every position
+# through the tokenizer's own char → token alignment.
+SPACED_START_STYLES = ("entity_marker_punct", "typed_entity_marker_punct")
 
 
 def check_style(style: str) -> str:
@@ -222,6 +234,12 @@ def mark_many(sentences: Sequence[str], subj_start, subj_end, subj_type: Sequenc
     s_suf = [smap[t][1] for t in subj_type]
     o_pre = [omap[t][0] for t in obj_type]
     o_suf = [omap[t][1] for t in obj_type]
+    s_lead = o_lead = np.zeros(n, np.int64)
+    if style in SPACED_START_STYLES:
+        s_lead = _glued(sentences, s0, o1)
+        o_lead = _glued(sentences, o0, s1)
+        s_pre = [" " + p if g else p for p, g in zip(s_pre, s_lead.tolist())]
+        o_pre = [" " + p if g else p for p, g in zip(o_pre, o_lead.tolist())]
 
     subj_first = s0 < o0
     sf = subj_first.tolist()
@@ -270,4 +288,15 @@ def mark_many(sentences: Sequence[str], subj_start, subj_end, subj_type: Sequenc
 
     s_end, s_w0, s_w1 = entity(subj_marker, s0, s1, s_pre, s_suf)
     o_end, o_w0, o_w1 = entity(obj_marker, o0, o1, o_pre, o_suf)
-    return MarkedBatch(texts, subj_marker, s_end, s_w0, s_w1, obj_marker, o_end, o_w0, o_w1)
+    # the start marker begins after the space put in front of a glued one
+    return MarkedBatch(texts, subj_marker + s_lead, s_end, s_w0, s_w1, obj_marker + o_lead, o_end,
+                       o_w0, o_w1)
+
+
+def _glued(sentences: Sequence[str], start: np.ndarray, other_end: np.ndarray) -> np.ndarray:
+    """1 where an entity starting at ``start`` would follow a non-space character once marked:
+    a non-space character of the sentence, or the other entity's end marker right before it."""
+    return np.fromiter(
+        (s0 > 0 and (s0 == e + 1 or not s[s0 - 1].isspace())
+         for s, s0, e in zip(sentences, start.tolist(), other_end.tolist())),
+        np.int64, len(sentences))

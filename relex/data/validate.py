@@ -2,8 +2,8 @@
 
 A reader (``relex.data.io``) turns a file into a :class:`RawTable` (column name -> list of raw
 values). :func:`resolve_columns` maps the file's columns onto the normalized ones, accepting
-common variants (``guid``/``id``, flattened ``subj_*``/``obj_*`` columns, an unnamed index
-column) and otherwise failing with a message that says what to rename. :func:`normalize` then
+common variants (``guid``/``id``, ``subject``/``object`` for the entity columns, flattened
+``subj_*``/``obj_*`` columns, an unnamed index column) and otherwise failing with a message that says what to rename. :func:`normalize` then
 checks every row:
 
 - the sentence is a non-empty string;
@@ -13,7 +13,8 @@ checks every row:
 - the end index is INCLUSIVE: ``0 <= start <= end < len(sentence)`` and
   ``sentence[start:end + 1] == word``;
 - the subject and object spans do not overlap;
-- a label is present when labels are required;
+- a label is present when labels are required: a string without spaces around it (a list, a
+  dict or ``" 관계없음"`` is a bad row; unlabelled reads treat them as no label);
 - ids are unique (a repeat is reported at its second and later rows).
 
 Problems of a single row become :class:`RowProblem` records (the caller turns them into
@@ -43,6 +44,9 @@ ENTITY_KEYS = {"word": WORD_KEYS, "start": START_KEYS, "end": END_KEYS, "type": 
 
 # Accepted column names.
 ID_COLUMNS = ("id", "guid")
+# Entity dict columns: KLUE's names, then the shorter ones of other Korean RE annotation files.
+SUBJECT_COLUMNS = ("subject_entity", "subject")
+OBJECT_COLUMNS = ("object_entity", "object")
 SUBJECT_PREFIXES = ("subj_", "subject_")
 OBJECT_PREFIXES = ("obj_", "object_")
 # Leading index columns that pandas / pyarrow write; never data.
@@ -51,13 +55,20 @@ _INDEX_COLUMN = re.compile(r"^(Unnamed: \d+|__index_level_\d+__|)$")
 # Column names seen in the wild, mapped to the name relex expects (for rename hints only).
 RENAME_HINTS = {
     "sentence": ("text", "sent", "sentences", "context", "content", "document", "sentence_text"),
-    "subject_entity": ("subj", "subject", "subj_entity", "sub_entity", "head", "head_entity",
+    "subject_entity": ("subj", "subj_entity", "sub_entity", "head", "head_entity",
                        "e1", "entity1", "entity_1", "h", "subject_entities"),
-    "object_entity": ("obj", "object", "obj_entity", "tail", "tail_entity", "e2", "entity2",
+    "object_entity": ("obj", "obj_entity", "tail", "tail_entity", "e2", "entity2",
                       "entity_2", "t", "object_entities"),
     "label": ("labels", "relation", "relations", "rel", "relation_label", "class", "target",
               "label_name", "relation_type"),
 }
+
+# Characters that do not show but make two strings differ: soft hyphen, zero-width space /
+# non-joiner / joiner, word joiner, a BOM inside text (relex.data.repair removes them).
+INVISIBLE = {"\u00ad": "SOFT HYPHEN", "\u200b": "ZERO WIDTH SPACE",
+             "\u200c": "ZERO WIDTH NON-JOINER", "\u200d": "ZERO WIDTH JOINER",
+             "\u2060": "WORD JOINER", "\ufeff": "ZERO WIDTH NO-BREAK SPACE"}
+INVISIBLE_RE = re.compile("[" + "".join(INVISIBLE) + "]")
 
 # Fast path for the dict strings that ``str(dict)`` writes in the boostcamp CSV; anything that
 # does not match exactly (quotes or backslashes in the word, other key orders) goes through
@@ -151,7 +162,7 @@ def resolve_columns(raw: RawTable, *, require_labels: bool) -> Schema:
     missing: list[str] = []
     renames: list[str] = []
     notes: list[str] = []
-    taken = {c for c in ("id", "guid", "sentence", "subject_entity", "object_entity", "label",
+    taken = {c for c in ("id", "guid", "sentence", *SUBJECT_COLUMNS, *OBJECT_COLUMNS, "label",
                          "source") if c in cols}
 
     def need(name: str) -> None:
@@ -167,10 +178,12 @@ def resolve_columns(raw: RawTable, *, require_labels: bool) -> Schema:
         need("sentence")
 
     entities = {}
-    for name, prefixes, short in (("subject_entity", SUBJECT_PREFIXES, "subj"),
-                                  ("object_entity", OBJECT_PREFIXES, "obj")):
-        if name in cols:
-            entities[name] = EntitySource(dict_column=name)
+    for name, aliases, prefixes, short in (
+            ("subject_entity", SUBJECT_COLUMNS, SUBJECT_PREFIXES, "subj"),
+            ("object_entity", OBJECT_COLUMNS, OBJECT_PREFIXES, "obj")):
+        dict_column = next((c for c in aliases if c in cols), None)
+        if dict_column:
+            entities[name] = EntitySource(dict_column=dict_column)
             continue
         flat, flat_missing = _flat_columns(columns, prefixes)
         if not flat_missing:
@@ -204,7 +217,7 @@ def resolve_columns(raw: RawTable, *, require_labels: bool) -> Schema:
 
 
 # --- values ---------------------------------------------------------------------------------------
-def _is_missing(v) -> bool:
+def is_missing(v) -> bool:
     return v is MISSING or v is None or (isinstance(v, float) and v != v)
 
 
@@ -213,13 +226,13 @@ def _short(v, limit: int = 80) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
-class _RowError(Exception):
+class RowError(Exception):
     pass
 
 
-def _as_index(v, what: str) -> int:
+def as_index(v, what: str) -> int:
     if isinstance(v, bool):
-        raise _RowError(f"{what} is {v!r}, not an integer")
+        raise RowError(f"{what} is {v!r}, not an integer")
     if isinstance(v, int):
         return v
     if isinstance(v, float) and v.is_integer():
@@ -230,7 +243,7 @@ def _as_index(v, what: str) -> int:
             return int(s)
     if hasattr(v, "__index__"):  # numpy integers
         return int(v.__index__())
-    raise _RowError(f"{what} is {_short(v)!r}, not an integer")
+    raise RowError(f"{what} is {_short(v)!r}, not an integer")
 
 
 def _literal_problem(text: str, e: Exception) -> str:
@@ -253,29 +266,29 @@ def _entity_mapping(value, what: str) -> dict:
     if isinstance(value, str):
         text = value.strip()
         if not text:
-            raise _RowError(f"{what} is empty")
+            raise RowError(f"{what} is empty")
         try:
             obj = ast.literal_eval(text)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
             try:  # a JSON object string (null/true/false are not Python literals)
                 obj = json.loads(text)
             except (ValueError, RecursionError):
-                raise _RowError(f"{what} is not a valid dict string ({_literal_problem(text, e)}):"
+                raise RowError(f"{what} is not a valid dict string ({_literal_problem(text, e)}):"
                                 f" {_short(text, 120)}") from None
         if not isinstance(obj, dict):
-            raise _RowError(f"{what} is a {type(obj).__name__}, not a dict: {_short(text)}")
+            raise RowError(f"{what} is a {type(obj).__name__}, not a dict: {_short(text)}")
         return obj
     if isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2
                                                 for p in value):  # a Parquet map column
         return dict(value)
-    raise _RowError(f"{what} is a {type(value).__name__}, not a dict: {_short(value)}")
+    raise RowError(f"{what} is a {type(value).__name__}, not a dict: {_short(value)}")
 
 
 def _get_key(d: dict, part: str, what: str):
     for k in ENTITY_KEYS[part]:
         if k in d:
             return d[k]
-    raise _RowError(f"{what} has no '{ENTITY_KEYS[part][0]}' key (keys: {_quote_list(list(d))})")
+    raise RowError(f"{what} has no '{ENTITY_KEYS[part][0]}' key (keys: {_quote_list(list(d))})")
 
 
 def missing_entity_keys(d: dict) -> list[str]:
@@ -301,15 +314,15 @@ def missing_entity_keys(d: dict) -> list[str]:
             for a in lacking]
 
 
-def _entity(value, what: str) -> tuple:
-    """(word, start, end, type) of an entity value, or _RowError."""
+def entity_parts(value, what: str) -> tuple:
+    """(word, start, end, type) of an entity value, or RowError."""
     if type(value) is dict:  # the common case: KLUE keys
         try:
             return value["word"], value["start_idx"], value["end_idx"], value["type"]
         except KeyError:
             pass
-    if _is_missing(value):
-        raise _RowError(f"{what} is missing")
+    if is_missing(value):
+        raise RowError(f"{what} is missing")
     if isinstance(value, str):
         m = _FAST_DICT.match(value)
         if m:
@@ -328,16 +341,16 @@ def _check_entity(parts: tuple, sentence: str, what: str, problems: list[str]):
             and sentence[start:end + 1] == word):
         return parts  # the common case, all checks passed
     bad = False
-    if _is_missing(word) or not isinstance(word, str) or word == "":
+    if is_missing(word) or not isinstance(word, str) or word == "":
         problems.append(f"{what}: word is missing or empty")
         bad = True
-    if _is_missing(etype) or not isinstance(etype, str) or not etype.strip():
+    if is_missing(etype) or not isinstance(etype, str) or not etype.strip():
         problems.append(f"{what}: type is missing or empty")
         bad = True
     try:
-        start = _as_index(start, f"{what}: start_idx")
-        end = _as_index(end, f"{what}: end_idx")
-    except _RowError as e:
+        start = as_index(start, f"{what}: start_idx")
+        end = as_index(end, f"{what}: end_idx")
+    except RowError as e:
         problems.append(str(e))
         return None
     n = len(sentence)
@@ -367,13 +380,35 @@ def _check_entity(parts: tuple, sentence: str, what: str, problems: list[str]):
 
 
 def _text(v) -> str | None:
-    if _is_missing(v):
+    if is_missing(v):
         return None
     if isinstance(v, str):
         return v
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     return str(v)
+
+
+def _label(v) -> tuple[str | None, str | None]:
+    """(the label as text or None, the problem that makes it no label).
+
+    A list or dict is not a label (no stringified ``"['a', 'b']"`` class); nor is a label with
+    spaces around it or invisible characters in it, which would otherwise become a class of its
+    own beside the real one (``relex data fix`` removes them). Numbers are text (a test file's
+    placeholder ``100``).
+    """
+    if isinstance(v, (list, tuple, dict, set)):
+        kind = "dict" if isinstance(v, dict) else "list"
+        return None, f"label is a {kind}, not a string: {_short(repr(v), 60)}"
+    text = _text(v)
+    if text is None or not text.strip():
+        return None, None
+    if text != text.strip():
+        return None, f"label {text!r} has spaces around it (`relex data fix` strips them)"
+    if INVISIBLE_RE.search(text):
+        shown = INVISIBLE_RE.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
+        return None, f"label '{shown}' holds invisible characters (`relex data fix` removes them)"
+    return text, None
 
 
 @dataclass
@@ -431,9 +466,9 @@ def normalize(raw: RawTable, schema: Schema, *, require_labels: bool) -> Normali
         for what, dvals, fvals in (("subject_entity", subj_d, subj_f),
                                    ("object_entity", obj_d, obj_f)):
             try:
-                parts = _entity(dvals[i], what) if dvals is not None else \
+                parts = entity_parts(dvals[i], what) if dvals is not None else \
                     tuple(col[i] for col in fvals)
-            except _RowError as e:
+            except RowError as e:
                 p.append(str(e))
                 ents.append(None)
                 continue
@@ -442,13 +477,12 @@ def normalize(raw: RawTable, schema: Schema, *, require_labels: bool) -> Normali
         if s is not None and o is not None and s[1] <= o[2] and o[1] <= s[2]:
             p.append(f"subject ({s[1]}-{s[2]} '{_short(s[0], 30)}') and object "
                      f"({o[1]}-{o[2]} '{_short(o[0], 30)}') spans overlap")
-        label = labels[i]
-        if type(label) is not str:
-            label = _text(label)
-        if label is not None and not label.strip():
-            label = None
-        if label is None and require_labels:
-            p.append("label is missing or empty")
+        label, label_problem = labels[i], None
+        if type(label) is not str or not label or label != label.strip() or \
+                INVISIBLE_RE.search(label):
+            label, label_problem = _label(label)
+        if label is None and require_labels:  # without labels required, a bad one is no label
+            p.append(label_problem or "label is missing or empty")
         if p:
             problems[i] = p
             if all("looks exclusive" in r for r in p):
@@ -473,14 +507,14 @@ def _check_entity_keys(raw: RawTable, schema: Schema, subj_d, obj_d) -> None:
         first = None
         lacking = 0
         for v in vals[:200]:
-            if _is_missing(v):
+            if is_missing(v):
                 continue
             if isinstance(v, str) and _FAST_DICT.match(v):
                 lacking = 0
                 break
             try:
                 d = _entity_mapping(v, name)
-            except _RowError:
+            except RowError:
                 continue
             hints = missing_entity_keys(d)
             if not hints:

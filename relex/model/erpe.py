@@ -40,9 +40,10 @@ class EntityRelativePositions(nn.Module):
     def forward(self, subj_dist: torch.Tensor, obj_dist: torch.Tensor) -> torch.Tensor:
         """(B,T) shifted distances in ``0..2*clip`` → (B,T,dim) embedding to add to the input."""
         hi = 2 * self.clip
-        if subj_dist.numel() and subj_dist.device.type == "cpu":
+        if subj_dist.numel() and subj_dist.device.type == "cpu" and not torch.compiler.is_compiling():
             # checked where it is free (CPU tensors: no device sync); on an accelerator the hot
-            # path skips it: collate produces these distances already clipped into range
+            # path skips it: collate produces these distances already clipped into range. A
+            # traced graph (torch.export, ONNX) cannot branch on values, so tracing skips it too
             lo_s, hi_s, lo_o, hi_o = torch.stack(
                 [subj_dist.min(), subj_dist.max(), obj_dist.min(), obj_dist.max()]).tolist()
             for name, lo, top in (("subj_dist", lo_s, hi_s), ("obj_dist", lo_o, hi_o)):

@@ -157,13 +157,25 @@ def _make_scheduler_class():
         def set_search_properties(self, metric, mode, **spec) -> bool:
             return True
 
+        budget = None  # a relex.sweep.budget.Budget when the job sets one
+
         def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+            if self.budget is not None:
+                self.budget.on_report(_trial_key(trial), result)
             if self.time_attr not in result:
                 return TrialScheduler.CONTINUE
             value = result.get(self._metric)
             decision = self.rungs.decide(_trial_key(trial), int(result[self.time_attr]),
                                          None if value is None else float(value))
             return TrialScheduler.STOP if decision == STOP else TrialScheduler.CONTINUE
+
+        def choose_trial_to_run(self, tune_controller):
+            if self.budget is not None and self.budget.exhausted():
+                running = [_trial_key(t) for t in tune_controller.get_live_trials()
+                           if t.status == "RUNNING"]
+                self.budget.wind_down(running)
+                return None
+            return super().choose_trial_to_run(tune_controller)
 
         def debug_string(self) -> str:
             return f"relex ASHA: {len(self.rungs.stopped)} stopped early"

@@ -20,11 +20,7 @@ from ray.tune import Callback
 from relex.io_utils import atomic_write_text
 from relex.sweep.job import Job
 from relex.sweep.results import FINISHED, ResultsWriter
-from relex.sweep.trial import FINAL_FILE, RAY_DIR, TRIALS_DIR
-
-_HISTORY_KEYS = ("step", "epoch", "micro_f1", "auprc", "accuracy", "val_loss", "lr", "train_loss",
-                 "is_best")
-_LIVE_KEYS = ("node", "node_id", "gpu", "started_at", "checkpoint")
+from relex.sweep.trial import FINAL_FILE, RAY_DIR, TRIALS_DIR, TrialReport
 
 
 def _trial_id(trial) -> str:
@@ -126,16 +122,14 @@ class SweepCallback(Callback):
         if tid in self.previously_finished:
             return
         it = int(result.get("training_iteration", 0))
-        self.writer.add_history({"trial_id": tid, "iteration": it,
-                                 **{k: result.get(k) for k in _HISTORY_KEYS}})
+        report = TrialReport.from_result(result, tid)
+        self.writer.add_history({"trial_id": tid, "iteration": it, "step": report.step,
+                                 "epoch": report.epoch, "is_best": report.is_best, **report.metrics})
         row = {**self._base_row(tid), "status": "RUNNING", "evaluations": it,
-               "attempts": result.get("attempt"), "epochs_run": result.get("epoch"),
-               "wall_s": result.get("elapsed_s"),
-               **{k: result.get(k) for k in _LIVE_KEYS}}
-        for k in ("micro_f1", "auprc", "accuracy", "val_loss"):
-            row[k] = result.get(f"best_{k}")
-        row["best_step"] = result.get("best_step")
-        row["best_epoch"] = result.get("best_epoch")
+               "attempts": report.attempt, "epochs_run": report.epoch, "wall_s": report.elapsed_s,
+               "started_at": report.started_at, "checkpoint": report.checkpoint,
+               **report.where, **report.best, "best_step": report.best_step,
+               "best_epoch": report.best_epoch}
         self.writer.set_trial(row)
         # Written before Tune snapshots the trial's new checkpoint into its experiment state, so
         # a driver killed at any point loses no evaluation a resumed trial will not repeat.
@@ -163,13 +157,23 @@ class SweepCallback(Callback):
         atomic_write_text(tdir / FINAL_FILE, json.dumps({"status": status, "at": time.time()}))
         # A finished trial is never resumed: drop its resumable training state (weights,
         # optimizer moments, a copy of the best checkpoint); its best checkpoint stays in
-        # trials/<id>/run/best.
-        for ck in (self.dir / RAY_DIR / tid).glob("checkpoint_*"):
-            shutil.rmtree(ck, ignore_errors=True)
+        # trials/<id>/run/best. A failed one keeps it: --resume --retry-errors continues it.
+        if status != "ERROR":
+            for ck in (self.dir / RAY_DIR / tid).glob("checkpoint_*"):
+                shutil.rmtree(ck, ignore_errors=True)
+        self._drop_checkpoints()
         full = self.writer.trials[tid]
         self._line(full)
         self._refresh()
         return full
+
+    def _drop_checkpoints(self) -> None:
+        """Delete the best checkpoints of finished trials outside the top ``keep_checkpoints``
+        by the ASHA metric (running trials keep theirs until they finish; fold sweeps count
+        configurations)."""
+        for tid in checkpoints_to_drop(self.writer.trial_rows(), self.job.keep_checkpoints,
+                                       self.job.asha["metric"], self.job.asha["mode"], self.job.folds):
+            shutil.rmtree(self.writer.trials[tid]["checkpoint"], ignore_errors=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         tid = _trial_id(trial)
@@ -189,6 +193,36 @@ class SweepCallback(Callback):
     def on_experiment_end(self, trials, **info) -> None:
         self.writer.flush()
         self.stop_live()
+
+
+def checkpoints_to_drop(rows: list[dict[str, Any]], keep: int, metric: str, mode: str,
+                        folds: int = 0) -> list[str]:
+    """Trial ids whose best checkpoint goes: finished, with a checkpoint on disk, and not among
+    the ``keep`` best finished trials by ``metric`` (``mode`` max or min; unscored trials rank
+    last). ``keep`` 0 keeps every checkpoint. In a fold sweep (``folds`` > 0) the unit is a
+    configuration: its folds are one ensemble, kept or dropped together, ranked by their mean
+    once all ``folds`` finished (one unscored fold ranks it last)."""
+    if keep <= 0:
+        return []
+    units: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        unit = str(r["config_id"]) if folds and r.get("fold") is not None else str(r["trial_id"])
+        units.setdefault(unit, []).append(r)
+
+    def done(rs: list[dict[str, Any]]) -> bool:
+        return all(r.get("status") in FINISHED for r in rs) and (
+            not folds or rs[0].get("fold") is None or len(rs) == folds)
+
+    def score(rs: list[dict[str, Any]]) -> float:
+        values = [r.get(metric) for r in rs]
+        if not all(isinstance(v, (int, float)) and v == v for v in values):
+            return float("inf")
+        mean = sum(values) / len(values)
+        return -mean if mode == "max" else mean
+
+    ranked = sorted(((u, rs) for u, rs in units.items() if done(rs)), key=lambda ur: (score(ur[1]), ur[0]))
+    return [r["trial_id"] for _, rs in ranked[keep:] for r in rs
+            if r.get("checkpoint") and Path(r["checkpoint"]).is_dir()]
 
 
 _REGISTRY: dict[str, Any] = {}

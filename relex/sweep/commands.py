@@ -17,6 +17,9 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted sweep: finished trials are kept, unfinished "
                         "ones continue from their last checkpoint")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="with --resume: run the trials that ended in ERROR again, from their "
+                        "last checkpoint; finished trials are left alone")
     p.add_argument("--overwrite", action="store_true",
                    help="delete an existing sweep of the same name and start again")
     p.add_argument("--address", metavar="ADDR",
@@ -24,9 +27,13 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="print the trials and resources; start nothing")
     p.add_argument("--gpus-per-trial", type=float, default=None, metavar="N",
-                   help="GPUs per trial (default: the job's, else 1 if the cluster has GPUs)")
+                   help="GPUs per trial; a fraction packs trials onto a GPU (0.25: four per GPU) "
+                        "(default: the job's, else 1 if the cluster has GPUs)")
     p.add_argument("--cpus-per-trial", type=float, default=None, metavar="N",
                    help="CPUs per trial (default: the job's, else 1)")
+    p.add_argument("--skip-bad-rows", action="store_true",
+                   help="drop invalid data rows in pre-flight (counted per file in job.json), "
+                        "as Sweep(skip_bad_rows=True) does")
 
 
 def _value(v) -> str:
@@ -43,6 +50,8 @@ def print_plan(job, args, console) -> None:
     res = {"gpu": args.gpus_per_trial if args.gpus_per_trial is not None else job.resources["gpu"],
            "cpu": args.cpus_per_trial if args.cpus_per_trial is not None else job.resources["cpu"]}
     gpu = "1 if the cluster has GPUs, else 0" if res["gpu"] is None else f"{res['gpu']:g}"
+    if res["gpu"] is not None and 0 < res["gpu"] < 1:
+        gpu += f" (up to {int(1 / res['gpu'] + 1e-9)} trials share a GPU)"
     cpu = "1" if res["cpu"] is None else f"{res['cpu']:g}"
     fixed_keys = [k for k, v in job.sweep.space.items() if k not in job.axes]
     name = args.name or job.name
@@ -58,6 +67,10 @@ def print_plan(job, args, console) -> None:
         + (str(job.asha["max_t"]) if job.asha["max_t"] else "none")
         + f"; retries per trial {job.max_failures}",
     ]
+    if job.skip_bad_rows:
+        lines[1] += "; bad rows skipped"
+    if job.loggers:
+        lines.append(f"loggers: {', '.join(job.loggers)}")
     if fixed_keys:
         cfg0 = job.trials[0].config
         lines.append("fixed: " + ", ".join(f"{k}={_value(getattr(cfg0, k))}" for k in fixed_keys))
@@ -93,6 +106,8 @@ def sweep(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise RelexError("--resume and --overwrite contradict each other")
     job = load_job(args.job, check_files=not args.dry_run)
+    if args.skip_bad_rows:
+        job.skip_bad_rows = True
     if args.dry_run:
         print_plan(job, args, console)
         return 0
@@ -100,8 +115,8 @@ def sweep(args: argparse.Namespace) -> int:
     from relex.sweep.runner import print_summary, run
 
     outcome = run(job, storage=args.storage, name=args.name, resume=args.resume,
-                  overwrite=args.overwrite, address=args.address, gpus=args.gpus_per_trial,
-                  cpus=args.cpus_per_trial, console=console)
+                  overwrite=args.overwrite, retry_errors=args.retry_errors, address=args.address,
+                  gpus=args.gpus_per_trial, cpus=args.cpus_per_trial, console=console)
     print_summary(outcome, console, show_table=not console.is_terminal)
     ok = outcome.counts.get("TERMINATED", 0) + outcome.counts.get("STOPPED_EARLY", 0)
     return 0 if ok and not outcome.unfinished else 1

@@ -7,7 +7,8 @@ the other four and validated on its own fold. Trial ids are ``<config id>-f<k>``
 
 Files in the sweep directory:
 
-* ``folds.parquet`` — row, id, label, fold: every training row and the fold that holds it out;
+* ``folds.parquet`` — every training row (row, id, sentence, entities, label, source, as in
+  ``valid_index.parquet``) and the fold that holds it out;
 * ``valid_probs/<trial id>.npy`` — a fold trial's probabilities of its own fold's rows (in the
   order of ``folds.parquet`` restricted to that fold);
 * ``oof_probs/<config id>.npy`` — once every fold of a configuration has finished: its
@@ -24,7 +25,7 @@ continue from their last checkpoint, and out-of-fold files are assembled when th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,6 +49,7 @@ class SweepData:
     valid: Any  # plain sweeps: the validation part
     splits: list[tuple[Any, Any]] | None = None  # fold sweeps: (train_k, valid_k) per fold
     assignment: Any = None  # fold sweeps: the fold of every row of ``full``
+    skipped: dict[str, int] = field(default_factory=dict)  # data file -> bad rows dropped
 
     def for_fold(self, fold: int | None):
         """(train, valid) of a trial: its fold's split, or the sweep's one split."""
@@ -57,24 +59,28 @@ class SweepData:
 
 
 def read_sweep_data(train: str, valid: str | float, labels: str | None, negative: str,
-                    split_seed: int, folds: int = 0, fold_seed: int = 0) -> SweepData:
+                    split_seed: int, folds: int = 0, fold_seed: int = 0, *,
+                    skip_bad_rows: bool = False) -> SweepData:
     """Read and split a sweep's data exactly as its trials see it (pre-flight and analysis)."""
     import numpy as np
 
     from relex.data import read_dataset, stratified_split
     from relex.data.split import fold_assignment
 
-    full = read_dataset(str(train), labels=labels, negative=negative)
+    full = read_dataset(str(train), labels=labels, negative=negative, skip_bad_rows=skip_bad_rows)
+    skipped = {str(train): full.skipped}
     if folds:
         assignment = fold_assignment(full.label_ids(), folds, fold_seed)
         splits = [(full.subset(np.flatnonzero(assignment != k)), full.subset(np.flatnonzero(assignment == k)))
                   for k in range(folds)]
-        return SweepData(full, full, None, splits, assignment)
+        return SweepData(full, full, None, splits, assignment, skipped)
     if isinstance(valid, float):
         tr, va = stratified_split(full, valid, split_seed)
     else:
-        tr, va = full, read_dataset(str(valid), labels=full.labels, negative=negative)
-    return SweepData(full, tr, va)
+        tr, va = full, read_dataset(str(valid), labels=full.labels, negative=negative,
+                                    skip_bad_rows=skip_bad_rows)
+        skipped[str(valid)] = va.skipped
+    return SweepData(full, tr, va, skipped=skipped)
 
 
 def read_job_data(resolved: dict[str, Any]) -> SweepData:
@@ -83,20 +89,20 @@ def read_job_data(resolved: dict[str, Any]) -> SweepData:
     return read_sweep_data(resolved["train"], float(valid) if isinstance(valid, (int, float)) else valid,
                            resolved.get("labels"), resolved["negative_label"],
                            int(resolved.get("split_seed", 0)), int(resolved.get("folds") or 0),
-                           int(resolved.get("fold_seed") or 0))
+                           int(resolved.get("fold_seed") or 0),
+                           skip_bad_rows=bool(resolved.get("skip_bad_rows", False)))
 
 
 def write_fold_index(sweep_dir: Path, data: SweepData) -> None:
+    """``folds.parquet``: the training rows (the columns of ``valid_index.parquet``) and the fold
+    that holds each out."""
     import pyarrow as pa
 
-    from relex.sweep.results import write_table
+    from relex.sweep.results import index_columns, write_table
 
-    frame = data.full.frame
-    table = pa.table({"row": pa.array(range(len(frame)), pa.int64()),
-                      "id": pa.array([str(x) for x in frame["id"]], pa.string()),
-                      "label": pa.array([None if x is None else str(x) for x in frame["label"]], pa.string()),
-                      "fold": pa.array(data.assignment, pa.int64())})
-    write_table(Path(sweep_dir) / FOLDS_FILE, table)
+    columns = index_columns(data.full.frame)
+    columns["fold"] = pa.array(data.assignment, pa.int64())
+    write_table(Path(sweep_dir) / FOLDS_FILE, pa.table(columns))
 
 
 def read_fold_index(sweep_dir: Path):

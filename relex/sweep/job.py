@@ -35,8 +35,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from relex.config import TrialConfig
+from relex.metrics import EVAL_METRICS
 from relex.errors import RelexError
 from relex.sweep.folds import fold_trial_id
+from relex.sweep.budget import parse_duration, positive
+from relex.tracking import check_loggers
 
 ASHA_DEFAULTS: dict[str, Any] = {
     "metric": "micro_f1",
@@ -45,7 +48,7 @@ ASHA_DEFAULTS: dict[str, Any] = {
     "reduction_factor": 3,
     "max_t": 0,  # evaluations per trial at most; 0 = no cap (the trainer's epochs/max_steps decide)
 }
-METRICS = ("micro_f1", "auprc", "accuracy", "val_loss")
+METRICS = EVAL_METRICS  # what ASHA may decide on
 RESOURCE_KEYS = ("gpu", "cpu")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -107,11 +110,24 @@ class Sweep:
             configurations (see :mod:`relex.sweep.stages`); without ``train`` the base's data
             settings are used.
         top: how many of the base sweep's configurations to grow from.
+        time_budget: wall-clock budget of one run of the sweep (``"2h"``, ``"90m"``, seconds);
+            when reached no new trial starts and running ones stop at their next evaluation
+            (see :mod:`relex.sweep.budget`).
+        gpu_hours: the sweep's GPU-hours budget over all its runs (CPU-hours without GPUs).
+        cost_per_gpu_hour: price of one GPU-hour, for the cost in the leaderboard's footer.
+        skip_bad_rows: drop invalid data rows in pre-flight (how many per file is printed and
+            recorded in ``job.json``) instead of stopping with the bad-row report.
+        loggers: trackers every trial logs to: ``"tensorboard"``, ``"mlflow"``, ``"wandb"``
+            (see :mod:`relex.tracking`).
+        keep_checkpoints: best checkpoints kept on disk: those of the top K finished trials by
+            the ASHA metric (default 5, enough for an ensemble of the best); the others are
+            deleted as trials end. 0 keeps every one.
     """
 
     FIELDS = ("name", "train", "valid", "labels", "negative_label", "space", "seeds", "asha",
               "resources", "max_concurrent", "max_failures", "reuse_actors", "split_seed",
-              "before_trial", "folds", "fold_seed", "base", "top")
+              "before_trial", "folds", "fold_seed", "base", "top", "skip_bad_rows", "loggers",
+              "time_budget", "gpu_hours", "cost_per_gpu_hour", "keep_checkpoints")
 
     def __init__(self, name: str | None = None, train: str | os.PathLike | None = None,
                  valid: str | os.PathLike | float | None = None, labels: str | os.PathLike | None = None,
@@ -121,6 +137,9 @@ class Sweep:
                  max_failures: int = 0, reuse_actors: bool = True, split_seed: int = 0,
                  before_trial: Callable[[TrialConfig, str], None] | None = None, folds: int | None = None,
                  fold_seed: int = 0, base: str | os.PathLike | None = None, top: int = 4,
+                 skip_bad_rows: bool = False, loggers: Sequence[str] = (),
+                 time_budget: str | float | None = None, gpu_hours: float | None = None,
+                 cost_per_gpu_hour: float | None = None, keep_checkpoints: int = 5,
                  **unknown: Any):
         if unknown:
             k = next(iter(unknown))
@@ -143,6 +162,12 @@ class Sweep:
         self.fold_seed = fold_seed
         self.base = base
         self.top = top
+        self.time_budget = time_budget
+        self.gpu_hours = gpu_hours
+        self.cost_per_gpu_hour = cost_per_gpu_hour
+        self.skip_bad_rows = skip_bad_rows
+        self.loggers = loggers
+        self.keep_checkpoints = keep_checkpoints
 
     def __repr__(self) -> str:
         return f"Sweep(name={self.name!r}, train={self.train!r}, {len(self.space)} space keys)"
@@ -193,6 +218,11 @@ class Job:
     fold_seed: int = 0
     base: Path | None = None
     top: int = 0
+    # time_budget_s, gpu_hours, cost_per_gpu_hour (None: no limit / no price)
+    budget: dict[str, float | None] = field(default_factory=dict)
+    skip_bad_rows: bool = False
+    loggers: tuple[str, ...] = ()  # trackers (relex.tracking.LOGGERS)
+    keep_checkpoints: int = 5  # best checkpoints of the top K finished trials kept; 0 = all
 
     def resolved(self) -> dict[str, Any]:
         """The job as plain JSON-able data (what ran, with absolute paths)."""
@@ -209,10 +239,14 @@ class Job:
             "max_failures": self.max_failures,
             "reuse_actors": self.reuse_actors,
             "split_seed": self.split_seed,
+            "skip_bad_rows": self.skip_bad_rows,
             "axes": self.axes,
-            "trials": [t.spec() for t in self.trials],
             **({"folds": self.folds, "fold_seed": self.fold_seed} if self.folds else {}),
             **({"base": str(self.base), "top": self.top} if self.base else {}),
+            "budget": self.budget,
+            "loggers": list(self.loggers),
+            "keep_checkpoints": self.keep_checkpoints,
+            "trials": [t.spec() for t in self.trials],
         }
 
 
@@ -354,8 +388,15 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
     max_concurrent = _int(sweep.max_concurrent, "max_concurrent", where, 0)
     max_failures = _int(sweep.max_failures, "max_failures", where, 0)
     split_seed = _int(data["split_seed"], "split_seed", where, 0)
+    keep_checkpoints = _int(sweep.keep_checkpoints, "keep_checkpoints", where, 0)
+    if not isinstance(data["skip_bad_rows"], bool):
+        raise RelexError(f"{where}: skip_bad_rows={data['skip_bad_rows']!r} is invalid: True or False")
     if sweep.before_trial is not None and not callable(sweep.before_trial):
         raise RelexError(f"{where}: before_trial must be a function f(cfg, trial_id)")
+    budget = {"time_budget_s": parse_duration(sweep.time_budget, where),
+              "gpu_hours": positive(sweep.gpu_hours, "gpu_hours", where),
+              "cost_per_gpu_hour": positive(sweep.cost_per_gpu_hour, "cost_per_gpu_hour", where)}
+    loggers = check_loggers(sweep.loggers, where=f"{where}: loggers")
 
     # seeds
     seeds_raw = sweep.seeds
@@ -419,10 +460,11 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
 
     return Job(path=job_path, sweep=sweep, name=sweep.name, train=train, valid=valid, labels=labels,
                negative_label=negative_label, asha=asha, resources=resources,
-               max_concurrent=max_concurrent, max_failures=max_failures,
+               max_concurrent=max_concurrent, max_failures=max_failures, keep_checkpoints=keep_checkpoints,
                reuse_actors=bool(sweep.reuse_actors), split_seed=split_seed, axes=shown_axes,
                trials=trials, missing_files=missing, folds=folds, fold_seed=fold_seed,
-               base=base_dir, top=top)
+               base=base_dir, top=top, skip_bad_rows=data["skip_bad_rows"], loggers=loggers,
+               budget=budget)
 
 
 def _data_settings(sweep: Sweep, where: str) -> tuple[Path | None, int, dict[str, Any]]:
@@ -430,7 +472,8 @@ def _data_settings(sweep: Sweep, where: str) -> tuple[Path | None, int, dict[str
     takes the base sweep's data settings, so both stages see the same rows."""
     data = {"train": sweep.train, "valid": sweep.valid, "labels": sweep.labels,
             "negative_label": sweep.negative_label, "split_seed": sweep.split_seed,
-            "folds": 0 if sweep.folds is None else sweep.folds, "fold_seed": sweep.fold_seed}
+            "folds": 0 if sweep.folds is None else sweep.folds, "fold_seed": sweep.fold_seed,
+            "skip_bad_rows": sweep.skip_bad_rows}
     if sweep.base is None:
         return None, 0, data
     from relex.sweep.stages import read_base
@@ -442,6 +485,7 @@ def _data_settings(sweep: Sweep, where: str) -> tuple[Path | None, int, dict[str
         for k in ("train", "valid", "labels", "negative_label", "split_seed"):
             if k != "valid" or sweep.valid is None:
                 data[k] = base_job.get(k, data[k])
+        data["skip_bad_rows"] = sweep.skip_bad_rows or bool(base_job.get("skip_bad_rows", False))
         if sweep.folds is None:
             data["folds"] = base_job.get("folds", 0)
             data["fold_seed"] = base_job.get("fold_seed", sweep.fold_seed)

@@ -1,17 +1,19 @@
 """A sweep's results as Parquet, written atomically as trials end.
 
 ``<sweep_dir>/trials.parquet`` — one row per trial:
-  trial_id, status (TERMINATED / STOPPED_EARLY / ERROR / RUNNING), config_id (the trial id, or
-  in a fold sweep the configuration its folds share), fold (fold sweeps: the fold held out),
-  lineage (staged sweeps: ``<base sweep>/<base configuration>`` it grew from), every TrialConfig
-  field as its own column, the best evaluation's micro_f1, auprc, accuracy, val_loss, best_step,
+  trial_id, status (TERMINATED / STOPPED_EARLY / ERROR; RUNNING while it runs; PENDING when
+  --retry-errors reopened it; PAUSED / NOT_STARTED when a budget ended the sweep), config_id (the
+  trial id, or in a fold sweep the configuration its folds share), fold (fold sweeps: the fold held
+  out), lineage (staged sweeps: ``<base sweep>/<base configuration>`` it grew from), every
+  TrialConfig field as its own column, the best evaluation's micro_f1, auprc, mean_ap, accuracy,
+  val_loss, best_step,
   best_epoch, epochs_run, evaluations, attempts, wall_s, node, node_id, gpu, error (text, for
   failures), checkpoint (the best checkpoint's directory), valid_probs (an ``.npy`` of the best
   checkpoint's validation-set probabilities: rows as in ``valid_index.parquet``, columns as in
   ``labels.json``), started_at, ended_at.
 
 ``<sweep_dir>/history.parquet`` — one row per evaluation:
-  trial_id, iteration (1-based evaluation index), step, epoch, micro_f1, auprc, accuracy,
+  trial_id, iteration (1-based evaluation index), step, epoch, micro_f1, auprc, mean_ap, accuracy,
   val_loss, lr, train_loss, is_best.
 
 Both files are rewritten whole through a temporary file and ``os.replace``: a crash leaves the
@@ -30,12 +32,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from relex.config import TrialConfig
+from relex.metrics import EVAL_METRICS
 from relex.io_utils import atomic_path
 
 TRIALS_FILE = "trials.parquet"
 HISTORY_FILE = "history.parquet"
 FINISHED = ("TERMINATED", "STOPPED_EARLY", "ERROR")
-METRIC_COLUMNS = ("micro_f1", "auprc", "accuracy", "val_loss")
+# every metric a trial reports after each evaluation (mean_ap: tie-free, see relex.metrics)
+METRIC_COLUMNS = EVAL_METRICS
 
 _PA_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
 
@@ -96,6 +100,20 @@ def to_table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 def write_table(path: Path, table: pa.Table) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+
+
+def index_columns(frame) -> dict[str, pa.Array]:
+    """The columns of an index of data rows (``valid_index.parquet``, ``folds.parquet``): row,
+    then the data set's normalized columns in order (id, sentence, entities, label, source)."""
+    from relex.data.io import COLUMNS, INT_COLUMNS
+
+    columns = {"row": pa.array(range(len(frame)), pa.int64())}
+    for c in COLUMNS:
+        if c in INT_COLUMNS:
+            columns[c] = pa.array([int(x) for x in frame[c]], pa.int64())
+        else:
+            columns[c] = pa.array([None if x is None else str(x) for x in frame[c]], pa.string())
+    return columns
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

@@ -34,13 +34,19 @@ from relex.errors import RelexError
 from relex.io_utils import atomic_write_text
 from relex.sweep.folds import FOLDS_FILE, OOF_DIR, assemble_oof, read_sweep_data, write_fold_index
 from relex.sweep.job import _NAME_RE, Job
+from relex.sweep.lease import LEASE_FILE, Lease
 from relex.sweep.results import FINISHED
 
 JOB_FILE = "job.json"
 # everything relex writes in a sweep directory (a start that failed early leaves a subset)
 SWEEP_ENTRIES = {JOB_FILE, "cache", "ray", "trials", "valid_probs", "valid_index.parquet",
                  "labels.json", "asha_state.json", "trials.parquet", "history.parquet",
-                 FOLDS_FILE, OOF_DIR}
+                 "tensorboard", "mlruns", "wandb", LEASE_FILE, "usage.json", FOLDS_FILE, OOF_DIR}
+
+
+def _is_lease_file(name: str) -> bool:
+    """The lease and the heartbeat's temporary files (``.driver.lease.*.tmp``)."""
+    return name == LEASE_FILE or name.startswith(f".{LEASE_FILE}.")
 
 
 @dataclass
@@ -76,6 +82,10 @@ def decide_resources(job: Job, cluster: dict[str, float], *, gpus: float | None 
         cpu = 1
     if gpu < 0 or cpu <= 0:
         raise RelexError(f"resources per trial: gpu={gpu}, cpu={cpu} are invalid")
+    if gpu > 1 and not float(gpu).is_integer():
+        # Ray shares a GPU only below one: 0.5 puts two trials on a GPU, 1.5 means nothing
+        raise RelexError(f"resources per trial: gpu={gpu:g} is invalid: use a whole number of GPUs "
+                         "or a fraction below 1 (0.5, 0.25: that many trials share one GPU)")
     if explicit and gpu > 0 and have_gpu < gpu and local:
         raise RelexError(f"each trial asks for {gpu:g} GPU but this machine has {have_gpu:g}; "
                          "pass --gpus-per-trial 0 to run on CPU")
@@ -90,6 +100,7 @@ def decide_resources(job: Job, cluster: dict[str, float], *, gpus: float | None 
 def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
     """Read the data, resolve backbones and build features once, on the driver."""
     from relex.model.backbone import resolve_backbone
+    from relex.train.inputs import tokenizer_and_features
 
     def say(msg: str) -> None:
         if console is not None:
@@ -97,8 +108,12 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
 
     say(f"reading {job.train}")
     data = read_sweep_data(str(job.train), job.valid, str(job.labels) if job.labels else None,
-                           job.negative_label, job.split_seed, job.folds, job.fold_seed)
+                           job.negative_label, job.split_seed, job.folds, job.fold_seed,
+                           skip_bad_rows=job.skip_bad_rows)
     full, train, valid = data.full, data.train, data.valid
+    for file, n in data.skipped.items():
+        if n:
+            say(f"skipped {n} bad row{'s' if n > 1 else ''} of {file} (skip_bad_rows)")
     splits = data.splits or [(train, valid)]
     if any(len(tr) == 0 or len(va) == 0 for tr, va in splits):
         raise RelexError(f"{job.path}: the training or validation set is empty")
@@ -131,43 +146,24 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
             continue
         built.add(key)
         say(f"features {cfg.marker}, max_length {cfg.max_length}")
+        # the trainer's own tokenizer → features sequence: trials find exactly these in the cache
         for tr, va in splits:
-            build_features(cfg, tr, va, backbones[t.trial_id], feats_cache)
+            tokenizer_and_features(cfg, tr, va, backbones[t.trial_id], feats_cache)
     return {"train": train, "valid": valid, "splits": data.splits, "data": data,
             "backbones": backbones, "features_cache": str(feats_cache),
             "sweep_dir": str(sweep_dir), "before_trial": job.sweep.before_trial,
-            "n_labels": len(full.labels)}
-
-
-def build_features(cfg, train, valid, backbone_path: str, cache_dir: Path) -> None:
-    """Featurize both splits into ``cache_dir`` exactly as ``relex.train.fit`` will look them up."""
-    from transformers import AutoConfig
-
-    from relex.data.features import featurize
-    from relex.data.markers import entity_types, prepare_tokenizer
-    from relex.model.backbone import check_max_length, load_tokenizer
-
-    # a max_length the backbone cannot encode is one error here, not N failed trials
-    check_max_length(AutoConfig.from_pretrained(backbone_path), cfg.max_length, cfg.backbone)
-    tokenizer = load_tokenizer(backbone_path)
-    prepare_tokenizer(tokenizer, cfg.marker, entity_types(train, valid))
-    for ds in (train, valid):
-        featurize(ds, tokenizer, cfg.marker, cfg.max_length, cache_dir=cache_dir)
+            "n_labels": len(full.labels), "skipped_bad_rows": data.skipped}
 
 
 def write_valid_index(sweep_dir: Path, valid) -> None:
     """What the rows and columns of ``valid_probs/<trial_id>.npy`` are: ``valid_index.parquet``
-    (row, id, label — the validation set in order) and ``labels.json`` (column order)."""
+    (row, then the validation set's normalized columns in order: id, sentence, entities, label,
+    source — what error analysis shows) and ``labels.json`` (column order)."""
     import pyarrow as pa
 
-    from relex.sweep.results import write_table
+    from relex.sweep.results import index_columns, write_table
 
-    frame = valid.frame
-    table = pa.table({"row": pa.array(range(len(frame)), pa.int64()),
-                      "id": pa.array([str(x) for x in frame["id"]], pa.string()),
-                      "label": pa.array([None if x is None else str(x) for x in frame["label"]],
-                                        pa.string())})
-    write_table(sweep_dir / "valid_index.parquet", table)
+    write_table(sweep_dir / "valid_index.parquet", pa.table(index_columns(valid.frame)))
     write_labels(sweep_dir, valid.labels)
 
 
@@ -212,6 +208,59 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
     return True
 
 
+def make_budget(job: Job, sweep_dir: Path, res: dict[str, float]):
+    """The sweep's budget and usage meter: GPU-hours when trials take GPUs, else CPU-hours."""
+    from relex.sweep.budget import Budget
+
+    resource = "GPU" if res["gpu"] > 0 else "CPU"
+    return Budget(sweep_dir, per_trial=res["gpu"] if resource == "GPU" else res["cpu"],
+                  resource=resource, time_budget_s=job.budget.get("time_budget_s"),
+                  gpu_hours=job.budget.get("gpu_hours"),
+                  cost_per_gpu_hour=job.budget.get("cost_per_gpu_hour"))
+
+
+def mark_unfinished(job: Job, writer, reason: str, console) -> None:
+    """After a budget ended the sweep: trials never started (or cut off before their first
+    evaluation) are NOT_STARTED, those stopped at a checkpoint PAUSED; --resume runs both."""
+    counts = {"NOT_STARTED": 0, "PAUSED": 0}
+    for t in job.trials:
+        row = writer.trials.get(t.trial_id, {})
+        if row.get("status") in FINISHED:
+            continue
+        status = "PAUSED" if row.get("evaluations") else "NOT_STARTED"
+        counts[status] += 1
+        writer.set_trial({"trial_id": t.trial_id, **t.config.to_dict(), "status": status})
+    writer.flush()
+    if console is not None:
+        console.print(f"{reason}: {counts['PAUSED']} trial(s) paused at a checkpoint, "
+                      f"{counts['NOT_STARTED']} not started", markup=False, highlight=False)
+
+
+def reopen_errored(sweep_dir: Path, writer) -> list[str]:
+    """Make the ERROR trials of a sweep runnable again (``--retry-errors``): their rows go back
+    to PENDING and their final/error markers are dropped, so the trial function runs them and
+    the callback records their new outcome; finished trials are left as they are."""
+    from relex.sweep.trial import ERROR_FILE, FINAL_FILE, TRIALS_DIR
+
+    retried = [r["trial_id"] for r in writer.trial_rows() if r.get("status") == "ERROR"]
+    for tid in retried:
+        for marker in (FINAL_FILE, ERROR_FILE):
+            (sweep_dir / TRIALS_DIR / tid / marker).unlink(missing_ok=True)
+        writer.set_trial({"trial_id": tid, "status": "PENDING", "error": None, "ended_at": None})
+    writer.flush()
+    return retried
+
+
+def ray_session_dir() -> str | None:
+    """The session directory of the Ray this process is connected to (its processes name it)."""
+    import ray
+
+    try:
+        return ray._private.worker._global_node.get_session_dir_path()
+    except AttributeError:
+        return None
+
+
 def trial_name(trial) -> str:
     return str(trial.config["trial"]["trial_id"])
 
@@ -230,6 +279,8 @@ def _check_same_job(job: Job, sweep_dir: Path) -> None:
                          "resume with the same job file")
     changed = [k for k in ("train", "valid", "labels", "negative_label", "split_seed", "folds",
                            "fold_seed", "base", "top") if old.get(k) != new.get(k)]
+    if old.get("skip_bad_rows", False) != new["skip_bad_rows"]:
+        changed.append("skip_bad_rows")
     if changed:
         raise RelexError(f"{sweep_dir}: the job's data settings ({', '.join(changed)}) differ from "
                          "those the sweep started with; resume with the same data, or start a new "
@@ -237,16 +288,14 @@ def _check_same_job(job: Job, sweep_dir: Path) -> None:
 
 
 def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None = None,
-        resume: bool = False, overwrite: bool = False, address: str | None = None,
-        gpus: float | None = None, cpus: float | None = None, console=None,
+        resume: bool = False, overwrite: bool = False, retry_errors: bool = False,
+        address: str | None = None, gpus: float | None = None, cpus: float | None = None,
+        console=None,
         live: bool | None = None, num_cpus: int | None = None,
         trainable: Callable | None = None, prepared: dict[str, Any] | None = None) -> SweepOutcome:
     """Run (or resume) a sweep. ``trainable``/``prepared`` replace the trial function and the
     pre-flight (a lightweight trainable for scheduling tests); everything else is the same."""
-    from relex.sweep.asha import STATE_FILE, make_scheduler
-    from relex.sweep.callback import SweepCallback, register_callback
-    from relex.sweep.results import ResultsWriter
-    from relex.sweep.trial import RAY_DIR, run_trial
+    from relex.sweep.trial import RAY_DIR
 
     check_address(address)
     name = name or job.name
@@ -255,33 +304,71 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
                          "starting with a letter or digit")
     storage = Path(os.path.abspath(Path(storage).expanduser()))
     sweep_dir = storage / name
+    if retry_errors and not resume:
+        raise RelexError("--retry-errors re-runs the failed trials of an earlier sweep; use it "
+                         "with --resume")
+    if resume and not sweep_dir.is_dir():
+        raise _no_sweep_to_resume(sweep_dir)
+    lease = Lease(sweep_dir).acquire()  # one driver per sweep, before anything is touched
+    try:
+        if lease.took_over and console is not None:
+            console.print(f"taking over the sweep from a driver that is gone ({lease.took_over})",
+                          markup=False, highlight=False)
+        return _run_leased(job, sweep_dir, lease, resume=resume, overwrite=overwrite,
+                           retry_errors=retry_errors, address=address, gpus=gpus, cpus=cpus,
+                           console=console, live=live, num_cpus=num_cpus, trainable=trainable,
+                           prepared=prepared)
+    finally:
+        lease.release()
+
+
+def _no_sweep_to_resume(sweep_dir: Path) -> RelexError:
+    return RelexError(f"{sweep_dir}: no sweep to resume here (run without --resume to start it)")
+
+
+def _clear_sweep_dir(sweep_dir: Path, *, keep_cache: bool) -> None:
+    """Empty a sweep directory for a fresh start; the lease (ours) stays."""
+    for p in sweep_dir.iterdir():
+        if _is_lease_file(p.name) or (keep_cache and p.name == "cache"):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def _run_leased(job: Job, sweep_dir: Path, lease: Lease, *, resume: bool, overwrite: bool,
+                retry_errors: bool, address: str | None, gpus: float | None,
+                cpus: float | None, console, live: bool | None, num_cpus: int | None,
+                trainable: Callable | None, prepared: dict[str, Any] | None) -> SweepOutcome:
+    from relex.sweep.asha import STATE_FILE, make_scheduler
+    from relex.sweep.callback import SweepCallback, register_callback
+    from relex.sweep.results import ResultsWriter
+    from relex.sweep.trial import RAY_DIR, run_trial
+    from relex.sweep.watchdog import Watchdog
+
+    name = sweep_dir.name
     ray_dir = sweep_dir / RAY_DIR
     started_before = (ray_dir / "tuner.pkl").exists()
     if resume and not started_before:
-        raise RelexError(f"{sweep_dir}: no sweep to resume here (run without --resume to start it)")
+        raise _no_sweep_to_resume(sweep_dir)
     if not resume and (started_before or (sweep_dir / "trials.parquet").exists()):
         if not overwrite:
             raise RelexError(f"{sweep_dir} already holds a sweep; pass --resume to continue it, "
                              "--overwrite to start it again, or --name for a new one")
-        shutil.rmtree(sweep_dir)
-    elif not resume and sweep_dir.exists():
+        _clear_sweep_dir(sweep_dir, keep_cache=False)
+    elif not resume:
         # an earlier start that failed in pre-flight: keep its cache, drop the rest; a directory
         # holding anything relex does not write there is not ours to empty
-        foreign = sorted(p.name for p in sweep_dir.iterdir() if p.name not in SWEEP_ENTRIES)
+        foreign = sorted(p.name for p in sweep_dir.iterdir()
+                         if p.name not in SWEEP_ENTRIES and not _is_lease_file(p.name))
         if foreign:
             raise RelexError(f"{sweep_dir} exists and is not a relex sweep (it holds "
                              f"{', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
                              "choose another --name or --storage")
-        for p in sweep_dir.iterdir():
-            if p.name == "cache":
-                continue
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
+        _clear_sweep_dir(sweep_dir, keep_cache=True)
     if resume:
         _check_same_job(job, sweep_dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
 
     if prepared is None:
         prepared = preflight(job, sweep_dir, console=console)
@@ -293,13 +380,19 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
             write_valid_index(sweep_dir, data.valid)
     else:
         prepared = {**prepared, "sweep_dir": str(sweep_dir)}
-    atomic_write_text(sweep_dir / JOB_FILE, json.dumps(job.resolved(), indent=1, sort_keys=True))
+    resolved = job.resolved()
+    if "skipped_bad_rows" in prepared:  # bad rows dropped per data file (skip_bad_rows)
+        resolved["skipped_bad_rows"] = prepared["skipped_bad_rows"]
+    atomic_write_text(sweep_dir / JOB_FILE, json.dumps(resolved, indent=1, sort_keys=True))
 
     import ray
     from ray import tune
 
     local = not (address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
     owns_ray = start_ray(address, num_cpus)
+    # a Ray of our own must not outlive this driver, however it ends (a cluster we only
+    # joined is not ours to end)
+    watchdog = Watchdog.start(ray_session_dir(), lease) if owns_ray and local else None
     try:
         res = decide_resources(job, ray.cluster_resources(), gpus=gpus, cpus=cpus, local=local)
         if console is not None:
@@ -308,7 +401,13 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
                           + (f", at most {job.max_concurrent} at once" if job.max_concurrent else "")
                           + f" -> {sweep_dir}", markup=False, highlight=False)
         scheduler = make_scheduler(job.asha, sweep_dir / STATE_FILE, early_stop=not job.folds)
+        scheduler.budget = make_budget(job, sweep_dir, res)
         writer = ResultsWriter(sweep_dir)
+        if retry_errors:
+            retried = reopen_errored(sweep_dir, writer)
+            if console is not None:
+                console.print(f"retrying {len(retried)} failed trial(s): {', '.join(retried) or '-'}",
+                              markup=False, highlight=False)
         callback = SweepCallback(job, sweep_dir, writer, scheduler.rungs, console=console, live=live)
         register_callback(callback)
 
@@ -316,8 +415,9 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
         wrapped = tune.with_resources(tune.with_parameters(fn, prepared=prepared),
                                       {"cpu": res["cpu"], "gpu": res["gpu"]})
         if resume:
+            # resume_errored: a failed trial restarts from its last checkpoint, not from scratch
             tuner = tune.Tuner.restore(str(ray_dir), wrapped, resume_unfinished=True,
-                                       resume_errored=False, restart_errored=False)
+                                       resume_errored=retry_errors, restart_errored=False)
         else:
             space = {"trial": tune.grid_search([t.spec() for t in job.trials])}
             tuner = tune.Tuner(
@@ -330,7 +430,7 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
                     name=RAY_DIR, storage_path=str(sweep_dir),
                     failure_config=tune.FailureConfig(max_failures=job.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[callback], verbose=0))
+                    callbacks=[callback, *_tracker_callbacks(job, sweep_dir, name)], verbose=0))
         # Tune's own console output (config box, tracebacks of failed trials) would tear through
         # the live leaderboard; the callback reports every trial, and each failed trial's full
         # traceback stays in <sweep_dir>/ray/<trial_id>/error.txt.
@@ -344,6 +444,8 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
             tune_log.setLevel(level)
             callback.stop_live()
             writer.flush()
+        if scheduler.budget.reason:
+            mark_unfinished(job, writer, scheduler.budget.reason, console)
         rows = writer.trial_rows()
         if job.folds:
             oof = assemble_oof(sweep_dir, rows)
@@ -357,6 +459,16 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
     finally:
         if owns_ray:
             ray.shutdown()
+        if watchdog is not None:
+            watchdog.stop()
+
+
+def _tracker_callbacks(job: Job, sweep_dir: Path, name: str) -> list:
+    if not job.loggers:
+        return []
+    from relex.sweep.tracking import callbacks
+
+    return callbacks(job.loggers, sweep_dir, name)
 
 
 def print_summary(outcome: SweepOutcome, console, *, show_table: bool) -> None:

@@ -23,15 +23,63 @@ import shutil
 import socket
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from relex.io_utils import atomic_path, atomic_write_text, json_default
+from relex.metrics import EVAL_METRICS
 
-METRIC_KEYS = ("micro_f1", "auprc", "accuracy", "val_loss")
 TRIALS_DIR = "trials"  # <sweep_dir>/trials/<trial_id>/: relex's files of each trial
 RAY_DIR = "ray"  # <sweep_dir>/ray/: Ray Tune's experiment directory (state, checkpoints)
 FINAL_FILE = "final.json"  # written by the driver's callback when the trial's result is recorded
+ERROR_FILE = "error.json"  # the failure's one-line message, written by the failing trial
+
+
+@dataclass
+class TrialReport:
+    """What a trial tells the driver after each evaluation.
+
+    It travels through ``tune.report`` as one flat dict (:meth:`to_result`: ASHA reads the
+    metric at the top level; the best so far under ``best_<metric>``); the driver's callback
+    reads it back with :meth:`from_result`. The best so far comes from the trainer, so it
+    survives a resumed trial.
+    """
+
+    trial_id: str
+    step: int
+    epoch: float | None
+    is_best: bool
+    metrics: dict[str, float | None]  # this evaluation: EVAL_METRICS, train_loss, lr
+    best: dict[str, float | None]  # the best evaluation so far: EVAL_METRICS
+    best_step: int | None
+    best_epoch: float | None
+    checkpoint: str | None  # the best checkpoint's directory
+    attempt: int | None = None
+    started_at: float | None = None
+    elapsed_s: float | None = None
+    where: dict[str, str] = field(default_factory=dict)  # node, node_id, gpu, ...
+
+    CURRENT = (*EVAL_METRICS, "train_loss", "lr")
+
+    def to_result(self) -> dict[str, Any]:
+        return {**{k: _f(self.metrics.get(k)) for k in self.CURRENT},
+                **{f"best_{k}": _f(self.best.get(k)) for k in EVAL_METRICS},
+                "trial_id": self.trial_id, "step": self.step, "epoch": self.epoch,
+                "is_best": self.is_best, "best_step": self.best_step, "best_epoch": self.best_epoch,
+                "checkpoint": self.checkpoint, "attempt": self.attempt,
+                "started_at": self.started_at, "elapsed_s": self.elapsed_s, **self.where}
+
+    @classmethod
+    def from_result(cls, result: dict[str, Any], trial_id: str) -> "TrialReport":
+        where = {k: result.get(k) for k in ("node", "node_id", "gpu") if k in result}
+        return cls(trial_id=trial_id, step=result.get("step"), epoch=result.get("epoch"),
+                   is_best=bool(result.get("is_best")),
+                   metrics={k: result.get(k) for k in cls.CURRENT},
+                   best={k: result.get(f"best_{k}") for k in EVAL_METRICS},
+                   best_step=result.get("best_step"), best_epoch=result.get("best_epoch"),
+                   checkpoint=result.get("checkpoint"), attempt=result.get("attempt"),
+                   started_at=result.get("started_at"), elapsed_s=result.get("elapsed_s"), where=where)
 
 
 def placement() -> dict[str, str]:
@@ -82,13 +130,14 @@ def _append_attempt(path: Path, record: dict[str, Any]) -> int:
 
 
 def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) -> None:
-    """Tune function trainable. ``config["trial"]`` = {"trial_id", "config"}; ``prepared`` comes
-    from the driver's pre-flight (datasets, resolved backbones, feature cache, sweep dir)."""
+    """Tune function trainable. ``config["trial"]`` = :meth:`relex.sweep.job.Trial.spec` (trial_id,
+    config; in a fold sweep also config_id and fold); ``prepared`` comes from the driver's
+    pre-flight (datasets and fold splits, resolved backbones, feature cache, sweep dir)."""
     import numpy as np
     from ray import tune
 
     from relex.config import TrialConfig
-    from relex.train import fit
+    from relex.train.fit import fit
 
     spec = config["trial"]
     trial_id = spec["trial_id"]
@@ -114,35 +163,24 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
             "started_at": started, "resume_from": ckpt.path if ckpt is not None else None,
             "backbone_path": backbone_path, **where})
 
-        state = {"evals": 0}
-
         def on_evaluate(ev) -> None:
-            m = dict(ev.metrics)
-            state["evals"] += 1
-            # the best so far comes from the trainer (it survives a resume), not from this attempt
-            best = {f"best_{k}": _f(ev.best_metrics.get(k)) for k in METRIC_KEYS}
-            best.update(best_step=int(ev.best_step), best_epoch=_f(ev.best_epoch),
-                        checkpoint=str(ev.best_dir) if ev.best_dir else None)
-            payload = {k: _f(m.get(k)) for k in (*METRIC_KEYS, "train_loss", "lr")}
-            payload.update(step=int(ev.step), epoch=_f(ev.epoch), is_best=bool(ev.is_best),
-                           trial_id=trial_id, attempt=attempt, started_at=started,
-                           elapsed_s=time.time() - started, **where, **best)
-            ck = tmp_root / f"state-{state['evals']}"
-            ev.save_state(str(ck))
-            if ev.is_best and (ck / "best_probs.safetensors").exists():
-                # kept now: ASHA may stop the trial before fit returns its probabilities
-                from safetensors.numpy import load_file
-
-                _save_probs(sweep_dir, trial_id, load_file(str(ck / "best_probs.safetensors"))["probs"])
-            tune.report(payload, checkpoint=tune.Checkpoint.from_directory(str(ck)))
-            shutil.rmtree(ck, ignore_errors=True)
+            report = TrialReport(
+                trial_id=trial_id, step=int(ev.step), epoch=_f(ev.epoch), is_best=bool(ev.is_best),
+                metrics=dict(ev.metrics), best=dict(ev.best_metrics), best_step=int(ev.best_step),
+                best_epoch=_f(ev.best_epoch), checkpoint=str(ev.best_dir), attempt=attempt,
+                started_at=started, elapsed_s=time.time() - started, where=where)
+            if ev.is_best:  # kept now: ASHA may stop the trial before fit returns
+                _save_probs(sweep_dir, trial_id, ev.probs)
+            checkpoint = tune.Checkpoint.from_directory(str(ev.state)) if ev.state else None
+            tune.report(report.to_result(), checkpoint=checkpoint)
 
         if prepared.get("before_trial") is not None:
             prepared["before_trial"](cfg, trial_id)
         fold = spec.get("fold")  # a fold sweep's trial trains and validates on its fold's split
         train, valid = (prepared["train"], prepared["valid"]) if fold is None else prepared["splits"][fold]
         result = fit(cfg, train, valid, str(tdir / "run"),
-                     on_evaluate=on_evaluate, resume_from=str(resume_dir) if resume_dir else None,
+                     on_evaluate=on_evaluate, state_dir=tmp_root / "state",
+                     resume_from=str(resume_dir) if resume_dir else None,
                      features_cache=prepared.get("features_cache"), backbone_path=backbone_path,
                      progress=False)
         probs_path = None
@@ -150,7 +188,7 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
             probs_path = _save_probs(sweep_dir, trial_id, np.asarray(result.valid_probs))
         bm = dict(result.best_metrics or {})
         summary = {
-            "trial_id": trial_id, **{k: _f(bm.get(k)) for k in METRIC_KEYS},
+            "trial_id": trial_id, **{k: _f(bm.get(k)) for k in EVAL_METRICS},
             "best_step": result.best_step, "best_epoch": _f(result.best_epoch),
             "epochs_run": _f(result.epochs_run), "steps": result.steps, "wall_s": _f(result.wall_s),
             "checkpoint": str(result.best_dir) if result.best_dir else None,
@@ -159,7 +197,7 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
         }
         atomic_write_text(tdir / "summary.json", json.dumps(summary, indent=1, default=json_default))
     except Exception as e:
-        atomic_write_text(tdir / "error.json", json.dumps({"error": short_error(e), "at": time.time()}))
+        atomic_write_text(tdir / ERROR_FILE, json.dumps({"error": short_error(e), "at": time.time()}))
         raise
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)

@@ -7,36 +7,42 @@ A checkpoint directory holds, with no pickle anywhere::
     encoder/            the encoder as transformers saves it (config.json + model.safetensors):
                         ``AutoModel.from_pretrained(ckpt / "encoder")`` loads it as is
     tokenizer/          the tokenizer with its marker tokens (save_pretrained)
-    config.json         the TrialConfig
+    checkpoint.json     format and version, the model part of the config (``model``: all that
+                        rebuilding the model needs), and the step/epoch/metrics it came from
+    config.json         the whole TrialConfig the run trained with (flat; ``relex train
+                        --config`` takes it), kept for the record
     labels.json         {"names": [...], "negative": "..."} (the label order of the probabilities)
-    checkpoint.json     format version, and the step/epoch/metrics of the evaluation it came from
+
+Loading is forward and backward compatible: the model is rebuilt from the model part alone; of
+``config.json`` only the training keys this version knows are used (others are ignored with one
+warning line on stderr). A model key this version does not know, or a format newer than it
+reads, fails with one line. Format 1 (before the model/training split; no ``model`` entry)
+loads too: its model part is read from ``config.json``.
 
 The encoder's weights are stored once, in ``encoder/``, so the checkpoint of a base-size model is
 not twice its size. Directories are written under a temporary name and renamed into place.
-
-:func:`predict_probs` is the one inference path: the trainer's evaluation and the ``evaluate``
-and ``predict`` commands all call it, batching rows in the same length-sorted order, so a
-checkpoint evaluated later reproduces the trainer's numbers exactly.
+Inference on a loaded checkpoint: :mod:`relex.train.predict`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from relex.config import TrialConfig
+from relex.config import MODEL_FIELDS, ModelConfig, TrialConfig
 from relex.errors import RelexError
 from relex.io_utils import atomic_path, json_default
 from relex.model.backbone import quiet_transformers
 
 FORMAT = "relex-checkpoint"
-VERSION = 1
+VERSION = 2
 ENCODER_PREFIX = "encoder."
 REQUIRED = ("model.safetensors", "config.json", "labels.json", "tokenizer", "encoder/config.json")
 
@@ -62,7 +68,7 @@ def write_into(path: Path, model, tokenizer, cfg: TrialConfig, labels, info: dic
         json.dumps({"names": list(labels.names), "negative": labels.negative}, ensure_ascii=False, indent=2) + "\n",
         encoding="utf-8",
     )
-    meta = {"format": FORMAT, "version": VERSION, **(info or {})}
+    meta = {"format": FORMAT, "version": VERSION, "model": cfg.model_part().to_dict(), **(info or {})}
     (path / "checkpoint.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=json_default) + "\n",
                                           encoding="utf-8")
 
@@ -106,8 +112,45 @@ def load_labels(path: str | os.PathLike):
 
 
 def load_config(path: str | os.PathLike) -> TrialConfig:
-    p = Path(path) / "config.json"
-    return TrialConfig.from_json(p.read_text(encoding="utf-8"), where=str(p))
+    """The checkpoint's TrialConfig: its model part exactly, the training keys this version
+    knows (one warning line on stderr names those it ignores)."""
+    path = Path(path)
+    model = load_model_config(path)
+    p = path / "config.json"
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise RelexError(f"{p}: not valid JSON ({e})") from None
+    cfg, ignored = TrialConfig.from_saved(data, model, where=str(p))
+    if ignored:
+        print(f"relex: warning: {path}: ignoring training settings this relex version does not "
+              f"know: {', '.join(ignored)}", file=sys.stderr)
+    return cfg
+
+
+def load_model_config(path: str | os.PathLike) -> ModelConfig:
+    """The model part of a checkpoint (format 2: ``checkpoint.json``; format 1: ``config.json``)."""
+    path = Path(path)
+    info = read_info(path)
+    version = info.get("version", 1)
+    if info.get("format", FORMAT) != FORMAT or not isinstance(version, int):
+        raise RelexError(f"{path / 'checkpoint.json'}: not a relex checkpoint description")
+    if version > VERSION:
+        raise RelexError(f"{path}: checkpoint format {version} is newer than this relex reads "
+                         f"({VERSION}); upgrade relex to load it")
+    if version >= 2:
+        where = f"{path / 'checkpoint.json'} (model)"
+        model = info.get("model")
+        if not isinstance(model, dict):
+            raise RelexError(f"{where}: missing the model configuration")
+        unknown = [k for k in model if k not in MODEL_FIELDS]
+        if unknown:
+            raise RelexError(f"{where}: model setting '{unknown[0]}' is unknown to this relex "
+                             "version; load the checkpoint with a relex that has it")
+        return ModelConfig.from_dict(model, where=where)
+    data = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    return ModelConfig.from_dict({k: v for k, v in data.items() if k in MODEL_FIELDS},
+                                 where=str(path / "config.json"))
 
 
 def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
@@ -128,8 +171,17 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def load(path: str | os.PathLike, *, device: str | torch.device | None = None):
-    """``(model, tokenizer, cfg, labels)`` of a checkpoint; the model is in eval mode."""
+class Loaded(NamedTuple):
+    """A checkpoint ready for inference (unpacks as ``model, tokenizer, cfg, labels``)."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    cfg: TrialConfig
+    labels: Any
+
+
+def load(path: str | os.PathLike, *, device: str | torch.device | None = None) -> Loaded:
+    """The model (in eval mode), tokenizer, config and label set of a checkpoint directory."""
     from relex.model import build_model
     from relex.model.backbone import load_tokenizer
 
@@ -137,87 +189,11 @@ def load(path: str | os.PathLike, *, device: str | torch.device | None = None):
     cfg = load_config(path)
     labels = load_labels(path)
     tokenizer = load_tokenizer(str(path / "tokenizer"))
-    model = build_model(cfg, str(path / "encoder"), len(labels), len(tokenizer), pretrained=False)
+    with quiet_transformers():
+        model = build_model(cfg.model_part(), str(path / "encoder"), len(labels), len(tokenizer),
+                            pretrained=False)
     load_weights(model, path)
     if device is not None:
         model.to(device)
     model.eval()
-    return model, tokenizer, cfg, labels
-
-
-def _model_device(model: torch.nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
-def eval_order(lengths: np.ndarray) -> np.ndarray:
-    """Row order of inference batches: by length (stable), so padding is small and fixed."""
-    return np.argsort(np.asarray(lengths), kind="stable")
-
-
-@torch.no_grad()
-def predict_logits(model, feats, *, batch_size: int = 128, erpe_clip: int | None = None, amp=None) -> np.ndarray:
-    """Logits (N, C) float32 of every row of ``feats``, in row order.
-
-    ``erpe_clip`` defaults to the model's configuration (``model.cfg``); ``amp`` is a
-    :class:`relex.train.amp.Amp` (default: off).
-    """
-    from relex.data.features import collate
-
-    cfg = getattr(model, "cfg", None)
-    if erpe_clip is None and cfg is not None and getattr(cfg, "erpe", False):
-        erpe_clip = cfg.erpe_clip
-    device = _model_device(model)
-    was_training = model.training
-    model.eval()
-    n = len(feats)
-    order = eval_order(feats.lengths)
-    out: np.ndarray | None = None
-    try:
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            batch = collate(feats, idx, erpe_clip=erpe_clip)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            if amp is not None:
-                with amp.autocast():
-                    logits = model(batch)
-            else:
-                logits = model(batch)
-            logits = logits.float().cpu().numpy()
-            if out is None:
-                out = np.zeros((n, logits.shape[1]), dtype=np.float32)
-            out[idx] = logits
-    finally:
-        model.train(was_training)
-    if out is None:
-        raise RelexError("nothing to predict: the data set is empty")
-    return out
-
-
-def probs_from_logits(logits: np.ndarray) -> np.ndarray:
-    """Softmax in float64 (the probabilities every metric and submission uses)."""
-    from relex.metrics import softmax
-
-    return softmax(np.asarray(logits, dtype=np.float64))
-
-
-def predict_probs(model, feats, *, batch_size: int = 128, erpe_clip: int | None = None, amp=None) -> np.ndarray:
-    """Class probabilities (N, C) float64 of every row of ``feats``, in the checkpoint's label order."""
-    return probs_from_logits(predict_logits(model, feats, batch_size=batch_size, erpe_clip=erpe_clip, amp=amp))
-
-
-def dataset_probs(path: str | os.PathLike, ds, *, batch_size: int | None = None,
-                  device: str | torch.device | None = None) -> np.ndarray:
-    """Probabilities (N, C) of the checkpoint at ``path`` for every row of the Dataset ``ds``
-    (features cached under the relex cache); ``batch_size`` defaults to the checkpoint's
-    ``eval_batch_size``, ``device`` to CUDA when available."""
-    from relex.data.features import featurize
-    from relex.io_utils import cache_root
-    from relex.train import amp as amp_mod
-
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, tokenizer, cfg, _ = load(path, device=device)
-    feats = featurize(ds, tokenizer, cfg.marker, cfg.max_length, cache_dir=cache_root() / "features")
-    bs = cfg.eval_batch_size if batch_size is None else batch_size
-    return predict_probs(model, feats, batch_size=bs, amp=amp_mod.resolve(cfg.amp, device))
+    return Loaded(model, tokenizer, cfg, labels)

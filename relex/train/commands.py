@@ -1,19 +1,18 @@
-"""``relex train``, ``relex evaluate`` and ``relex predict``.
+"""``relex train`` (``relex evaluate`` / ``predict`` / ``export`` live in :mod:`relex.inference`).
 
 ``relex train`` has one flag per :class:`~relex.config.TrialConfig` field (dashes for
-underscores; ``--erpe/--no-erpe`` for booleans), generated from the dataclass, so a new config
-field is a new flag with no other change. Values are validated by ``TrialConfig.from_dict``:
+underscores; ``--erpe/--no-erpe`` for booleans), generated from the dataclass with the help text
+each field carries, so a new config field is a new flag with no other change. Values are validated by ``TrialConfig.from_dict``:
 a bad value is one line and exit code 2. With no data flags it trains the tiny local backbone on
 the bundled sample, offline.
 
-Heavy imports (torch, transformers) happen inside the run functions only.
+Heavy imports (torch, transformers) happen inside the run function only.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,50 +20,7 @@ from typing import Any
 
 from relex.config import CHOICES, TrialConfig
 from relex.errors import RelexError
-
-
-_HELP = {
-    "backbone": "encoder: 'relex/tiny' (embedded, offline), 'relex/tiny-<H>x<L>', a local "
-                "save_pretrained directory, or a model-hub id such as klue/roberta-base",
-    "marker": "entity representation",
-    "max_length": "maximum tokens per example (long sentences are windowed around the entities)",
-    "head": "classification head: [CLS], the entity start markers, or R-BERT",
-    "head_dropout": "dropout in the head",
-    "rbert_layers": "R-BERT entity layers shared or split between subject and object",
-    "rbert_extra": "add |e1-e2| and e1*e2 to the R-BERT features",
-    "erpe": "entity-relative position embeddings",
-    "erpe_clip": "ERPE distance clip",
-    "fgm": "FGM adversarial epsilon (0 = off)",
-    "rdrop": "R-Drop alpha (0 = off)",
-    "llrd": "layer-wise learning-rate decay (1 = off)",
-    "hnm": "fraction of negatives mined as hard after each epoch (0 = off)",
-    "hnm_weight": "loss weight (weight mode) or sampling multiplier (resample mode) of hard negatives",
-    "hnm_mode": "how hard negatives are used",
-    "loss": "classification loss",
-    "label_smoothing": "label smoothing",
-    "focal_gamma": "focal loss gamma",
-    "class_balanced": "class-balanced loss beta (0 = off)",
-    "lr": "peak learning rate",
-    "weight_decay": "AdamW weight decay",
-    "batch_size": "examples per micro-batch",
-    "grad_accum": "micro-batches per optimizer step",
-    "epochs": "training epochs",
-    "max_steps": "stop after this many optimizer steps (0 = no limit)",
-    "warmup_ratio": "fraction of steps of linear warm-up",
-    "scheduler": "learning-rate schedule after warm-up",
-    "grad_clip": "gradient-norm clip (0 = off)",
-    "eval_every": "optimizer steps between evaluations (0 = once per epoch)",
-    "patience": "evaluations without a better micro-F1 before stopping (0 = off)",
-    "eval_batch_size": "examples per evaluation batch",
-    "seed": "random seed (runs with the same seed give the same metrics on CPU)",
-    "amp": "mixed precision: auto = bf16/fp16 on CUDA, off on CPU",
-    "num_threads": "torch CPU threads (0 = torch's default)",
-    "negative_label": "the label excluded from micro-F1 (KLUE: no_relation)",
-    "tiny_hidden": "hidden size of relex/tiny",
-    "tiny_layers": "layers of relex/tiny",
-    "tiny_heads": "attention heads of relex/tiny",
-    "tiny_vocab": "tokenizer vocabulary size of relex/tiny",
-}
+from relex.tracking import LOGGERS, RunLoggers, check_loggers
 
 
 def _one_line_errors(p: argparse.ArgumentParser) -> None:
@@ -74,6 +30,17 @@ def _one_line_errors(p: argparse.ArgumentParser) -> None:
         p.exit(2, f"{p.prog}: error: {message} (see --help)\n")
 
     p.error = error  # type: ignore[method-assign]
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (checked before any model is loaded)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _field_type(f: dataclasses.Field) -> str:
@@ -88,7 +55,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         typ = _field_type(f)
         default = getattr(defaults, f.name)
-        help_text = _HELP.get(f.name, f.name.replace("_", " "))
+        help_text = f.metadata["help"]
         if typ == "bool":
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                            help=f"{help_text} (default: {'on' if default else 'off'})")
@@ -143,10 +110,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     d.add_argument("--config", metavar="JSON", default=None,
                    help="a TrialConfig JSON file (e.g. a checkpoint's config.json); flags override it")
     d.add_argument("--save-state", action="store_true",
-                   help="after every evaluation, write a resumable training state to OUT/state")
+                   help="write a resumable training state to OUT/state every --checkpoint-every "
+                        "evaluations (it refers to OUT/best rather than copying it)")
     d.add_argument("--resume", metavar="STATE", default=None,
                    help="continue exactly from a saved training state directory (e.g. OUT/state)")
     d.add_argument("--quiet", action="store_true", help="no progress output")
+    d.add_argument("--logger", action="append", choices=LOGGERS, default=None, metavar="NAME",
+                   help="log every evaluation to a tracker: tensorboard, mlflow or wandb (repeat for "
+                        "several; each needs its extra, e.g. pip install 'relex[mlflow]')")
     add_config_args(p)
 
 
@@ -164,6 +135,7 @@ def _fraction(text: str | None) -> float:
 
 def train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    loggers = check_loggers(args.logger, where="--logger")
     fraction = _fraction(args.valid_fraction)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -192,7 +164,7 @@ def train(args: argparse.Namespace) -> int:
         train_ds, valid_ds = stratified_split(train_ds, fraction, seed=cfg.seed)
         how = f"stratified {fraction:g} split of {train_path}"
 
-    from relex.train.loop import fit
+    from relex.train.fit import fit
 
     if backbone_path is None:  # the embedded backbone's tokenizer is trained on the training split
         backbone_path = resolve_backbone(cfg.backbone, corpus=train_ds.frame["sentence"].tolist(), cfg=cfg)
@@ -201,19 +173,15 @@ def train(args: argparse.Namespace) -> int:
         print(f"relex train: {len(train_ds)} training / {len(valid_ds)} validation examples ({how}); "
               f"backbone {cfg.backbone}", file=sys.stderr)
     t0 = time.perf_counter()
-    on_evaluate = None
-    if args.save_state:
-        state_dir = out / "state"
-
-        def on_evaluate(ev) -> None:
-            ev.save_state(state_dir)
-
-    res = fit(cfg, train_ds, valid_ds, out, progress=progress, resume_from=args.resume,
-              on_evaluate=on_evaluate, backbone_path=backbone_path)
+    with RunLoggers(loggers, out, cfg, run_name=out.resolve().name) as trackers:
+        res = fit(cfg, train_ds, valid_ds, out, progress=progress, resume_from=args.resume,
+                  state_dir=out / "state" if args.save_state else None, backbone_path=backbone_path,
+                  on_evaluate=lambda ev: trackers.log(ev.step, {**ev.metrics, "epoch": ev.epoch}))
     wall = time.perf_counter() - t0
     m = res.best_metrics
     print(f"micro_f1  {m['micro_f1']:.2f}")
     print(f"auprc     {m['auprc']:.2f}")
+    print(f"mean_ap   {m['mean_ap']:.2f}")
     print(f"accuracy  {m['accuracy']:.2f}")
     print(f"best step {res.best_step} (epoch {res.best_epoch:.2f}) of {res.steps} steps; stop: {res.stop_reason}")
     print(f"wall time {wall:.1f}s, {res.examples_per_s:.1f} training examples/s ({res.device}, amp {res.amp})")
@@ -223,128 +191,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _warn_skipped(ds) -> None:
-    skipped = getattr(ds, "skipped", None) or []
-    if skipped:
-        print(f"relex: skipped {len(skipped)} bad rows of {ds.path} (first: {skipped[0]})", file=sys.stderr)
+    if ds.skipped:
+        rows = "row" if ds.skipped == 1 else "rows"
+        print(f"relex: skipped {ds.skipped} bad {rows} of {ds.path} (--skip-bad-rows; first: "
+              f"{ds.bad_rows[0]})", file=sys.stderr)
 
-
-# ----------------------------------------------------------------------------- evaluate / predict
-def add_evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.usage = "relex evaluate CHECKPOINT FILE [--json] [--per-class] [--skip-bad-rows]"
-    _one_line_errors(p)
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint directory (e.g. OUT/best), or an ensemble directory")
-    p.add_argument("file", metavar="FILE", help="labelled data file")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--per-class", action="store_true", help="add per-class precision/recall/F1")
-    p.add_argument("--skip-bad-rows", action="store_true", help="drop invalid rows instead of stopping")
-    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
-                   help="inference batch size (default: the checkpoint's eval_batch_size)")
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1 (checked before any model is loaded)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def add_predict_args(p: argparse.ArgumentParser) -> None:
-    p.usage = "relex predict CHECKPOINT FILE --output preds.csv [--skip-bad-rows]"
-    _one_line_errors(p)
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint directory (e.g. OUT/best), or an ensemble directory")
-    p.add_argument("file", metavar="FILE", help="data file; labels are not needed")
-    p.add_argument("--output", "-o", required=True, metavar="CSV",
-                   help="submission CSV to write: id, pred_label, probs")
-    p.add_argument("--skip-bad-rows", action="store_true", help="drop invalid rows instead of stopping")
-    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
-                   help="inference batch size (default: the checkpoint's eval_batch_size)")
-
-
-def _infer(args: argparse.Namespace, *, require_labels: bool):
-    """Read the file in the checkpoint's label order and predict it: (ds, probs, labels)."""
-    from relex.train import checkpoint as ckpt
-
-    labels = ckpt.load_labels(ckpt.check(args.checkpoint))
-    ds = read_for(args, labels, require_labels=require_labels)
-    return ds, ckpt.dataset_probs(args.checkpoint, ds, batch_size=args.batch_size), labels
-
-
-def read_for(args: argparse.Namespace, labels, *, require_labels: bool):
-    """The data file of ``relex evaluate/predict``, read in the label order ``labels``."""
-    from relex.data import read_dataset
-
-    ds = read_dataset(Path(args.file), labels=labels, negative=labels.negative,
-                      skip_bad_rows=args.skip_bad_rows, require_labels=require_labels)
-    _warn_skipped(ds)
-    if len(ds) == 0:
-        raise RelexError(f"{args.file}: no rows to process")
-    return ds
-
-
-def evaluate(args: argparse.Namespace) -> int:
-    ds, probs, labels = _infer(args, require_labels=True)
-    return report_metrics(args, ds, probs, labels)
-
-
-def report_metrics(args: argparse.Namespace, ds, probs, labels) -> int:
-    """Print the metrics of ``probs`` against the file's gold labels (text or ``--json``)."""
-    from relex import metrics as M
-    import numpy as np
-
-    y = np.asarray(ds.label_ids())
-    if (y < 0).any():
-        raise RelexError(f"{args.file}: {int((y < 0).sum())} rows have no label; evaluate needs a labelled file")
-    m = M.compute(y, probs, labels.names, labels.negative, per_class=args.per_class)
-    if args.json:
-        out = {"checkpoint": str(args.checkpoint), "file": str(args.file), **m}
-        print(json.dumps(out, ensure_ascii=False))
-        return 0
-    print(f"{args.file}: {m['n']} examples, checkpoint {args.checkpoint}")
-    print(f"micro_f1  {m['micro_f1']:.2f}")
-    print(f"auprc     {m['auprc']:.2f}" + (f"  (over {m['auprc_classes']} classes present)"
-                                            if m["auprc_skipped"] else ""))
-    print(f"accuracy  {m['accuracy']:.2f}")
-    if args.per_class:
-        _per_class_table(m["per_class"])
-    return 0
-
-
-def _per_class_table(per_class: dict[str, dict[str, float]]) -> None:
-    width = max(len("label"), *(len(k) for k in per_class))
-    print(f"{'label':<{width}}  {'precision':>9}  {'recall':>7}  {'f1':>7}  {'support':>7}")
-    for name, r in per_class.items():
-        print(f"{name:<{width}}  {r['precision']:9.2f}  {r['recall']:7.2f}  {r['f1']:7.2f}  {r['support']:7d}")
-
-
-def check_output(args: argparse.Namespace) -> Path:
-    out = Path(args.output)
-    if out.is_dir():
-        raise RelexError(f"--output {out}: is a directory; give a CSV file name")
-    return out
-
-
-def predict(args: argparse.Namespace) -> int:
-    out = check_output(args)
-    ds, probs, labels = _infer(args, require_labels=False)
-    write_submission(out, ds, probs, labels)
-    return 0
-
-
-def write_submission(out: Path, ds, probs, labels) -> None:
-    """The submission CSV: id, pred_label (argmax), probs (the row's probabilities in label order)."""
-    import pandas as pd
-
-    from relex.io_utils import atomic_write_text
-
-    pred = probs.argmax(axis=1)
-    frame = pd.DataFrame({
-        "id": ds.frame["id"].astype(str).tolist(),
-        "pred_label": [labels.names[i] for i in pred],
-        "probs": [str([float(x) for x in row]) for row in probs],
-    })
-    atomic_write_text(out, frame.to_csv(index=False))
-    print(f"wrote {len(frame)} predictions to {out} ({len(labels)} labels)", file=sys.stderr)

@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from relex.train.techniques import Technique
+
 MODES = ("weight", "resample")
 
 
@@ -106,3 +108,45 @@ class HardNegativeMiner:
                                  f"{getattr(self, key)!r}")
         self.hard = np.asarray(state.get("hard", []), dtype=np.int64).reshape(-1)
         self.updates = int(state.get("updates", 0))
+
+
+class HNM(Technique):
+    """Scores the training negatives after every epoch but the last; the miner's hard set sets
+    the next epoch's loss weights (``hnm_mode=weight``) or its resampled batches (``resample``)."""
+
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        return cfg.hnm > 0
+
+    def __init__(self, cfg, run) -> None:
+        super().__init__(cfg, run)
+        self.miner = HardNegativeMiner(run.labels.negative_id, cfg.hnm, cfg.hnm_weight, cfg.hnm_mode)
+
+    def example_weights(self, n: int):
+        return self.miner.weights(n) if self.cfg.hnm_mode == "weight" and self.miner.updates else None
+
+    def sampling_weights(self, n: int):
+        return (self.miner.sampling_weights(n)
+                if self.cfg.hnm_mode == "resample" and self.miner.updates else None)
+
+    def end_of_epoch(self, run) -> None:
+        import torch
+
+        from relex.train.predict import predict_logits
+
+        labels = run.train_labels
+        neg = np.flatnonzero(labels == run.labels.negative_id)
+        if len(neg) == 0:
+            return
+        logits = predict_logits(run.model, run.train_feats.subset(neg),
+                                batch_size=self.cfg.eval_batch_size, amp=run.amp)
+        per = run.loss_fn.per_example(torch.from_numpy(logits), torch.from_numpy(labels[neg]))
+        self.miner.update(neg.astype(np.int64), per.numpy(), labels[neg])
+        run.report.log(f"hard-negative mining: scored {len(neg)} negatives after epoch "
+                       f"{run.pos.epoch + 1}")
+
+    def state_dict(self) -> dict:
+        return self.miner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.miner.load_state_dict(state)

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from relex.train.techniques import Technique
+
 
 def class_balanced_weights(class_counts, beta: float) -> np.ndarray:
     """``w_c = (1−β)/(1−β^{n_c})`` for ``n_c > 0``, 0 for ``n_c = 0``; present classes sum to C."""
@@ -109,3 +111,14 @@ def make_loss(cfg, class_counts=None) -> LossFn:
         weights = class_balanced_weights(class_counts, cfg.class_balanced)
     return LossFn(cfg.loss, label_smoothing=cfg.label_smoothing,
                   gamma=cfg.focal_gamma if cfg.loss == "focal" else 0.0, class_weights=weights)
+
+
+class Loss(Technique):
+    """The loss seam: always on; builds the one loss function of the run."""
+
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        return True
+
+    def make_loss(self, class_counts) -> LossFn:
+        return make_loss(self.cfg, class_counts)

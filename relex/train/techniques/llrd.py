@@ -24,6 +24,7 @@ from __future__ import annotations
 from torch import nn
 
 from relex.errors import RelexError
+from relex.train.techniques import Technique
 
 _KNOWN_PATHS = ("encoder.layer", "encoder.layers", "transformer.layer", "transformer.layers",
                 "layers", "layer", "encoder.block", "block")
@@ -130,3 +131,15 @@ def param_groups(model: nn.Module, lr: float, decay: float = 1.0, weight_decay: 
         return (2, 0, key[1])
 
     return [groups[k] for k in sorted(order, key=rank)]
+
+
+class LLRD(Technique):
+    """The optimizer seam: always on; at ``llrd=1`` every layer gets the same rate and only the
+    weight-decay split (none on biases and norms) remains."""
+
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        return True
+
+    def param_groups(self, model) -> list[dict]:
+        return param_groups(model, self.cfg.lr, self.cfg.llrd, self.cfg.weight_decay)

@@ -22,6 +22,8 @@ import math
 
 import torch
 
+from relex.train.techniques import Technique
+
 
 class FGM:
     def __init__(self, model, epsilon: float):
@@ -58,3 +60,18 @@ class FGM:
             return
         self._weight().copy_(self._backup)
         self._backup = None
+
+
+class FGMTechnique(Technique):
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        return cfg.fgm > 0
+
+    def __init__(self, cfg, run) -> None:
+        super().__init__(cfg, run)
+        self.fgm = FGM(run.model, cfg.fgm)
+
+    def after_backward(self, run, again) -> None:
+        if self.fgm.attack():
+            again()
+        self.fgm.restore()

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from relex.train.techniques import Technique
+
 
 def double_batch(batch: dict) -> dict:
     """Every tensor concatenated with itself along dim 0 (rows 0..B−1, then the same again)."""
@@ -51,3 +53,15 @@ def rdrop_loss(logits1: torch.Tensor, logits2: torch.Tensor, labels: torch.Tenso
     if alpha == 0:
         return task
     return task + alpha * symmetric_kl(logits1, logits2).mean()
+
+
+class RDrop(Technique):
+    @classmethod
+    def enabled(cls, cfg) -> bool:
+        return cfg.rdrop > 0
+
+    def forward_loss(self, run, batch: dict, weights) -> torch.Tensor:
+        with run.amp.autocast():
+            logits = run.model(double_batch(batch))
+        first, second = split_logits(logits.float())
+        return rdrop_loss(first, second, batch["labels"], self.cfg.rdrop, run.loss_fn, weights)

@@ -1,0 +1,190 @@
+"""One sweep directory, loaded for analysis.
+
+Reads what :mod:`relex.sweep.results` and the runner write: ``trials.parquet``,
+``history.parquet``, ``job.json`` (axes, data, ASHA settings), ``labels.json`` and
+``valid_index.parquet`` (the columns and rows of ``valid_probs/<trial_id>.npy``). Every file but
+``trials.parquet`` is optional: a report says what it could not show and why.
+
+Validation rows with their sentences come from ``valid_index.parquet`` when it carries them;
+a sweep written before it did is matched against its data file again (``job.json``: train file,
+validation share and split seed), checked id by id.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from relex.errors import RelexError
+from relex.sweep.results import HISTORY_FILE, TRIALS_FILE
+
+# statuses whose best metrics mean something (an ERROR trial's partial scores do not)
+SCORED_STATUSES = ("TERMINATED", "STOPPED_EARLY")
+TEXT_COLUMNS = ("sentence", "subj_word", "subj_start", "subj_end", "subj_type",
+                "obj_word", "obj_start", "obj_end", "obj_type", "source")
+
+
+@dataclass
+class SweepResults:
+    dir: Path
+    trials: pd.DataFrame  # one row per trial, ordered by trial id
+    history: pd.DataFrame  # one row per evaluation
+    job: dict[str, Any]
+    axes: list[str]  # config fields that vary between trials, seed excluded, in grid order
+    labels: list[str] | None = None  # column order of the probabilities
+    negative: str | None = None
+    valid: pd.DataFrame | None = None  # validation rows in probability-row order
+    valid_note: str | None = None  # why validation text is missing, when it is
+    rung_milestones: list[int] = field(default_factory=list)
+    _probs: dict[str, np.ndarray | None] = field(default_factory=dict, repr=False)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({int(s) for s in self.trials["seed"].dropna()})
+
+    @property
+    def scored(self) -> pd.DataFrame:
+        """Trials that ended normally with a micro-F1: the ones any comparison can use."""
+        t = self.trials
+        return t[t["status"].isin(SCORED_STATUSES) & t["micro_f1"].notna()]
+
+    def probs(self, trial_id: str) -> np.ndarray | None:
+        """The trial's best-checkpoint validation probabilities, or None when not saved."""
+        if trial_id not in self._probs:
+            self._probs[trial_id] = self._read_probs(trial_id)
+        return self._probs[trial_id]
+
+    def _read_probs(self, trial_id: str) -> np.ndarray | None:
+        # the sweep directory's own copy first: a directory copied from a cluster keeps its
+        # files, not the absolute paths recorded on the cluster
+        path = self.dir / "valid_probs" / f"{trial_id}.npy"
+        if not path.exists():
+            recorded = self.trials.set_index("trial_id").get("valid_probs", pd.Series()).get(trial_id)
+            path = Path(recorded) if isinstance(recorded, str) else path
+        if not path.exists():
+            return None
+        try:
+            probs = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise RelexError(f"{path}: cannot read validation probabilities ({e})") from None
+        if self.labels is not None and (probs.ndim != 2 or probs.shape[1] != len(self.labels)):
+            raise RelexError(f"{path}: shape {probs.shape} does not match the "
+                             f"{len(self.labels)} labels of labels.json")
+        return probs
+
+    def gold(self) -> np.ndarray | None:
+        """Gold label ids of the validation rows (None when unknown)."""
+        if self.valid is None or self.labels is None:
+            return None
+        index = {name: i for i, name in enumerate(self.labels)}
+        return np.array([index.get(x, -1) for x in self.valid["label"]], dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------ loading
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # a damaged file is the user's to fix
+        raise RelexError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RelexError(f"{path}: cannot read ({e})") from None
+
+
+def _axes(trials: pd.DataFrame, job: dict[str, Any]) -> list[str]:
+    """The grid axes that actually vary between trials, seed excluded."""
+    from relex.config import TrialConfig
+
+    candidates = [a for a in job.get("axes", []) if a != "seed"] or \
+        [f for f in TrialConfig.field_names() if f != "seed"]
+    return [a for a in candidates
+            if a in trials.columns and trials[a].astype(str).nunique(dropna=False) > 1]
+
+
+def _milestones(job: dict[str, Any], history: pd.DataFrame) -> list[int]:
+    from relex.sweep.asha import Rungs
+
+    asha = job.get("asha")
+    if not asha or history.empty:
+        return []
+    rungs = Rungs(grace_period=int(asha["grace_period"]),
+                  reduction_factor=float(asha["reduction_factor"]),
+                  max_t=int(asha.get("max_t") or 0), mode=asha.get("mode", "max"))
+    return rungs.milestones(int(history["iteration"].max()))
+
+
+def load_sweep(sweep_dir: str | Path) -> SweepResults:
+    d = Path(sweep_dir)
+    if not d.is_dir():
+        raise RelexError(f"{d}: no such sweep directory")
+    if not (d / TRIALS_FILE).exists():
+        raise RelexError(f"{d}: no {TRIALS_FILE} (not a sweep directory, or no trial has "
+                         "finished yet)")
+    trials = _read_parquet(d / TRIALS_FILE).sort_values("trial_id").reset_index(drop=True)
+    if trials.empty:
+        raise RelexError(f"{d / TRIALS_FILE}: the sweep has no trials yet")
+    history = (_read_parquet(d / HISTORY_FILE) if (d / HISTORY_FILE).exists()
+               else pd.DataFrame(columns=["trial_id", "iteration", "micro_f1"]))
+    job = _read_json(d / "job.json")
+    labels = _read_json(d / "labels.json")
+    res = SweepResults(dir=d, trials=trials, history=history, job=job, axes=_axes(trials, job),
+                       labels=labels.get("names"), negative=labels.get("negative"),
+                       rung_milestones=_milestones(job, history))
+    res.valid, res.valid_note = _validation_rows(d, job, res.labels, res.negative)
+    return res
+
+
+def _validation_rows(d: Path, job: dict[str, Any], labels, negative):
+    path = d / "valid_index.parquet"
+    if not path.exists():
+        return None, "the sweep directory has no valid_index.parquet"
+    index = _read_parquet(path).sort_values("row").reset_index(drop=True)
+    if all(c in index.columns for c in TEXT_COLUMNS):
+        return index, None
+    text, why = _rows_from_data(job, labels, negative)
+    if text is None:
+        return index, why
+    if list(text["id"].astype(str)) != list(index["id"].astype(str)):
+        return index, (f"{job.get('train')}: its validation split no longer matches the sweep's "
+                       "(the data file changed); sentences are not shown")
+    return pd.concat([index, text[list(TEXT_COLUMNS)].reset_index(drop=True)], axis=1), None
+
+
+def _rows_from_data(job: dict[str, Any], labels, negative):
+    """The validation split rebuilt from the job's data file, or (None, why not)."""
+    from relex.data import LabelSet, read_dataset, stratified_split
+
+    train, valid = job.get("train"), job.get("valid")
+    if not train or valid is None:
+        return None, "job.json does not name the data file; sentences are not shown"
+    labelset = LabelSet(tuple(labels), negative or "no_relation") if labels else None
+    try:
+        if isinstance(valid, (int, float)) and not isinstance(valid, bool):
+            full = read_dataset(train, labels=labelset, negative=negative)
+            _, split = stratified_split(full, float(valid), int(job.get("split_seed", 0)))
+        else:
+            split = read_dataset(valid, labels=labelset, negative=negative)
+    except RelexError as e:
+        return None, f"sentences are not shown: {str(e).splitlines()[0]}"
+    return split.frame, None
+
+
+def finite(v: Any) -> float | None:
+    """``v`` as a finite float, else None."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None

@@ -1,0 +1,48 @@
+"""One training step: forward → loss → backward → technique hooks → clip → optimizer → schedule.
+
+``run`` is the :class:`relex.train.fit.Run`; a step covers the micro-batches of one optimizer
+step (gradient accumulation). The techniques' hooks (``relex.train.techniques``) are the only
+places the step varies. No host sync happens here: the returned loss stays on the device.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def train_step(run, micro_batches: Sequence[tuple[dict, torch.Tensor | None]]) -> torch.Tensor:
+    """One optimizer step over ``(batch, example_weights)`` pairs; their mean loss, detached."""
+    scale = 1.0 / len(micro_batches)
+    losses = []
+    for batch, weights in micro_batches:
+        def forward_backward() -> torch.Tensor:
+            loss = forward_loss(run, batch, weights)                  # forward → loss
+            run.scaler.scale(loss * scale).backward()                 # backward
+            return loss
+
+        losses.append(forward_backward().detach())
+        for technique in run.techniques.values():                     # FGM, AWP: perturb,
+            technique.after_backward(run, forward_backward)           # again, restore
+    if run.cfg.grad_clip > 0:                                         # clip
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.grad_clip)
+    run.scaler.step(run.optimizer)                                    # optimizer
+    run.scaler.update()
+    run.scheduler.step()                                              # schedule
+    run.optimizer.zero_grad(set_to_none=True)
+    for technique in run.techniques.values():                         # EMA
+        technique.after_optimizer_step(run)
+    return torch.stack(losses).float().mean()
+
+
+def forward_loss(run, batch: dict, weights: torch.Tensor | None) -> torch.Tensor:
+    """The loss of one micro-batch: a technique's own (R-Drop) or the plain forward."""
+    for technique in run.techniques.values():
+        loss = technique.forward_loss(run, batch, weights)
+        if loss is not None:
+            return loss
+    with run.amp.autocast():
+        logits = run.model(batch)
+    return run.loss_fn(logits.float(), batch["labels"], weights)

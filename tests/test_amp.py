@@ -1,0 +1,230 @@
+"""Mixed precision: bf16 where it is native, probabilities in full precision, and the CUDA-only
+paths (fp16 with a grad scaler, its skipped steps) exercised on the CPU where torch allows it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from relex.train import amp
+
+
+@pytest.fixture(autouse=True)
+def _fresh_probe():
+    amp.native_bf16.cache_clear()
+    yield
+    amp.native_bf16.cache_clear()
+
+
+def test_cpu_flags_read_the_kernel_report(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n\n"
+                    "processor\t: 1\nflags\t\t: fpu\n")
+    assert {"avx512_bf16", "amx_tile", "avx2"} <= amp.cpu_flags(info)
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n")
+    assert "bf16" in amp.cpu_flags(arm)
+    assert amp.cpu_flags(tmp_path / "absent") == frozenset()
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, native", [(True, False, True), (False, True, True), (False, False, False)])
+def test_auto_picks_bf16_exactly_where_the_cpu_has_it(monkeypatch, avx512_bf16, amx, native):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert amp.native_bf16("cpu") is native
+    assert amp.resolve("auto", "cpu").mode == ("bf16" if native else "off")
+    # an explicit choice is honoured either way
+    assert amp.resolve("bf16", "cpu").mode == "bf16" and amp.resolve("off", "cpu").mode == "off"
+
+
+def test_without_torch_probes_the_kernel_flags_decide(monkeypatch):
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    monkeypatch.setattr(amp, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert amp.native_bf16("cpu") is True
+    amp.native_bf16.cache_clear()
+    monkeypatch.setattr(amp, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert amp.native_bf16("cpu") is False  # AVX-512 without BF16 emulates it: stay in fp32
+
+
+def test_this_machine_agrees_with_its_own_flags():
+    flags = amp.cpu_flags()
+    if not flags:
+        pytest.skip("no /proc/cpuinfo flags on this system")
+    has = bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert amp.native_bf16("cpu") is has
+    assert amp.resolve("auto", "cpu").mode == ("bf16" if has else "off")
+
+
+def test_cuda_auto_follows_native_bf16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for native, mode in ((True, "bf16"), (False, "fp16")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n)
+        amp.native_bf16.cache_clear()
+        assert amp.resolve("auto", "cuda").mode == mode
+    from relex.errors import RelexError
+
+    with pytest.raises(RelexError, match="does not support bfloat16"):
+        amp.resolve("bf16", "cuda")
+
+
+# ---------------------------------------------------------------------------- probabilities
+class FixedLogits(torch.nn.Module):
+    """A model whose logits are stored per row: what autocast does to them is all there is."""
+
+    def __init__(self, logits: np.ndarray):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.from_numpy(logits))
+
+    def forward(self, batch):
+        # a matmul with the identity runs in bf16 under autocast, as a classifier's last layer does
+        rows = self.table[batch["index"]]
+        return rows @ torch.eye(rows.shape[1])
+
+
+def test_probabilities_come_from_float_logits_whatever_the_amp_mode():
+    """bf16 logits tie far more often than float32 ones, and tied scores change KLUE's AUPRC:
+    evaluation converts logits to probabilities in float64, and takes the model's logits as
+    float32 — the same path with AMP on and off."""
+    from relex import metrics as M
+    from relex.data import features as F
+    from relex.train.predict import predict_probs, probs_from_logits
+
+    rng = np.random.default_rng(0)
+    n, c = 400, 5
+    logits = rng.normal(0, 0.01, size=(n, c)).astype(np.float32) + np.linspace(0, 0.05, c, dtype=np.float32)
+    labels = rng.integers(0, c, size=n)
+    feats = F.Features(flat=np.zeros(n * 3, np.int32), starts=np.arange(n) * 3, lengths=np.full(n, 3, np.int32),
+                       subj_pos=np.ones(n, np.int64), obj_pos=np.ones(n, np.int64),
+                       subj_span=np.ones((n, 2), np.int64), obj_span=np.ones((n, 2), np.int64),
+                       labels=labels, windowed=np.zeros(n, bool), ids=[str(i) for i in range(n)], pad_id=0,
+                       style="entity_marker", max_length=8)
+    names = [f"l{i}" for i in range(c)]
+    off = predict_probs(FixedLogits(logits), feats, amp=amp.resolve("off", "cpu"))
+    np.testing.assert_allclose(off, probs_from_logits(logits), rtol=0, atol=1e-12)
+    on = predict_probs(FixedLogits(logits), feats, amp=amp.resolve("bf16", "cpu"))
+    assert on.dtype == np.float64 and off.dtype == np.float64
+    # the softmax itself never runs in bf16: on the same (bf16-rounded) logits both paths agree
+    bf16_logits = torch.from_numpy(logits).bfloat16().float().numpy()
+    np.testing.assert_allclose(on, probs_from_logits(bf16_logits), rtol=0, atol=1e-12)
+    auprc = M.compute(labels, probs_from_logits(bf16_logits), names, "l0", per_class=False)["auprc"]
+    assert M.compute(labels, on, names, "l0", per_class=False)["auprc"] == auprc
+    # what the float path avoids: probabilities rounded to bf16 tie, and the AUPRC moves
+    rounded = torch.from_numpy(off).bfloat16().double().numpy()
+    assert len(np.unique(rounded[:, 1])) < len(np.unique(off[:, 1])) / 4
+    exact = M.compute(labels, off, names, "l0", per_class=False)["auprc"]
+    assert M.compute(labels, rounded, names, "l0", per_class=False)["auprc"] != exact
+
+
+# ---------------------------------------------------------------------------- fp16 + GradScaler on CPU
+def test_fp16_scaler_skips_an_overflowed_step_and_backs_off():
+    """The fp16 path of CUDA, on the CPU: ``torch.amp.GradScaler("cpu")`` scales the loss, skips
+    the optimizer step whose gradients overflowed, halves its scale, and steps again after."""
+    a = amp.resolve("fp16", "cpu")
+    scaler = a.scaler()
+    assert scaler.is_enabled()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+
+    def step(poison: bool):
+        opt.zero_grad()
+        with a.autocast():
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        scaler.scale(loss).backward()
+        if poison:  # an fp16 overflow: one gradient became inf
+            model.weight.grad[0, 0] = float("inf")
+        scaler.unscale_(opt)
+        scaler.step(opt)
+        scaler.update()
+
+    scale0 = scaler.get_scale()
+    before = [p.detach().clone() for p in model.parameters()]
+    step(poison=True)
+    assert all(torch.equal(b, p) for b, p in zip(before, model.parameters()))  # skipped
+    assert scaler.get_scale() == scale0 / 2
+    step(poison=False)
+    assert not torch.equal(before[0], model.weight)  # the next finite step applies
+
+
+class EmbedClassifier(torch.nn.Module):
+    """The smallest model FGM can attack: word embeddings → mean → linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(20, 8)
+        self.out = torch.nn.Linear(8, 3)
+
+    def word_embeddings(self):
+        return self.emb
+
+    def forward(self, ids):
+        return self.out(self.emb(ids).mean(1))
+
+
+@pytest.mark.parametrize("technique", ["fgm", "awp"])
+@pytest.mark.parametrize("overflow", [False, True])
+def test_fp16_scaler_with_the_adversarial_second_backward(technique, overflow):
+    """FGM and AWP under the fp16 grad scaler, as the training step runs them: the attack reads
+    the SCALED gradients (its perturbation, g/‖g‖ times a size, does not depend on the scale), the
+    adversarial loss is scaled and backpropagated again; after an overflow the attack and its
+    second backward are skipped, and so is the optimizer step."""
+    from relex.train.techniques.awp import AWP
+    from relex.train.techniques.fgm import FGM
+
+    a = amp.resolve("fp16", "cpu")
+    scaler = a.scaler()
+    torch.manual_seed(0)
+    model = EmbedClassifier()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    attack = FGM(model, 1.0) if technique == "fgm" else AWP(model, 0.01)
+    # FGM moves the embedding table by ε; AWP each weight matrix by γ·‖W‖
+    probe, size = (("emb.weight", 1.0) if technique == "fgm"
+                   else ("out.weight", 0.01 * torch.linalg.vector_norm(model.out.weight).item()))
+    ids, y = torch.randint(0, 20, (6, 5)), torch.randint(0, 3, (6,))
+
+    def loss_fn():
+        with a.autocast():
+            return torch.nn.functional.cross_entropy(model(ids).float(), y)
+
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    scaler.scale(loss_fn()).backward()
+    first = model.emb.weight.grad.clone()
+    if overflow:
+        model.emb.weight.grad[0, 0] = float("inf")
+    attacked = attack.attack()
+    assert attacked is not overflow
+    if attacked:
+        delta = model.state_dict()[probe] - before[probe]
+        assert torch.linalg.vector_norm(delta).item() == pytest.approx(size, rel=1e-3)
+        scaler.scale(loss_fn()).backward()
+        assert not torch.equal(model.emb.weight.grad, first)  # the adversarial gradients added up
+    attack.restore()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # restored exactly
+    scale = scaler.get_scale()
+    scaler.unscale_(opt)
+    scaler.step(opt)
+    scaler.update()
+    after = model.state_dict()
+    if overflow:
+        assert all(torch.equal(before[k], after[k]) for k in before) and scaler.get_scale() == scale / 2
+    else:
+        assert not torch.equal(before["out.weight"], after["out.weight"]) and scaler.get_scale() == scale
+
+
+def test_cuda_generators_survive_a_saved_and_loaded_state(tmp_path, monkeypatch):
+    """Resume on a GPU restores every CUDA generator: run on the CPU with torch.cuda's generator
+    functions standing in for two devices."""
+    from relex.train import state
+
+    gens = [torch.ByteTensor(list(range(16))), torch.ByteTensor(list(range(16, 32)))]
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [g.clone() for g in gens])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.update(cuda=list(states)))
+    state.save(tmp_path / "s", {"rng": state.RandomState()})
+    gens[0].zero_()  # the generators move on after the save
+    state.load(tmp_path / "s", {"rng": state.RandomState()})
+    assert [t.tolist() for t in restored["cuda"]] == [list(range(16)), list(range(16, 32))]
