@@ -508,7 +508,7 @@ def test_gpu_hours_budget_pauses_the_sweep_and_resume_continues_it(cluster, tmp_
     capsys.readouterr()
     import argparse
 
-    leaderboard(argparse.Namespace(sweep_dir=str(out.sweep_dir), top=None, format="markdown"))
+    leaderboard(argparse.Namespace(sweep_dir=str(out.sweep_dir), top=None, format="markdown", by_config=False))
     assert capsys.readouterr().out.rstrip().endswith(
         "compute: 4.00 GPU-hours, cost 8.00 at 2 per GPU-hour")
 
