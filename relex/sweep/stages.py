@@ -7,7 +7,8 @@ grid around each: every base configuration with the new space's fixed values and
 combination of its axes on top. Each trial records where it grew from in ``lineage``
 (``<base sweep name>/<base configuration id>``), a column of ``trials.parquet`` and of the
 leaderboard. When the new sweep names no ``train`` file it takes the base sweep's data settings
-(train, valid, labels, negative label, split seed), so the stages compare on the same rows.
+(train, valid, labels, negative label, split seed, folds, skip_bad_rows), so the stages compare
+on the same rows.
 """
 
 from __future__ import annotations
