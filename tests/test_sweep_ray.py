@@ -294,47 +294,67 @@ def test_failing_trial_is_an_error_row_and_the_rest_complete(reference):
     assert [t["trial_id"] for t in job["trials"]] == [f"t{i:03d}" for i in range(6)]
 
 
+PARK_HOOK = '''
+import os, time
+from ray import tune
+
+def park_victim(cfg, trial_id):
+    # the first run parks the victim after its second report (a checkpoint kept, the driver has
+    # taken in the result) so that the driver is killed while the trial is surely mid-run
+    fail_one(cfg, trial_id)
+    if trial_id != {victim!r} or not os.path.exists({flag!r}):
+        return
+    real, seen = tune.report, []
+    def report(metrics, checkpoint=None):
+        real(metrics, checkpoint=checkpoint)
+        seen.append(1)
+        if len(seen) == 2:
+            open({parked!r}, "w").close()
+            time.sleep(120)
+    tune.report = report
+
+sweep.before_trial = park_victim
+'''
+
+
 def test_kill_driver_then_resume_matches_uninterrupted(cluster, e2e_job, reference, tmp_path):
     ref_dir, _ = reference
+    ref_rows = pq.read_table(ref_dir / "trials.parquet").to_pylist()
+    # a trial that ASHA lets run to the end, after two finished ones: killed mid-run it must resume
+    victim = next(r["trial_id"] for r in ref_rows
+                  if r["trial_id"] >= "t002" and r["status"] == "TERMINATED")
+    flag, parked = tmp_path / "first-run", tmp_path / "parked"
+    flag.write_text("")
+    data = Path(e2e_job).parent / "data.json"
+    job = tmp_path / "job.py"
+    job.write_text(JOB.format(data=str(data))
+                   + PARK_HOOK.format(victim=victim, flag=str(flag), parked=str(parked)))
     storage = tmp_path / "art"
     sweep_dir = storage / "cut"
     env = _env(tmp_path)
-    proc = subprocess.Popen(_sweep_cmd(e2e_job, storage, "cut", cluster["address"]), cwd=tmp_path,
+    proc = subprocess.Popen(_sweep_cmd(job, storage, "cut", cluster["address"]), cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # wait until two trials are recorded and a third is running with a checkpoint, then kill
-    # the driver without warning
     deadline = time.time() + 180
-    victim = None
     try:
-        while time.time() < deadline and proc.poll() is None:
-            finals = {p.parent.name for p in sweep_dir.glob("trials/t*/final.json")}
-            # a second checkpoint: the driver has taken in the trial's first result
-            running = sorted({p.parent.name for p in sweep_dir.glob("ray/t*/checkpoint_00000[1-9]")}
-                             - finals)
-            if len(finals) >= 2 and running:
-                victim = running[0]
-                break
+        while time.time() < deadline and proc.poll() is None and not parked.exists():
             time.sleep(0.1)
-        if victim is None or proc.poll() is not None:
+        if not parked.exists():
             out = proc.communicate(timeout=60)[0] if proc.poll() is not None else ""
-            pytest.fail(f"the sweep ended before it could be killed:\n{out[-3000:]}")
-        os.kill(proc.pid, signal.SIGKILL)
+            pytest.fail(f"the victim {victim} never parked:\n{out[-3000:]}")
+        time.sleep(2)  # let the driver write the experiment state that holds the checkpoint
+        os.kill(proc.pid, signal.SIGKILL)  # no warning, no cleanup
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+    flag.unlink()
     before = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()
               if r["status"] in ("TERMINATED", "STOPPED_EARLY", "ERROR")}
-    assert len(before) >= 2
+    assert len(before) >= 2 and victim not in before
+    assert len(_attempts(sweep_dir, victim)) == 1
     attempts_before = {t: len(_attempts(sweep_dir, t)) for t in before}
-    if victim in before:
-        # it finished in the instant between being seen running and the kill: the trial cut
-        # off is then the next one that holds a checkpoint (finished trials keep none)
-        cut = sorted({p.parent.name for p in sweep_dir.glob("ray/t*/checkpoint_*")} - set(before))
-        assert cut, "no trial was cut off mid-run by the kill"
-        victim = cut[0]
 
-    p = subprocess.run(_sweep_cmd(e2e_job, storage, "cut", cluster["address"], "--resume"),
+    p = subprocess.run(_sweep_cmd(job, storage, "cut", cluster["address"], "--resume"),
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]
 
@@ -344,7 +364,6 @@ def test_kill_driver_then_resume_matches_uninterrupted(cluster, e2e_job, referen
         assert after[t] == row
         assert len(_attempts(sweep_dir, t)) == attempts_before[t]
     # the trial running at the kill was started again from its last checkpoint
-    assert victim not in before
     runs = _attempts(sweep_dir, victim)
     assert len(runs) == 2 and runs[0]["resume_from"] is None and runs[1]["resume_from"] is not None
     # same leaderboard and the same ASHA decisions as the uninterrupted run
