@@ -303,7 +303,9 @@ def test_sweep_submitted_as_readme_says_runs_and_leaves_its_results(cluster, wor
     job_id = re.search(r"Job '(raysubmit_\w+)' submitted successfully", out).group(1)
     assert f"Job '{job_id}' succeeded" in out
     # what was uploaded: the checkout without its .venv (nor anything .gitignore lists)
-    uploaded = list(cluster.base.glob("hd/session_*/runtime_resources/working_dir_files/_ray_pkg_*"))
+    # (session_latest is a link to the head's one session; the .zip.lock files are Ray's own)
+    uploaded = [d for d in cluster.base.glob("hd/session_latest/runtime_resources/working_dir_files/_ray_pkg_*")
+                if d.is_dir()]
     assert len(uploaded) == 1 and (uploaded[0] / "relex" / "sweep" / "runner.py").exists()
     assert not (uploaded[0] / ".venv").exists()
     # README's `ray job logs --follow` shows the sweep's output from the start to its summary
