@@ -53,7 +53,7 @@ def print_plan(job, args, console) -> None:
     if res["gpu"] is not None and 0 < res["gpu"] < 1:
         gpu += f" (up to {int(1 / res['gpu'] + 1e-9)} trials share a GPU)"
     cpu = "1" if res["cpu"] is None else f"{res['cpu']:g}"
-    fixed_keys = [k for k, v in job.sweep.space.items() if k not in job.axes]
+    fixed_keys = [k for k, v in job.space.items() if k not in job.axes]
     name = args.name or job.name
     lines = [
         f"sweep {name}: {len(job.trials)} trials  ->  {args.storage}/{name}",
