@@ -19,7 +19,7 @@ from ray.tune import Callback
 
 from relex.io_utils import atomic_write_text
 from relex.sweep.job import Sweep
-from relex.sweep.results import FINISHED, ResultsWriter
+from relex.sweep.results import FINISHED, ResultsWriter, Tables
 from relex.sweep.trial import FINAL_FILE, RAY_DIR, STATES_DIR, TRIALS_DIR, TrialReport
 
 
@@ -48,12 +48,15 @@ def _error_line(text: str | None) -> str | None:
 
 class SweepCallback(Callback):
     def __init__(self, job: Sweep, sweep_dir: Path, writer: ResultsWriter, rungs, *,
-                 console=None, live: bool | None = None):
+                 console=None, live: bool | None = None, tables: Tables | None = None):
         self.job = job
         self.dir = Path(sweep_dir)
         self.writer = writer
         self.rungs = rungs
         self.console = console
+        self.tables = tables  # without: one line per finished trial, no live table
+        if tables is None:
+            live = False
         self.live_enabled = bool(console is not None and console.is_terminal) if live is None else live
         self._live = None
         self.configs = {t.trial_id: {**t.config.to_dict(), "config_id": t.config_id or t.trial_id,
@@ -75,11 +78,9 @@ class SweepCallback(Callback):
             self._live.update(self._render())
 
     def _render(self):
-        from relex.leaderboard import rich_table
-
         rows = self.writer.trial_rows()
         done = sum(r.get("status") in FINISHED for r in rows)
-        return rich_table(rows, top=20, title=f"{self.job.name}: {done}/{self.total} trials finished")
+        return self.tables.rich(rows, top=20, title=f"{self.job.name}: {done}/{self.total} trials finished")
 
     def _line(self, row: dict[str, Any]) -> None:
         if self.console is None or self.live_enabled:

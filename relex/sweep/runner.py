@@ -35,7 +35,7 @@ from relex.io_utils import atomic_write_text
 from relex.sweep.folds import FOLDS_FILE, OOF_DIR, SweepData, assemble_oof, read_sweep_data, write_fold_index
 from relex.sweep.job import _NAME_RE, Sweep
 from relex.sweep.lease import LEASE_FILE, Lease
-from relex.sweep.results import FINISHED
+from relex.sweep.results import FINISHED, Tables
 from relex.sweep.trial import Prepared
 
 JOB_FILE = "job.json"
@@ -294,10 +294,11 @@ def run(job: Sweep, *, storage: str | os.PathLike = "artifacts", name: str | Non
         resume: bool = False, overwrite: bool = False, retry_errors: bool = False,
         address: str | None = None, gpus: float | None = None, cpus: float | None = None,
         console=None,
-        live: bool | None = None, num_cpus: int | None = None,
+        live: bool | None = None, num_cpus: int | None = None, tables: Tables | None = None,
         trainable: Callable | None = None, prepared: Prepared | None = None) -> SweepOutcome:
-    """Run (or resume) a sweep. ``trainable``/``prepared`` replace the trial function and the
-    pre-flight (a lightweight trainable for scheduling tests); everything else is the same."""
+    """Run (or resume) a sweep. ``tables`` draws the live results table (without: a line per
+    finished trial). ``trainable``/``prepared`` replace the trial function and the pre-flight
+    (a lightweight trainable for scheduling tests); everything else is the same."""
     from relex.sweep.trial import RAY_DIR
 
     check_address(address)
@@ -319,7 +320,8 @@ def run(job: Sweep, *, storage: str | os.PathLike = "artifacts", name: str | Non
                           markup=False, highlight=False)
         return _run_leased(job, sweep_dir, lease, resume=resume, overwrite=overwrite,
                            retry_errors=retry_errors, address=address, gpus=gpus, cpus=cpus,
-                           console=console, live=live, num_cpus=num_cpus, trainable=trainable,
+                           console=console, live=live, num_cpus=num_cpus, tables=tables,
+                           trainable=trainable,
                            prepared=prepared)
     finally:
         lease.release()
@@ -343,6 +345,7 @@ def _clear_sweep_dir(sweep_dir: Path, *, keep_cache: bool) -> None:
 def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, overwrite: bool,
                 retry_errors: bool, address: str | None, gpus: float | None,
                 cpus: float | None, console, live: bool | None, num_cpus: int | None,
+                tables: Tables | None,
                 trainable: Callable | None, prepared: Prepared | None) -> SweepOutcome:
     from relex.sweep.asha import STATE_FILE, make_scheduler
     from relex.sweep.callback import SweepCallback, register_callback
@@ -410,7 +413,8 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
             if console is not None:
                 console.print(f"retrying {len(retried)} failed trial(s): {', '.join(retried) or '-'}",
                               markup=False, highlight=False)
-        callback = SweepCallback(job, sweep_dir, writer, scheduler.rungs, console=console, live=live)
+        callback = SweepCallback(job, sweep_dir, writer, scheduler.rungs, console=console, live=live,
+                                 tables=tables)
         register_callback(callback)
 
         fn = trainable or run_trial
@@ -473,14 +477,11 @@ def _tracker_callbacks(job: Sweep, sweep_dir: Path, name: str) -> list:
     return callbacks(job.loggers, sweep_dir, name)
 
 
-def print_summary(outcome: SweepOutcome, console, *, show_table: bool) -> None:
-    from relex.leaderboard import plain_text, rich_table
-
-    if show_table:
-        if console.is_terminal:
-            console.print(rich_table(outcome.rows, title=f"{outcome.sweep_dir.name}"))
-        else:
-            sys.stdout.write(plain_text(outcome.rows))
+def print_summary(outcome: SweepOutcome, console, *, tables: Tables | None = None) -> None:
+    """The closing lines of a sweep; with ``tables`` and no terminal (where the live table stays
+    on screen), the results table as plain text first."""
+    if tables is not None and not console.is_terminal:
+        sys.stdout.write(tables.plain(outcome.rows))
     parts = [f"{n} {s.lower().replace('_', ' ')}" for s, n in sorted(outcome.counts.items())
              if s in FINISHED]
     if outcome.unfinished:
