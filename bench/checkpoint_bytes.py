@@ -14,7 +14,7 @@ backbone's tokenizer, on CPU, on the bundled sample; a few steps, an evaluation 
 the way a sweep trial did (``ev.save_state``: weights, optimizer, and a copy of ``best/``);
 the current one writes its state every ``checkpoint_every`` evaluations (the default unless
 ``--checkpoint-every``) and refers to ``best/``. Both write ``best/`` when it improves. (A sweep
-trial's state is then copied once more by Ray Tune to its storage, on both sides alike.)
+trial's copy by Ray Tune: see bench/sweep_state_bytes.py.)
 
 Throughput: the tiny default backbone (128×2), the same rows, interleaved rounds
 old/new/old/new…; training examples per second of ``fit`` (evaluation excluded), ratio of the
