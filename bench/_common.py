@@ -192,7 +192,7 @@ def run_sweep(job_file: Path, storage: Path, *, prepared_dir: Path | None = None
     t0 = time.perf_counter()
     pre_dir = prepared_dir or (storage / f".preflight-{job.name}")
     pre_dir.mkdir(parents=True, exist_ok=True)
-    prepared = preflight(job, pre_dir)
+    prepared, _ = preflight(job, pre_dir)
     t1 = time.perf_counter()
     # Ray is started here with address="local", exactly as the runner would start it but never
     # joining another Ray instance running on the machine (ray.init() without an address

@@ -18,7 +18,8 @@ import sys
 from relex import __version__
 from relex.errors import RelexError
 
-# (subcommand path, module, add-arguments function, run function, help)
+# (subcommand path, module, add-arguments function, run function ("module:function" when it
+# lives elsewhere), help)
 COMMANDS = [
     (("data", "check"), "relex.data.commands", "add_check_args", "check",
      "validate a data file: rows, labels and their counts, bad rows"),
@@ -34,7 +35,7 @@ COMMANDS = [
      "write a submission file (id, pred_label, probs) for a data file"),
     (("export",), "relex.inference", "add_export_args", "export",
      "export a checkpoint as one ONNX graph for serving"),
-    (("sweep",), "relex.sweep.commands", "add_sweep_args", "sweep",
+    (("sweep",), "relex.sweep.commands", "add_sweep_args", "relex.leaderboard:sweep",
      "run a job file's sweep on Ray Tune with ASHA and a live leaderboard"),
     (("leaderboard",), "relex.leaderboard", "add_leaderboard_args", "leaderboard",
      "show a sweep's results, ranked by micro-F1"),
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         (getattr(args, "_group", None) or parser).print_help(sys.stderr)
         return 2
     module, run_fn = args._run
+    if ":" in run_fn:
+        module, run_fn = run_fn.split(":")
     try:
         rc = getattr(importlib.import_module(module), run_fn)(args)
     except RelexError as e:

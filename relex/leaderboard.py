@@ -401,3 +401,12 @@ def leaderboard(args: argparse.Namespace) -> int:
         if footer:
             out.write(footer + "\n")
     return 0
+
+
+def sweep(args: argparse.Namespace) -> int:
+    """``relex sweep`` drawn as a live leaderboard: the sweep layer runs it and gets the tables
+    from here (it imports nothing above itself)."""
+    from relex.sweep.commands import sweep as run_sweep
+    from relex.sweep.results import Tables
+
+    return run_sweep(args, tables=Tables(rich=rich_table, plain=plain_text))

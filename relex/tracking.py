@@ -18,7 +18,9 @@ Where it goes (a run's ``OUT`` / a sweep's directory ``SWEEP``):
   ``SWEEP/wandb/<trial_id>/``; ``WANDB_MODE=offline`` keeps everything local (``wandb sync``
   uploads it later); a sweep's trials are grouped under its name.
 
-A tracker asked for but not installed is one line naming the extra to install (exit code 2).
+A tracker asked for but not installed is one line naming the extra to install (exit code 2);
+so is W&B online with no API key anywhere W&B looks (checked before anything starts, so a sweep
+does not fail in its first trial, or wait at a login prompt, after its pre-flight).
 """
 
 from __future__ import annotations
@@ -58,9 +60,42 @@ def check_loggers(names: Any, *, where: str) -> tuple[str, ...]:
         if missing:
             raise RelexError(f"{where}: logger '{name}' needs {' and '.join(missing)}: "
                              f"pip install 'relex[{name}]'")
+        if name == "wandb" and not wandb_can_log():
+            raise RelexError(f"{where}: wandb has no API key here (WANDB_API_KEY, `wandb login`'s "
+                             "netrc entry or its settings file): set one, or set WANDB_MODE=offline "
+                             "to log locally and `wandb sync` later")
         if name not in out:
             out.append(name)
     return tuple(out)
+
+
+def wandb_can_log() -> bool:
+    """Whether W&B will log without asking for a key: offline or disabled, or a key where W&B
+    reads one (the environment, the netrc entry of its host, its settings file)."""
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun", "disabled"):
+        return True
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    import configparser
+    import netrc
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    home = Path("~").expanduser()
+    rc = Path(os.environ["NETRC"]).expanduser() if os.environ.get("NETRC") else next(
+        (p for p in (home / ".netrc", home / "_netrc") if p.exists()), home / ".netrc")
+    try:
+        if rc.is_file() and netrc.netrc(str(rc)).authenticators(host or ""):
+            return True
+    except (netrc.NetrcParseError, OSError):
+        pass  # W&B reads it no better; its own error will say so
+    settings = configparser.ConfigParser()
+    config_dir = os.environ.get("WANDB_CONFIG_DIR") or str(home / ".config" / "wandb")
+    try:
+        settings.read(Path(config_dir) / "settings")
+    except configparser.Error:
+        return False
+    return bool(settings.get("default", "api_key", fallback=None))
 
 
 def tracked_metrics(values: Mapping[str, Any]) -> dict[str, float]:

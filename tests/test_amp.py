@@ -149,68 +149,79 @@ def test_fp16_scaler_skips_an_overflowed_step_and_backs_off():
 
 
 class EmbedClassifier(torch.nn.Module):
-    """The smallest model FGM can attack: word embeddings → mean → linear."""
+    """The smallest model FGM can attack: word embeddings → mean → linear. It records the
+    weights each forward saw, so a test can see what the attack did inside the step."""
 
     def __init__(self):
         super().__init__()
         self.emb = torch.nn.Embedding(20, 8)
         self.out = torch.nn.Linear(8, 3)
+        self.seen: list[dict[str, torch.Tensor]] = []
 
     def word_embeddings(self):
         return self.emb
 
-    def forward(self, ids):
-        return self.out(self.emb(ids).mean(1))
+    def forward(self, batch):
+        self.seen.append({k: v.detach().clone() for k, v in self.state_dict().items()})
+        return self.out(self.emb(batch["input_ids"]).mean(1))
 
 
 @pytest.mark.parametrize("technique", ["fgm", "awp"])
 @pytest.mark.parametrize("overflow", [False, True])
+@pytest.mark.filterwarnings("error::UserWarning")  # e.g. torch's "scheduler before optimizer"
 def test_fp16_scaler_with_the_adversarial_second_backward(technique, overflow):
-    """FGM and AWP under the fp16 grad scaler, as the training step runs them: the attack reads
+    """FGM and AWP under the fp16 grad scaler, through relex's own training step: the attack reads
     the SCALED gradients (its perturbation, g/‖g‖ times a size, does not depend on the scale), the
-    adversarial loss is scaled and backpropagated again; after an overflow the attack and its
-    second backward are skipped, and so is the optimizer step."""
-    from relex.train.techniques.awp import AWP
-    from relex.train.techniques.fgm import FGM
+    adversarial loss is scaled and backpropagated again, the weights are restored exactly before
+    the optimizer steps; after an overflow the attack and its second backward are skipped, and so
+    is the optimizer step."""
+    from types import SimpleNamespace
 
-    a = amp.resolve("fp16", "cpu")
-    scaler = a.scaler()
+    from relex.train.step import train_step
+    from relex.train.techniques.awp import AWPTechnique
+    from relex.train.techniques.fgm import FGMTechnique
+
     torch.manual_seed(0)
     model = EmbedClassifier()
+    cfg = SimpleNamespace(fgm=1.0 if technique == "fgm" else 0.0,
+                          awp=0.01 if technique == "awp" else 0.0, grad_clip=1.0)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    attack = FGM(model, 1.0) if technique == "fgm" else AWP(model, 0.01)
+    run = SimpleNamespace(cfg=cfg, model=model, amp=amp.resolve("fp16", "cpu"), optimizer=opt,
+                          scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0),
+                          loss_fn=lambda logits, labels, w: torch.nn.functional.cross_entropy(logits, labels))
+    run.scaler = run.amp.scaler()
+    cls = FGMTechnique if technique == "fgm" else AWPTechnique
+    run.techniques = {technique: cls(cfg, run)}
     # FGM moves the embedding table by ε; AWP each weight matrix by γ·‖W‖
     probe, size = (("emb.weight", 1.0) if technique == "fgm"
                    else ("out.weight", 0.01 * torch.linalg.vector_norm(model.out.weight).item()))
-    ids, y = torch.randint(0, 20, (6, 5)), torch.randint(0, 3, (6,))
-
-    def loss_fn():
-        with a.autocast():
-            return torch.nn.functional.cross_entropy(model(ids).float(), y)
-
+    if overflow:  # an fp16 overflow in the first backward: one gradient becomes inf
+        hook = model.emb.weight.register_hook(lambda g: g.index_put((torch.tensor([0]), torch.tensor([0])),
+                                                                    torch.tensor(float("inf"))))
+    batch = {"input_ids": torch.randint(0, 20, (6, 5)), "labels": torch.randint(0, 3, (6,))}
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    scaler.scale(loss_fn()).backward()
-    first = model.emb.weight.grad.clone()
-    if overflow:
-        model.emb.weight.grad[0, 0] = float("inf")
-    attacked = attack.attack()
-    assert attacked is not overflow
-    if attacked:
-        delta = model.state_dict()[probe] - before[probe]
+    scale = run.scaler.get_scale()
+    loss = train_step(run, [(batch, None)])
+
+    assert torch.isfinite(loss)
+    assert len(model.seen) == (1 if overflow else 2)  # the second forward only after an attack
+    if not overflow:
+        delta = model.seen[1][probe] - before[probe]
         assert torch.linalg.vector_norm(delta).item() == pytest.approx(size, rel=1e-3)
-        scaler.scale(loss_fn()).backward()
-        assert not torch.equal(model.emb.weight.grad, first)  # the adversarial gradients added up
-    attack.restore()
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # restored exactly
-    scale = scaler.get_scale()
-    scaler.unscale_(opt)
-    scaler.step(opt)
-    scaler.update()
     after = model.state_dict()
-    if overflow:
-        assert all(torch.equal(before[k], after[k]) for k in before) and scaler.get_scale() == scale / 2
+    if overflow:  # skipped: not a bit moved (restored, then no optimizer step), scale halved
+        hook.remove()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+        assert run.scaler.get_scale() == scale / 2
+        assert run.scheduler.last_epoch == 0  # a skipped step does not move the schedule
     else:
-        assert not torch.equal(before["out.weight"], after["out.weight"]) and scaler.get_scale() == scale
+        assert not torch.equal(before["out.weight"], after["out.weight"])
+        assert run.scaler.get_scale() == scale and run.scheduler.last_epoch == 1
+        # restored before the step: the update is plain SGD on the summed, unscaled, clipped
+        # gradients, never applied on top of the perturbation
+        moved = {k: before[k] - after[k] for k in before}
+        assert torch.linalg.vector_norm(torch.cat([m.flatten() for m in moved.values()])).item() \
+            <= 0.5 * 1.0 + 1e-5
 
 
 def test_cuda_generators_survive_a_saved_and_loaded_state(tmp_path, monkeypatch):

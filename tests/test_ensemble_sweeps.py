@@ -40,6 +40,10 @@ def ray_session(session_cache):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RELEX_CACHE", str(session_cache))
         mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        # Ray keeps its auth token for the whole process: a token-auth session here would leave
+        # later in-process sweeps on test_sweep_ray's cluster (auth disabled) with every trial's
+        # actor cancelled, so every in-process Ray of the suite runs with the same mode
+        mp.setenv("RAY_AUTH_MODE", "disabled")
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
             yield

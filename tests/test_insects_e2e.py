@@ -58,10 +58,10 @@ def test_sweep_skip_bad_rows_in_preflight(bad_sample, tmp_path):
                              space=TINY, skip_bad_rows=True))
     assert job.skip_bad_rows and job.resolved()["skip_bad_rows"] is True
     console = Console(file=open(tmp_path / "log.txt", "w"), width=200)
-    prepared = preflight(job, tmp_path / "sweep", console=console)
+    prepared, _ = preflight(job, tmp_path / "sweep", console=console)
     console.file.close()
-    assert prepared["skipped_bad_rows"] == {str(bad_sample): 3}
-    assert len(prepared["train"]) + len(prepared["valid"]) == 197
+    assert prepared.skipped_bad_rows == {str(bad_sample): 3}
+    assert len(prepared.train) + len(prepared.valid) == 197
     assert f"skipped 3 bad rows of {bad_sample} (skip_bad_rows)" in (tmp_path / "log.txt").read_text()
 
     strict = load_job(write_job(tmp_path / "strict.py", name="strict", train=str(bad_sample),

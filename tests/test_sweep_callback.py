@@ -13,7 +13,8 @@ from relex.data.sample import SAMPLE_PATH
 from relex.sweep.asha import Rungs
 from relex.sweep.callback import SweepCallback
 from relex.sweep.job import load_job
-from relex.sweep.results import ResultsWriter
+from relex.leaderboard import plain_text, rich_table
+from relex.sweep.results import ResultsWriter, Tables
 
 
 class FakeTrial:
@@ -49,7 +50,8 @@ def test_callback_records_statuses_history_and_draws_the_table(job, tmp_path):
     rungs = Rungs(grace_period=1, reduction_factor=2, path=sweep_dir / "asha_state.json")
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=250)
-    cb = SweepCallback(job, sweep_dir, ResultsWriter(sweep_dir), rungs, console=console)
+    cb = SweepCallback(job, sweep_dir, ResultsWriter(sweep_dir), rungs, console=console,
+                       tables=Tables(rich=rich_table, plain=plain_text))
     assert cb.live_enabled
     cb.setup()
     a, b, c = FakeTrial("t000"), FakeTrial("t001"), FakeTrial("t002")

@@ -16,12 +16,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from relex.data.sample import SAMPLE_PATH
+from relex.sweep.trial import Prepared
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +73,14 @@ def cluster():
 
 
 # ---------------------------------------------------------------- one trial per GPU
+@dataclass
+class ProbeInputs(Prepared):
+    """The probe trainable's settings, beside what every trial gets."""
+
+    sleep_s: float = 1.0  # how long the probe "trains"
+    gather: int = 0  # trials that should share one GPU: wait until they have all started
+
+
 def _probe_trial(config, prepared):
     """A lightweight trainable: records where and when it ran."""
     import ray
@@ -79,21 +89,21 @@ def _probe_trial(config, prepared):
     tid = config["trial"]["trial_id"]
     start = time.time()
     node = ray.get_runtime_context().get_node_id()
-    if "gather" in prepared:
+    if prepared.gather:
         # wait (60 s at most) until the trials that should share this GPU have all started:
         # trial processes start seconds apart on a loaded machine, and the test is about
         # where Ray puts them, not about how fast they start
-        seen = Path(prepared["sweep_dir"]) / "started"
+        seen = Path(prepared.sweep_dir) / "started"
         seen.mkdir(exist_ok=True)
         (seen / f"{tid}-{node}").write_text("")
         deadline = time.time() + 60
-        while len(list(seen.glob(f"*-{node}"))) < prepared["gather"] and time.time() < deadline:
+        while len(list(seen.glob(f"*-{node}"))) < prepared.gather and time.time() < deadline:
             time.sleep(0.1)
-    time.sleep(prepared.get("sleep_s", 1.0))
+    time.sleep(prepared.sleep_s)
     rec = {"trial": tid, "node": ray.get_runtime_context().get_node_id(),
            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
            "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "start": start, "end": time.time()}
-    out = Path(prepared["sweep_dir"]) / "probe"
+    out = Path(prepared.sweep_dir) / "probe"
     out.mkdir(exist_ok=True)
     (out / f"{tid}.json").write_text(json.dumps(rec))
     from relex.sweep.trial import placement
@@ -113,7 +123,7 @@ def test_trials_land_one_per_gpu_across_nodes(cluster, tmp_path):
         "              asha=dict(grace_period=2))\n")  # one report per trial: no rung reached
     job = load_job(job_file)
     assert job.resources == {"gpu": None, "cpu": None}  # the default: one GPU if there are GPUs
-    out = run(job, storage=tmp_path / "art", trainable=_probe_trial, prepared={}, live=False)
+    out = run(job, storage=tmp_path / "art", trainable=_probe_trial, prepared=ProbeInputs(), live=False)
     assert out.counts == {"TERMINATED": 6}
 
     recs = [json.loads(p.read_text()) for p in sorted((out.sweep_dir / "probe").glob("*.json"))]
@@ -154,7 +164,7 @@ def test_fractional_gpus_pack_trials_onto_each_gpu(cluster, tmp_path, fraction):
     assert job.resources == {"gpu": fraction, "cpu": fraction}
     # the flag beats the job file: 0.25 from the command line, as `--gpus-per-trial 0.25` passes it
     out = run(job, storage=tmp_path / "art", trainable=_probe_trial, gpus=fraction,
-              prepared={"sleep_s": 0.5, "gather": per_gpu}, live=False)
+              prepared=ProbeInputs(sleep_s=0.5, gather=per_gpu), live=False)
     n = 2 * per_gpu  # as many trials as the two GPUs hold at once
     assert out.counts == {"TERMINATED": n}
     recs = [json.loads(p.read_text()) for p in sorted((out.sweep_dir / "probe").glob("*.json"))]
@@ -440,7 +450,14 @@ def test_retry_errors_continues_failed_trials_from_their_checkpoint(cluster, e2e
     assert before["t000"]["status"] == "TERMINATED"
     assert before["t001"]["status"] == "ERROR"
     assert before["t001"]["error"] == "RuntimeError: the node's disk went away"
-    assert list((sweep_dir / "ray" / "t001").glob("checkpoint_*"))  # kept for a retry
+    # kept for a retry: Tune's checkpoint is only a pointer to the state, written once where the
+    # trial's other files are; the two newest states are kept, the finished trial's are gone
+    ckpts = sorted((sweep_dir / "ray" / "t001").glob("checkpoint_*"))
+    assert ckpts and [p.name for p in ckpts[-1].iterdir()] == ["pointer.json"]
+    state = sweep_dir / json.loads((ckpts[-1] / "pointer.json").read_text())["state"]
+    assert state.parent == sweep_dir / "trials" / "t001" / "states" and (state / "state.json").exists()
+    assert [p.name for p in sorted(state.parent.iterdir())] == ["step_00000004", "step_00000008"]
+    assert not (sweep_dir / "trials" / "t000" / "states").exists()
 
     # --retry-errors only with --resume; a plain --resume leaves the ERROR trial alone
     p = subprocess.run(_sweep_cmd(job, storage, "retry", cluster["address"], "--retry-errors"),
@@ -476,7 +493,7 @@ def _metered_trial(config, prepared):
     tid = config["trial"]["trial_id"]
     ckpt = tune.get_checkpoint()
     done = int(Path(ckpt.to_directory(), "it").read_text()) if ckpt else 0
-    log = Path(prepared["sweep_dir"]) / "starts.jsonl"
+    log = Path(prepared.sweep_dir) / "starts.jsonl"
     with open(log, "a") as fh:
         fh.write(json.dumps({"trial": tid, "from": done}) + "\n")
     attempt = sum(1 for ln in log.read_text().splitlines() if json.loads(ln)["trial"] == tid)
@@ -503,7 +520,7 @@ def test_gpu_hours_budget_pauses_the_sweep_and_resume_continues_it(cluster, tmp_
 
     job_file = tmp_path / "budget.py"
     job_file.write_text(BUDGET_JOB.format(data=str(SAMPLE_PATH), hours=1.6))
-    out = run(load_job(job_file), storage=tmp_path / "art", trainable=_metered_trial, prepared={},
+    out = run(load_job(job_file), storage=tmp_path / "art", trainable=_metered_trial, prepared=Prepared(),
               live=False)
     # t000 used 1.0 GPU-hour; t001's third evaluation (1.75) used the budget up: it stops at
     # that checkpoint, and the two trials after it never start
@@ -518,7 +535,7 @@ def test_gpu_hours_budget_pauses_the_sweep_and_resume_continues_it(cluster, tmp_
     # more budget, then --resume: t001 continues from its checkpoint, the rest run
     job_file.write_text(BUDGET_JOB.format(data=str(SAMPLE_PATH), hours=10))
     out = run(load_job(job_file), storage=tmp_path / "art", resume=True, trainable=_metered_trial,
-              prepared={}, live=False)
+              prepared=Prepared(), live=False)
     assert out.counts == {"TERMINATED": 4}
     starts = [json.loads(x) for x in (out.sweep_dir / "starts.jsonl").read_text().splitlines()]
     assert starts[2:] == [{"trial": "t001", "from": 3}, {"trial": "t002", "from": 0},

@@ -262,7 +262,7 @@ def test_sweep_logs_each_trial_through_ray_tune_callbacks(tmp_path, tracker_env,
         check_wandb(sweep_dir / "wandb" / t.trial_id / "wandb", t.config, want)
 
 
-def test_a_tracker_the_user_has_not_set_up_is_one_line(tmp_path):
+def test_a_tracker_the_user_has_not_set_up_is_one_line(tmp_path, monkeypatch):
     """W&B online without an API key (a fresh machine): one line, exit 2, no traceback. In a
     fresh process: wandb keeps the settings of earlier runs in the process that made them."""
     pytest.importorskip("wandb")
@@ -280,4 +280,34 @@ def test_a_tracker_the_user_has_not_set_up_is_one_line(tmp_path):
                           timeout=600, stdin=subprocess.DEVNULL)
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert err[-1].startswith("relex: error: --logger wandb: ") and "WANDB_MODE=offline" in err[-1]
+    assert err == ["relex: error: --logger: wandb has no API key here (WANDB_API_KEY, `wandb login`'s "
+                   "netrc entry or its settings file): set one, or set WANDB_MODE=offline to log "
+                   "locally and `wandb sync` later"]
+    assert not (tmp_path / "o").exists()  # refused before anything started
+
+    # a sweep refuses the same way before its pre-flight, and leaves no sweep directory
+    job = tmp_path / "job.py"
+    job.write_text("from relex.sweep import Sweep\n"
+                   f"sweep = Sweep(name='j', train={str(SAMPLE_PATH)!r}, loggers=['wandb'])\n")
+    proc = subprocess.run([sys.executable, "-m", "relex.cli", "sweep", str(job), "--storage",
+                           str(tmp_path / "art")], env=env, capture_output=True, text=True,
+                          timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"relex: error: {job}: loggers: wandb has no API key here (WANDB_API_KEY, `wandb login`'s "
+        "netrc entry or its settings file): set one, or set WANDB_MODE=offline to log locally and "
+        "`wandb sync` later"]
+    assert not (tmp_path / "art").exists()
+
+    # with the key where `wandb login` puts it (a netrc entry of W&B's host), the check passes
+    from relex.tracking import wandb_can_log
+
+    (home / "netrc").parent.mkdir(parents=True, exist_ok=True)
+    (home / "netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "0" * 40 + "\n")
+    for k in [k for k in os.environ if k.startswith("WANDB_")]:
+        monkeypatch.delenv(k)
+    for k in ("HOME", "NETRC", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(k, env[k])
+    assert wandb_can_log()
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")  # another host: no key for it
+    assert not wandb_can_log()

@@ -18,9 +18,9 @@ from typing import Any
 from ray.tune import Callback
 
 from relex.io_utils import atomic_write_text
-from relex.sweep.job import Job
-from relex.sweep.results import FINISHED, ResultsWriter
-from relex.sweep.trial import FINAL_FILE, RAY_DIR, TRIALS_DIR, TrialReport
+from relex.sweep.job import Sweep
+from relex.sweep.results import FINISHED, ResultsWriter, Tables
+from relex.sweep.trial import FINAL_FILE, RAY_DIR, STATES_DIR, TRIALS_DIR, TrialReport
 
 
 def _trial_id(trial) -> str:
@@ -47,13 +47,16 @@ def _error_line(text: str | None) -> str | None:
 
 
 class SweepCallback(Callback):
-    def __init__(self, job: Job, sweep_dir: Path, writer: ResultsWriter, rungs, *,
-                 console=None, live: bool | None = None):
+    def __init__(self, job: Sweep, sweep_dir: Path, writer: ResultsWriter, rungs, *,
+                 console=None, live: bool | None = None, tables: Tables | None = None):
         self.job = job
         self.dir = Path(sweep_dir)
         self.writer = writer
         self.rungs = rungs
         self.console = console
+        self.tables = tables  # without: one line per finished trial, no live table
+        if tables is None:
+            live = False
         self.live_enabled = bool(console is not None and console.is_terminal) if live is None else live
         self._live = None
         self.configs = {t.trial_id: {**t.config.to_dict(), "config_id": t.config_id or t.trial_id,
@@ -75,11 +78,9 @@ class SweepCallback(Callback):
             self._live.update(self._render())
 
     def _render(self):
-        from relex.leaderboard import rich_table
-
         rows = self.writer.trial_rows()
         done = sum(r.get("status") in FINISHED for r in rows)
-        return rich_table(rows, top=20, title=f"{self.job.name}: {done}/{self.total} trials finished")
+        return self.tables.rich(rows, top=20, title=f"{self.job.name}: {done}/{self.total} trials finished")
 
     def _line(self, row: dict[str, Any]) -> None:
         if self.console is None or self.live_enabled:
@@ -155,12 +156,14 @@ class SweepCallback(Callback):
         self.writer.set_trial(row)
         self.writer.flush()
         atomic_write_text(tdir / FINAL_FILE, json.dumps({"status": status, "at": time.time()}))
-        # A finished trial is never resumed: drop its resumable training state (weights,
-        # optimizer moments, a copy of the best checkpoint); its best checkpoint stays in
-        # trials/<id>/run/best. A failed one keeps it: --resume --retry-errors continues it.
+        # A finished trial is never resumed: drop its resumable training states (weights,
+        # optimizer moments) and Tune's checkpoints that point to them; its best checkpoint
+        # stays in trials/<id>/run/best. A failed one keeps them: --resume --retry-errors
+        # continues it.
         if status != "ERROR":
             for ck in (self.dir / RAY_DIR / tid).glob("checkpoint_*"):
                 shutil.rmtree(ck, ignore_errors=True)
+            shutil.rmtree(tdir / STATES_DIR, ignore_errors=True)
         self._drop_checkpoints()
         full = self.writer.trials[tid]
         self._line(full)

@@ -53,7 +53,7 @@ def print_plan(job, args, console) -> None:
     if res["gpu"] is not None and 0 < res["gpu"] < 1:
         gpu += f" (up to {int(1 / res['gpu'] + 1e-9)} trials share a GPU)"
     cpu = "1" if res["cpu"] is None else f"{res['cpu']:g}"
-    fixed_keys = [k for k, v in job.sweep.space.items() if k not in job.axes]
+    fixed_keys = [k for k, v in job.space.items() if k not in job.axes]
     name = args.name or job.name
     lines = [
         f"sweep {name}: {len(job.trials)} trials  ->  {args.storage}/{name}",
@@ -93,7 +93,9 @@ def print_plan(job, args, console) -> None:
             sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
 
 
-def sweep(args: argparse.Namespace) -> int:
+def sweep(args: argparse.Namespace, *, tables=None) -> int:
+    """``relex sweep``; ``tables`` (a :class:`relex.sweep.results.Tables`) draws the leaderboard
+    (``relex.leaderboard.sweep`` passes its own)."""
     from rich.console import Console
 
     from relex.sweep.job import load_job
@@ -116,7 +118,8 @@ def sweep(args: argparse.Namespace) -> int:
 
     outcome = run(job, storage=args.storage, name=args.name, resume=args.resume,
                   overwrite=args.overwrite, retry_errors=args.retry_errors, address=args.address,
-                  gpus=args.gpus_per_trial, cpus=args.cpus_per_trial, console=console)
-    print_summary(outcome, console, show_table=not console.is_terminal)
+                  gpus=args.gpus_per_trial, cpus=args.cpus_per_trial, console=console,
+                  tables=tables)
+    print_summary(outcome, console, tables=tables)
     ok = outcome.counts.get("TERMINATED", 0) + outcome.counts.get("STOPPED_EARLY", 0)
     return 0 if ok and not outcome.unfinished else 1

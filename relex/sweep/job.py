@@ -25,12 +25,13 @@ key gets a did-you-mean, every expanded trial is built into a :class:`~relex.con
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import math
 import os
 import re
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -79,8 +80,52 @@ def _did_you_mean(key: str, known: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def _reject_unknown_arguments(cls):
+    """Job files get a did-you-mean for a mistyped argument instead of a TypeError."""
+    init = cls.__init__
+    names = [f.name for f in fields(cls) if f.init]
+
+    @functools.wraps(init)
+    def checked(self, *args: Any, **kwargs: Any) -> None:
+        for k in kwargs:
+            if k not in names:
+                raise RelexError(f"Sweep(): unknown argument '{k}'{_did_you_mean(k, names)}")
+        init(self, *args, **kwargs)
+
+    cls.__init__ = checked
+    return cls
+
+
+@dataclass
+class Trial:
+    """One expanded trial: a stable id (its index in the grid) and its full config."""
+
+    trial_id: str
+    config: TrialConfig
+    varying: dict[str, Any]  # the grid-axis values of this trial (including the seed)
+    config_id: str = ""  # the configuration's id: its folds share it (default: the trial id)
+    fold: int | None = None  # fold sweeps: the fold this trial holds out
+    lineage: str | None = None  # staged sweeps: "<base sweep>/<base configuration id>"
+
+    def spec(self) -> dict[str, Any]:
+        """What the trial function receives (and job.json records)."""
+        out: dict[str, Any] = {"trial_id": self.trial_id, "config": self.config.to_dict()}
+        if self.fold is not None:
+            out.update(config_id=self.config_id, fold=self.fold)
+        if self.lineage is not None:
+            out["lineage"] = self.lineage
+        return out
+
+
+@_reject_unknown_arguments
+@dataclass
 class Sweep:
     """A sweep: data, search space, seeds, ASHA settings, resources and failure policy.
+
+    A job file builds one with the arguments below; :func:`load_job` returns the same kind of
+    object validated and resolved (absolute paths, full ASHA settings, seeds as a list, durations
+    in seconds, a base sweep's data settings filled in) with its expanded ``trials``. It is the
+    one object from job file to driver: ``job.json`` and the ``--dry-run`` table derive from it.
 
     Args:
         name: the sweep's name; results go to ``<storage>/<name>/``.
@@ -124,130 +169,65 @@ class Sweep:
             deleted as trials end. 0 keeps every one.
     """
 
-    FIELDS = ("name", "train", "valid", "labels", "negative_label", "space", "seeds", "asha",
-              "resources", "max_concurrent", "max_failures", "reuse_actors", "split_seed",
-              "before_trial", "folds", "fold_seed", "base", "top", "skip_bad_rows", "loggers",
-              "time_budget", "gpu_hours", "cost_per_gpu_hour", "keep_checkpoints")
-
-    def __init__(self, name: str | None = None, train: str | os.PathLike | None = None,
-                 valid: str | os.PathLike | float | None = None, labels: str | os.PathLike | None = None,
-                 negative_label: str = "no_relation", space: dict[str, Any] | None = None,
-                 seeds: int | Sequence[int] = (42,), asha: dict[str, Any] | None = None,
-                 resources: dict[str, Any] | None = None, max_concurrent: int = 0,
-                 max_failures: int = 0, reuse_actors: bool = True, split_seed: int = 0,
-                 before_trial: Callable[[TrialConfig, str], None] | None = None, folds: int | None = None,
-                 fold_seed: int = 0, base: str | os.PathLike | None = None, top: int = 4,
-                 skip_bad_rows: bool = False, loggers: Sequence[str] = (),
-                 time_budget: str | float | None = None, gpu_hours: float | None = None,
-                 cost_per_gpu_hour: float | None = None, keep_checkpoints: int = 5,
-                 **unknown: Any):
-        if unknown:
-            k = next(iter(unknown))
-            raise RelexError(f"Sweep(): unknown argument '{k}'{_did_you_mean(k, self.FIELDS)}")
-        self.name = name
-        self.train = train
-        self.valid = valid
-        self.labels = labels
-        self.negative_label = negative_label
-        self.space = dict(space or {})
-        self.seeds = seeds
-        self.asha = dict(asha or {})
-        self.resources = dict(resources or {})
-        self.max_concurrent = max_concurrent
-        self.max_failures = max_failures
-        self.reuse_actors = reuse_actors
-        self.split_seed = split_seed
-        self.before_trial = before_trial
-        self.folds = folds
-        self.fold_seed = fold_seed
-        self.base = base
-        self.top = top
-        self.time_budget = time_budget
-        self.gpu_hours = gpu_hours
-        self.cost_per_gpu_hour = cost_per_gpu_hour
-        self.skip_bad_rows = skip_bad_rows
-        self.loggers = loggers
-        self.keep_checkpoints = keep_checkpoints
+    name: str | None = None
+    train: Path | str | os.PathLike | None = None
+    valid: Path | str | os.PathLike | float | None = None  # resolved: None in fold sweeps
+    labels: Path | str | os.PathLike | None = None
+    negative_label: str = "no_relation"
+    space: dict[str, Any] = field(default_factory=dict)
+    seeds: int | Sequence[int] = (42,)
+    asha: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)  # resolved: gpu/cpu, None = at run time
+    max_concurrent: int = 0
+    max_failures: int = 0
+    reuse_actors: bool = True
+    split_seed: int = 0
+    before_trial: Callable[[TrialConfig, str], None] | None = None
+    folds: int | None = None  # resolved: 0 = one validation split
+    fold_seed: int = 0
+    base: Path | str | os.PathLike | None = None
+    top: int = 4  # resolved: 0 without a base
+    skip_bad_rows: bool = False
+    loggers: Sequence[str] = ()
+    time_budget: str | float | None = None  # resolved: seconds
+    gpu_hours: float | None = None
+    cost_per_gpu_hour: float | None = None
+    keep_checkpoints: int = 5
+    # filled in by load_job
+    path: Path | None = field(default=None, init=False, repr=False)  # the job file
+    axes: list[str] = field(default_factory=list, init=False)  # varying fields (seed last)
+    trials: list[Trial] = field(default_factory=list, init=False, repr=False)
+    missing_files: list[str] = field(default_factory=list, init=False, repr=False)  # dry runs
 
     def __repr__(self) -> str:
         return f"Sweep(name={self.name!r}, train={self.train!r}, {len(self.space)} space keys)"
 
+    @property
+    def budget(self) -> dict[str, float | None]:
+        """time_budget_s, gpu_hours, cost_per_gpu_hour (None: no limit / no price)."""
+        return {"time_budget_s": self.time_budget, "gpu_hours": self.gpu_hours,
+                "cost_per_gpu_hour": self.cost_per_gpu_hour}
 
-@dataclass
-class Trial:
-    """One expanded trial: a stable id (its index in the grid) and its full config."""
-
-    trial_id: str
-    config: TrialConfig
-    varying: dict[str, Any]  # the grid-axis values of this trial (including the seed)
-    config_id: str = ""  # the configuration's id: its folds share it (default: the trial id)
-    fold: int | None = None  # fold sweeps: the fold this trial holds out
-    lineage: str | None = None  # staged sweeps: "<base sweep>/<base configuration id>"
-
-    def spec(self) -> dict[str, Any]:
-        """What the trial function receives (and job.json records)."""
-        out: dict[str, Any] = {"trial_id": self.trial_id, "config": self.config.to_dict()}
-        if self.fold is not None:
-            out.update(config_id=self.config_id, fold=self.fold)
-        if self.lineage is not None:
-            out["lineage"] = self.lineage
+    def resolved(self) -> dict[str, Any]:
+        """The loaded job as plain JSON-able data (what ran, with absolute paths): ``job.json``."""
+        out: dict[str, Any] = {"job_file": str(self.path)}
+        for f in fields(self):
+            if f.name in _NOT_IN_JOB_JSON or not getattr(self, _RECORDED_WITH.get(f.name, "name")):
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        out["loggers"] = list(self.loggers)
+        out["budget"] = self.budget
+        out["trials"] = [t.spec() for t in self.trials]
         return out
 
 
-@dataclass
-class Job:
-    """A loaded and validated job file."""
-
-    path: Path
-    sweep: Sweep
-    name: str
-    train: Path
-    valid: Path | float | None  # None in fold sweeps
-    labels: Path | None
-    negative_label: str
-    asha: dict[str, Any]
-    resources: dict[str, Any]  # {"gpu": int|None, "cpu": int|None}; None = decided at run time
-    max_concurrent: int
-    max_failures: int
-    reuse_actors: bool
-    split_seed: int
-    axes: list[str]  # varying config fields, in grid order (seed last when it varies)
-    trials: list[Trial] = field(default_factory=list)
-    missing_files: list[str] = field(default_factory=list)
-    folds: int = 0
-    fold_seed: int = 0
-    base: Path | None = None
-    top: int = 0
-    # time_budget_s, gpu_hours, cost_per_gpu_hour (None: no limit / no price)
-    budget: dict[str, float | None] = field(default_factory=dict)
-    skip_bad_rows: bool = False
-    loggers: tuple[str, ...] = ()  # trackers (relex.tracking.LOGGERS)
-    keep_checkpoints: int = 5  # best checkpoints of the top K finished trials kept; 0 = all
-
-    def resolved(self) -> dict[str, Any]:
-        """The job as plain JSON-able data (what ran, with absolute paths)."""
-        return {
-            "job_file": str(self.path),
-            "name": self.name,
-            "train": str(self.train),
-            "valid": self.valid if isinstance(self.valid, float) or self.valid is None else str(self.valid),
-            "labels": str(self.labels) if self.labels else None,
-            "negative_label": self.negative_label,
-            "asha": self.asha,
-            "resources": self.resources,
-            "max_concurrent": self.max_concurrent,
-            "max_failures": self.max_failures,
-            "reuse_actors": self.reuse_actors,
-            "split_seed": self.split_seed,
-            "skip_bad_rows": self.skip_bad_rows,
-            "axes": self.axes,
-            **({"folds": self.folds, "fold_seed": self.fold_seed} if self.folds else {}),
-            **({"base": str(self.base), "top": self.top} if self.base else {}),
-            "budget": self.budget,
-            "loggers": list(self.loggers),
-            "keep_checkpoints": self.keep_checkpoints,
-            "trials": [t.spec() for t in self.trials],
-        }
+# job.json records what ran: the trials stand for the space, seeds and base configurations, and
+# the budget for its three settings; the before_trial hook is code
+_NOT_IN_JOB_JSON = {"space", "seeds", "before_trial", "time_budget", "gpu_hours",
+                    "cost_per_gpu_hour", "path", "trials", "missing_files"}
+# fold and staged sweeps only: a field recorded when another is set
+_RECORDED_WITH = {"folds": "folds", "fold_seed": "folds", "base": "base", "top": "base"}
 
 
 # --------------------------------------------------------------------------------- loading
@@ -305,11 +285,11 @@ def _int(value: Any, what: str, where: str, minimum: int) -> int:
     return int(value)
 
 
-def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
+def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Sweep:
     """Execute, validate and expand a job file.
 
     With ``check_files`` a missing data file raises; without (dry runs) it is listed in
-    ``Job.missing_files``.
+    ``missing_files``.
     """
     sweep = exec_job_file(path)
     where = str(path)
@@ -393,9 +373,6 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
         raise RelexError(f"{where}: skip_bad_rows={data['skip_bad_rows']!r} is invalid: True or False")
     if sweep.before_trial is not None and not callable(sweep.before_trial):
         raise RelexError(f"{where}: before_trial must be a function f(cfg, trial_id)")
-    budget = {"time_budget_s": parse_duration(sweep.time_budget, where),
-              "gpu_hours": positive(sweep.gpu_hours, "gpu_hours", where),
-              "cost_per_gpu_hour": positive(sweep.cost_per_gpu_hour, "cost_per_gpu_hour", where)}
     loggers = check_loggers(sweep.loggers, where=f"{where}: loggers")
 
     # seeds
@@ -458,13 +435,17 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Job:
                     tid = cid if fold is None else fold_trial_id(cid, fold)
                     trials.append(Trial(tid, cfg, varying, config_id=cid, fold=fold, lineage=lineage))
 
-    return Job(path=job_path, sweep=sweep, name=sweep.name, train=train, valid=valid, labels=labels,
-               negative_label=negative_label, asha=asha, resources=resources,
-               max_concurrent=max_concurrent, max_failures=max_failures, keep_checkpoints=keep_checkpoints,
-               reuse_actors=bool(sweep.reuse_actors), split_seed=split_seed, axes=shown_axes,
-               trials=trials, missing_files=missing, folds=folds, fold_seed=fold_seed,
-               base=base_dir, top=top, skip_bad_rows=data["skip_bad_rows"], loggers=loggers,
-               budget=budget)
+    job = replace(sweep, train=train, valid=valid, labels=labels, negative_label=negative_label,
+                  seeds=seeds, asha=asha, resources=resources, max_concurrent=max_concurrent,
+                  max_failures=max_failures, reuse_actors=bool(sweep.reuse_actors),
+                  split_seed=split_seed, folds=folds, fold_seed=fold_seed, base=base_dir, top=top,
+                  skip_bad_rows=data["skip_bad_rows"], loggers=loggers,
+                  time_budget=parse_duration(sweep.time_budget, where),
+                  gpu_hours=positive(sweep.gpu_hours, "gpu_hours", where),
+                  cost_per_gpu_hour=positive(sweep.cost_per_gpu_hour, "cost_per_gpu_hour", where),
+                  keep_checkpoints=keep_checkpoints)
+    job.path, job.axes, job.trials, job.missing_files = job_path, shown_axes, trials, missing
+    return job
 
 
 def _data_settings(sweep: Sweep, where: str) -> tuple[Path | None, int, dict[str, Any]]:
@@ -492,5 +473,5 @@ def _data_settings(sweep: Sweep, where: str) -> tuple[Path | None, int, dict[str
     return base_dir, top, data
 
 
-__all__ = ["Sweep", "grid", "Grid", "Trial", "Job", "load_job", "exec_job_file", "ASHA_DEFAULTS",
+__all__ = ["Sweep", "grid", "Grid", "Trial", "load_job", "exec_job_file", "ASHA_DEFAULTS",
            "METRICS"]

@@ -26,7 +26,7 @@ import dataclasses
 import math
 import threading
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -42,6 +42,15 @@ FINISHED = ("TERMINATED", "STOPPED_EARLY", "ERROR")
 METRIC_COLUMNS = EVAL_METRICS
 
 _PA_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Tables:
+    """How a sweep draws its results table: the caller's (``relex.leaderboard``'s), since the
+    sweep layer imports no layer above it."""
+
+    rich: Callable[..., Any]  # (rows, *, title=None, top=None) -> a rich renderable
+    plain: Callable[..., str]  # (rows) -> the same table as plain text
 
 
 def _config_fields() -> list[tuple[str, pa.DataType]]:

@@ -26,16 +26,17 @@ import logging
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from relex.errors import RelexError
 from relex.io_utils import atomic_write_text
-from relex.sweep.folds import FOLDS_FILE, OOF_DIR, assemble_oof, read_sweep_data, write_fold_index
-from relex.sweep.job import _NAME_RE, Job
+from relex.sweep.folds import FOLDS_FILE, OOF_DIR, SweepData, assemble_oof, read_sweep_data, write_fold_index
+from relex.sweep.job import _NAME_RE, Sweep
 from relex.sweep.lease import LEASE_FILE, Lease
-from relex.sweep.results import FINISHED
+from relex.sweep.results import FINISHED, Tables
+from relex.sweep.trial import Prepared
 
 JOB_FILE = "job.json"
 # everything relex writes in a sweep directory (a start that failed early leaves a subset)
@@ -64,7 +65,7 @@ class SweepOutcome:
 
 
 # ------------------------------------------------------------------------- resources
-def decide_resources(job: Job, cluster: dict[str, float], *, gpus: float | None = None,
+def decide_resources(job: Sweep, cluster: dict[str, float], *, gpus: float | None = None,
                      cpus: float | None = None, local: bool = True) -> dict[str, float]:
     """Per-trial resources: flags beat the job file, the job file beats the defaults.
 
@@ -97,8 +98,9 @@ def decide_resources(job: Job, cluster: dict[str, float], *, gpus: float | None 
 
 
 # ------------------------------------------------------------------------- pre-flight
-def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
-    """Read the data, resolve backbones and build features once, on the driver."""
+def preflight(job: Sweep, sweep_dir: Path, *, console=None) -> tuple[Prepared, SweepData]:
+    """Read the data, resolve backbones and build features once, on the driver: what the trials
+    get, and the data read (for the sweep's index files)."""
     from relex.model.backbone import resolve_backbone
     from relex.train.inputs import tokenizer_and_features
 
@@ -149,10 +151,11 @@ def preflight(job: Job, sweep_dir: Path, *, console=None) -> dict[str, Any]:
         # the trainer's own tokenizer → features sequence: trials find exactly these in the cache
         for tr, va in splits:
             tokenizer_and_features(cfg, tr, va, backbones[t.trial_id], feats_cache)
-    return {"train": train, "valid": valid, "splits": data.splits, "data": data,
-            "backbones": backbones, "features_cache": str(feats_cache),
-            "sweep_dir": str(sweep_dir), "before_trial": job.sweep.before_trial,
-            "n_labels": len(full.labels), "skipped_bad_rows": data.skipped}
+    prepared = Prepared(sweep_dir=str(sweep_dir), train=train, valid=valid, splits=data.splits,
+                        backbones=backbones, features_cache=str(feats_cache),
+                        before_trial=job.before_trial, n_labels=len(full.labels),
+                        skipped_bad_rows=data.skipped)
+    return prepared, data
 
 
 def write_valid_index(sweep_dir: Path, valid) -> None:
@@ -208,7 +211,7 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
     return True
 
 
-def make_budget(job: Job, sweep_dir: Path, res: dict[str, float]):
+def make_budget(job: Sweep, sweep_dir: Path, res: dict[str, float]):
     """The sweep's budget and usage meter: GPU-hours when trials take GPUs, else CPU-hours."""
     from relex.sweep.budget import Budget
 
@@ -219,7 +222,7 @@ def make_budget(job: Job, sweep_dir: Path, res: dict[str, float]):
                   cost_per_gpu_hour=job.budget.get("cost_per_gpu_hour"))
 
 
-def mark_unfinished(job: Job, writer, reason: str, console) -> None:
+def mark_unfinished(job: Sweep, writer, reason: str, console) -> None:
     """After a budget ended the sweep: trials never started (or cut off before their first
     evaluation) are NOT_STARTED, those stopped at a checkpoint PAUSED; --resume runs both."""
     counts = {"NOT_STARTED": 0, "PAUSED": 0}
@@ -265,7 +268,7 @@ def trial_name(trial) -> str:
     return str(trial.config["trial"]["trial_id"])
 
 
-def _check_same_job(job: Job, sweep_dir: Path) -> None:
+def _check_same_job(job: Sweep, sweep_dir: Path) -> None:
     path = sweep_dir / JOB_FILE
     if not path.exists():
         return
@@ -287,14 +290,15 @@ def _check_same_job(job: Job, sweep_dir: Path) -> None:
                          "sweep with --name")
 
 
-def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None = None,
+def run(job: Sweep, *, storage: str | os.PathLike = "artifacts", name: str | None = None,
         resume: bool = False, overwrite: bool = False, retry_errors: bool = False,
         address: str | None = None, gpus: float | None = None, cpus: float | None = None,
         console=None,
-        live: bool | None = None, num_cpus: int | None = None,
-        trainable: Callable | None = None, prepared: dict[str, Any] | None = None) -> SweepOutcome:
-    """Run (or resume) a sweep. ``trainable``/``prepared`` replace the trial function and the
-    pre-flight (a lightweight trainable for scheduling tests); everything else is the same."""
+        live: bool | None = None, num_cpus: int | None = None, tables: Tables | None = None,
+        trainable: Callable | None = None, prepared: Prepared | None = None) -> SweepOutcome:
+    """Run (or resume) a sweep. ``tables`` draws the live results table (without: a line per
+    finished trial). ``trainable``/``prepared`` replace the trial function and the pre-flight
+    (a lightweight trainable for scheduling tests); everything else is the same."""
     from relex.sweep.trial import RAY_DIR
 
     check_address(address)
@@ -316,7 +320,8 @@ def run(job: Job, *, storage: str | os.PathLike = "artifacts", name: str | None 
                           markup=False, highlight=False)
         return _run_leased(job, sweep_dir, lease, resume=resume, overwrite=overwrite,
                            retry_errors=retry_errors, address=address, gpus=gpus, cpus=cpus,
-                           console=console, live=live, num_cpus=num_cpus, trainable=trainable,
+                           console=console, live=live, num_cpus=num_cpus, tables=tables,
+                           trainable=trainable,
                            prepared=prepared)
     finally:
         lease.release()
@@ -337,10 +342,11 @@ def _clear_sweep_dir(sweep_dir: Path, *, keep_cache: bool) -> None:
             p.unlink()
 
 
-def _run_leased(job: Job, sweep_dir: Path, lease: Lease, *, resume: bool, overwrite: bool,
+def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, overwrite: bool,
                 retry_errors: bool, address: str | None, gpus: float | None,
                 cpus: float | None, console, live: bool | None, num_cpus: int | None,
-                trainable: Callable | None, prepared: dict[str, Any] | None) -> SweepOutcome:
+                tables: Tables | None,
+                trainable: Callable | None, prepared: Prepared | None) -> SweepOutcome:
     from relex.sweep.asha import STATE_FILE, make_scheduler
     from relex.sweep.callback import SweepCallback, register_callback
     from relex.sweep.results import ResultsWriter
@@ -371,18 +377,17 @@ def _run_leased(job: Job, sweep_dir: Path, lease: Lease, *, resume: bool, overwr
         _check_same_job(job, sweep_dir)
 
     if prepared is None:
-        prepared = preflight(job, sweep_dir, console=console)
-        data = prepared.pop("data")  # trials get their splits; the index files describe them
+        prepared, data = preflight(job, sweep_dir, console=console)
         if job.folds:
             write_fold_index(sweep_dir, data)
             write_labels(sweep_dir, data.full.labels)
         else:
             write_valid_index(sweep_dir, data.valid)
     else:
-        prepared = {**prepared, "sweep_dir": str(sweep_dir)}
+        prepared = replace(prepared, sweep_dir=str(sweep_dir))
     resolved = job.resolved()
-    if "skipped_bad_rows" in prepared:  # bad rows dropped per data file (skip_bad_rows)
-        resolved["skipped_bad_rows"] = prepared["skipped_bad_rows"]
+    if prepared.skipped_bad_rows:  # bad rows dropped per data file (skip_bad_rows)
+        resolved["skipped_bad_rows"] = prepared.skipped_bad_rows
     atomic_write_text(sweep_dir / JOB_FILE, json.dumps(resolved, indent=1, sort_keys=True))
 
     import ray
@@ -408,7 +413,8 @@ def _run_leased(job: Job, sweep_dir: Path, lease: Lease, *, resume: bool, overwr
             if console is not None:
                 console.print(f"retrying {len(retried)} failed trial(s): {', '.join(retried) or '-'}",
                               markup=False, highlight=False)
-        callback = SweepCallback(job, sweep_dir, writer, scheduler.rungs, console=console, live=live)
+        callback = SweepCallback(job, sweep_dir, writer, scheduler.rungs, console=console, live=live,
+                                 tables=tables)
         register_callback(callback)
 
         fn = trainable or run_trial
@@ -463,7 +469,7 @@ def _run_leased(job: Job, sweep_dir: Path, lease: Lease, *, resume: bool, overwr
             watchdog.stop()
 
 
-def _tracker_callbacks(job: Job, sweep_dir: Path, name: str) -> list:
+def _tracker_callbacks(job: Sweep, sweep_dir: Path, name: str) -> list:
     if not job.loggers:
         return []
     from relex.sweep.tracking import callbacks
@@ -471,14 +477,11 @@ def _tracker_callbacks(job: Job, sweep_dir: Path, name: str) -> list:
     return callbacks(job.loggers, sweep_dir, name)
 
 
-def print_summary(outcome: SweepOutcome, console, *, show_table: bool) -> None:
-    from relex.leaderboard import plain_text, rich_table
-
-    if show_table:
-        if console.is_terminal:
-            console.print(rich_table(outcome.rows, title=f"{outcome.sweep_dir.name}"))
-        else:
-            sys.stdout.write(plain_text(outcome.rows))
+def print_summary(outcome: SweepOutcome, console, *, tables: Tables | None = None) -> None:
+    """The closing lines of a sweep; with ``tables`` and no terminal (where the live table stays
+    on screen), the results table as plain text first."""
+    if tables is not None and not console.is_terminal:
+        sys.stdout.write(tables.plain(outcome.rows))
     parts = [f"{n} {s.lower().replace('_', ' ')}" for s, n in sorted(outcome.counts.items())
              if s in FINISHED]
     if outcome.unfinished:

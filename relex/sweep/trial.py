@@ -1,11 +1,20 @@
 """The trial function Ray Tune runs: one TrialConfig through ``relex.train.fit``.
 
 After every evaluation the trial reports the metrics (plus the best-so-far summary the results
-writer needs if ASHA stops the trial there) with a full resumable training state as the Tune
-checkpoint; a restarted trial (retry after a failure, or ``relex sweep --resume``) continues
-from ``tune.get_checkpoint()``. Files of a trial live in ``<sweep_dir>/<trial_id>/``:
+writer needs if ASHA stops the trial there) with a Tune checkpoint; a restarted trial (retry
+after a failure, or ``relex sweep --resume``) continues from ``tune.get_checkpoint()``.
+
+The resumable training state is written once, straight into the sweep directory
+(``states/step_<N>``, on the storage every node shares); the Tune checkpoint is only a pointer to
+it (``pointer.json``). Ray Tune copies every checkpoint to storage, so a checkpoint holding the
+state itself (weights and both Adam moments: 1.3 GB for a base-size model) would be written twice
+per evaluation, and copied again to local disk to resume. The two newest states are kept: the
+driver's experiment snapshot may still name the one before the newest.
+
+Files of a trial live in ``<sweep_dir>/trials/<trial_id>/``:
 
 * ``run/`` — fit's output directory (the best checkpoint is ``run/best``);
+* ``states/`` — the resumable states the Tune checkpoints point to (dropped when the trial ends);
 * ``attempts.jsonl`` — one line per start of the trial function (start time, node, resume step);
 * ``summary.json`` — written when fit returns: best metrics, steps, wall time;
 * ``error.json`` — the failure's one-line message, written before the exception reaches Tune;
@@ -25,15 +34,37 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from relex.io_utils import atomic_path, atomic_write_text, json_default
 from relex.metrics import EVAL_METRICS
 
 TRIALS_DIR = "trials"  # <sweep_dir>/trials/<trial_id>/: relex's files of each trial
 RAY_DIR = "ray"  # <sweep_dir>/ray/: Ray Tune's experiment directory (state, checkpoints)
+STATES_DIR = "states"  # <trial dir>/states/step_<N>: resumable states the Tune checkpoints name
+POINTER_FILE = "pointer.json"  # the whole Tune checkpoint: {"state": <state dir, from the sweep dir>}
 FINAL_FILE = "final.json"  # written by the driver's callback when the trial's result is recorded
 ERROR_FILE = "error.json"  # the failure's one-line message, written by the failing trial
+
+
+@dataclass
+class Prepared:
+    """What the driver's pre-flight hands every trial (sent once, through ``tune.with_parameters``):
+    the data read and split once, each trial's resolved backbone and the features built for it."""
+
+    sweep_dir: str = ""  # set by relex.sweep.runner.run
+    train: Any = None  # relex.data.Dataset; None in fold sweeps
+    valid: Any = None
+    splits: list[tuple[Any, Any]] | None = None  # fold sweeps: (train, valid) of each fold
+    backbones: dict[str, str] = field(default_factory=dict)  # trial id -> backbone directory
+    features_cache: str | None = None
+    before_trial: Callable[[Any, str], None] | None = None  # the job's per-trial hook
+    n_labels: int = 0
+    skipped_bad_rows: dict[str, int] = field(default_factory=dict)  # data file -> rows dropped
+
+    def split(self, fold: int | None) -> tuple[Any, Any]:
+        """(train, valid) of a trial: a fold sweep's trial trains and validates on its fold."""
+        return (self.train, self.valid) if fold is None else self.splits[fold]
 
 
 @dataclass
@@ -129,7 +160,7 @@ def _append_attempt(path: Path, record: dict[str, Any]) -> int:
     return len(lines)
 
 
-def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) -> None:
+def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
     """Tune function trainable. ``config["trial"]`` = :meth:`relex.sweep.job.Trial.spec` (trial_id,
     config; in a fold sweep also config_id and fold); ``prepared`` comes from the driver's
     pre-flight (datasets and fold splits, resolved backbones, feature cache, sweep dir)."""
@@ -142,7 +173,7 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
     spec = config["trial"]
     trial_id = spec["trial_id"]
     cfg = TrialConfig.from_dict(spec["config"], where=f"trial {trial_id}")
-    sweep_dir = Path(prepared["sweep_dir"])
+    sweep_dir = Path(prepared.sweep_dir)
     tdir = sweep_dir / TRIALS_DIR / trial_id
     tdir.mkdir(parents=True, exist_ok=True)
     if (tdir / FINAL_FILE).exists():
@@ -152,13 +183,11 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
     where = placement()
     started = time.time()
 
-    resume_dir = None
     ckpt = tune.get_checkpoint()
     tmp_root = Path(tempfile.mkdtemp(prefix=f"relex-{trial_id}-"))
     try:
-        if ckpt is not None:
-            resume_dir = Path(ckpt.to_directory(str(tmp_root / "resume")))
-        backbone_path = prepared["backbones"].get(trial_id)  # resolved once by the driver
+        resume_dir = _state_of(ckpt, sweep_dir, tmp_root) if ckpt is not None else None
+        backbone_path = prepared.backbones.get(trial_id)  # resolved once by the driver
         attempt = _append_attempt(tdir / "attempts.jsonl", {
             "started_at": started, "resume_from": ckpt.path if ckpt is not None else None,
             "backbone_path": backbone_path, **where})
@@ -171,17 +200,21 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
                 started_at=started, elapsed_s=time.time() - started, where=where)
             if ev.is_best:  # kept now: ASHA may stop the trial before fit returns
                 _save_probs(sweep_dir, trial_id, ev.probs)
-            checkpoint = tune.Checkpoint.from_directory(str(ev.state)) if ev.state else None
-            tune.report(report.to_result(), checkpoint=checkpoint)
+            pointer = None
+            if ev.state:  # written on the sweep's storage already: Tune gets a pointer to it
+                pointer = _keep_state(Path(ev.state), sweep_dir, tdir / STATES_DIR, ev.step, tmp_root)
+            tune.report(report.to_result(),
+                        checkpoint=tune.Checkpoint.from_directory(str(pointer)) if pointer else None)
+            if pointer is not None:
+                _prune_states(tdir / STATES_DIR, keep=2)
 
-        if prepared.get("before_trial") is not None:
-            prepared["before_trial"](cfg, trial_id)
-        fold = spec.get("fold")  # a fold sweep's trial trains and validates on its fold's split
-        train, valid = (prepared["train"], prepared["valid"]) if fold is None else prepared["splits"][fold]
+        if prepared.before_trial is not None:
+            prepared.before_trial(cfg, trial_id)
+        train, valid = prepared.split(spec.get("fold"))
         result = fit(cfg, train, valid, str(tdir / "run"),
-                     on_evaluate=on_evaluate, state_dir=tmp_root / "state",
+                     on_evaluate=on_evaluate, state_dir=tdir / STATES_DIR / "new",
                      resume_from=str(resume_dir) if resume_dir else None,
-                     features_cache=prepared.get("features_cache"), backbone_path=backbone_path,
+                     features_cache=prepared.features_cache, backbone_path=backbone_path,
                      progress=False)
         probs_path = None
         if getattr(result, "valid_probs", None) is not None:
@@ -201,6 +234,40 @@ def run_trial(config: dict[str, Any], prepared: dict[str, Any] | None = None) ->
         raise
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+def _keep_state(written: Path, sweep_dir: Path, states: Path, step: int, tmp_root: Path) -> Path:
+    """Move the state fit just wrote (already on the sweep's storage) to its own step directory
+    and return a checkpoint directory that points to it."""
+    states.mkdir(parents=True, exist_ok=True)
+    kept = states / f"step_{step:08d}"
+    if kept.exists():  # a resumed attempt evaluating the same step again
+        shutil.rmtree(kept)
+    os.replace(written, kept)
+    pointer = tmp_root / "pointer"
+    pointer.mkdir(exist_ok=True)
+    # relative: the sweep directory may be resumed from another mount point
+    atomic_write_text(pointer / POINTER_FILE, json.dumps({"state": str(kept.relative_to(sweep_dir))}))
+    return pointer
+
+
+def _prune_states(states: Path, keep: int) -> None:
+    for old in sorted(states.glob("step_*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _state_of(ckpt, sweep_dir: Path, tmp_root: Path) -> Path:
+    """The state a Tune checkpoint points to (or holds, in sweeps started before pointers)."""
+    local = Path(ckpt.to_directory(str(tmp_root / "resume")))
+    if not (local / POINTER_FILE).exists():
+        return local
+    state = sweep_dir / json.loads((local / POINTER_FILE).read_text(encoding="utf-8"))["state"]
+    if not state.is_dir():
+        from relex.errors import RelexError
+
+        raise RelexError(f"the resumable state {state} that checkpoint {ckpt.path} points to is "
+                         "gone; restart this trial (relex sweep --overwrite, or a new --name)")
+    return state
 
 
 def _save_probs(sweep_dir: Path, trial_id: str, probs) -> Path:

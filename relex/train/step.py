@@ -28,9 +28,11 @@ def train_step(run, micro_batches: Sequence[tuple[dict, torch.Tensor | None]]) -
     if run.cfg.grad_clip > 0:                                         # clip
         run.scaler.unscale_(run.optimizer)
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.grad_clip)
+    scale = run.scaler.get_scale() if run.scaler.is_enabled() else 0.0
     run.scaler.step(run.optimizer)                                    # optimizer
     run.scaler.update()
-    run.scheduler.step()                                              # schedule
+    if run.scaler.get_scale() >= scale:                               # schedule (not when fp16
+        run.scheduler.step()                                          # overflowed: step skipped)
     run.optimizer.zero_grad(set_to_none=True)
     for technique in run.techniques.values():                         # EMA
         technique.after_optimizer_step(run)
