@@ -251,11 +251,19 @@ VERDICT_STYLES = {"top": "bold green", "within noise": "yellow", "below": "dim"}
 
 
 def config_columns(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str, Callable[[Any], str]]]:
-    """The leaderboard's configuration columns, seed left out (it is what gets grouped)."""
+    """The leaderboard's configuration columns, seed left out (it is what gets grouped); a staged
+    sweep's ``from`` (lineage) kept."""
     from relex.config import TrialConfig
 
-    fields = set(TrialConfig.field_names()) - {"seed"}
+    fields = set(TrialConfig.field_names()) - {"seed"} | {"lineage"}
     return [c for c in columns(rows) if c[1] in fields]
+
+
+def _group_value(g, key: str) -> Any:
+    """A configuration's value of a column: a config field, or the base configuration(s) it grew from."""
+    if key == "lineage":
+        return ", ".join(g.lineage) or None
+    return g.config.get(key)
 
 
 def config_groups(rows: Sequence[dict[str, Any]], top: int | None = None):
@@ -271,7 +279,7 @@ def config_cells(rows: Sequence[dict[str, Any]], groups) -> tuple[list[str], lis
     body = []
     for i, g in enumerate(groups, 1):
         ci = g.ci()
-        body.append([str(i) if g.n else "-"] + [fmt(g.config.get(key)) for _, key, fmt in cols]
+        body.append([str(i) if g.n else "-"] + [fmt(_group_value(g, key)) for _, key, fmt in cols]
                     + [str(g.n), _fmt_metric(g.mean()), _fmt_metric(g.sd()),
                        "-" if ci is None else f"{ci[0]:.2f} to {ci[1]:.2f}",
                        _fmt_metric(g.mean("auprc")), _fmt_metric(g.mean("mean_ap")),
@@ -288,7 +296,7 @@ def config_csv(rows: Sequence[dict[str, Any]], groups) -> str:
                 "micro_f1_ci_high", "auprc_mean", "mean_ap_mean", "seeds", "trial_ids", "verdict"])
     for i, g in enumerate(groups, 1):
         ci = g.ci() or ("", "")
-        w.writerow([i if g.n else "", *("" if g.config.get(k) is None else g.config[k] for k in keys),
+        w.writerow([i if g.n else "", *("" if _group_value(g, k) is None else _group_value(g, k) for k in keys),
                     g.n, *("" if v is None else v for v in (g.mean(), g.sd())), *ci,
                     *("" if v is None else v for v in (g.mean("auprc"), g.mean("mean_ap"))),
                     " ".join(map(str, g.seeds)), " ".join(g.trial_ids), g.verdict])

@@ -5,7 +5,8 @@ job.json, labels.json, valid_index.parquet and valid_probs/ — for a grid whose
 formula: each trial's micro-F1 at evaluation i is ``curve(i) + effect(config) + noise``, so an
 axis's true effect is the same at every evaluation (what an equal-budget comparison must find),
 and AUPRC follows micro-F1 with its own noise. ``stop(config, seed)`` returns the evaluation
-where ASHA "stopped" a trial (None: it ran to the end).
+where ASHA "stopped" a trial (None: it ran to the end); ``lineage(config)`` makes it a staged
+sweep (the base configuration each trial grew from) and ``job_fields`` overrides job.json.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def curve(i: int) -> float:
 def make_sweep(root: Path, *, axes: dict[str, list[Any]], seeds: list[int],
                effect: Callable[[dict[str, Any]], float], noise: float = 0.5,
                stop: Callable[[dict[str, Any], int], int | None] = lambda c, s: None,
-               rng_seed: int = 0, probs: bool = True, name: str = "synthetic") -> Path:
+               rng_seed: int = 0, probs: bool = True, name: str = "synthetic",
+               lineage: Callable[[dict[str, Any]], str] | None = None,
+               job_fields: dict[str, Any] | None = None) -> Path:
     rng = np.random.default_rng(rng_seed)
     d = root / name
     d.mkdir(parents=True)
@@ -62,7 +65,8 @@ def make_sweep(root: Path, *, axes: dict[str, list[Any]], seeds: list[int],
                **cfg.to_dict(), "micro_f1": f1[best], "auprc": auprc[best], "accuracy": f1[best],
                "val_loss": 1.0, "best_step": 10 * (best + 1), "best_epoch": float(best + 1),
                "epochs_run": float(n_eval), "evaluations": n_eval, "attempts": 1,
-               "wall_s": 10.0 * n_eval, "gpu": "0:Test GPU", "node": "10.0.0.1"}
+               "wall_s": 10.0 * n_eval, "gpu": "0:Test GPU", "node": "10.0.0.1",
+               "lineage": lineage(values) if lineage else None}
         if valid is not None:
             row["valid_probs"] = str(_write_probs(d, tid, valid, quality=f1[best], rng=rng))
         trials.append(row)
@@ -71,7 +75,7 @@ def make_sweep(root: Path, *, axes: dict[str, list[Any]], seeds: list[int],
     job = {"name": name, "train": str(SAMPLE_PATH), "valid": 0.2, "split_seed": 0,
            "axes": list(axes) + (["seed"] if len(seeds) > 1 else []),
            "asha": {"metric": "micro_f1", "mode": "max", "grace_period": 2,
-                    "reduction_factor": 2.0, "max_t": 0}}
+                    "reduction_factor": 2.0, "max_t": 0}, **(job_fields or {})}
     (d / "job.json").write_text(json.dumps(job))
     return d
 

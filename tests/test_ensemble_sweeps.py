@@ -268,6 +268,11 @@ def test_staged_sweep_grows_from_the_base_best_configuration(sweeps, capsys):
     assert job["train"] == str(SAMPLE_PATH) and job["base"] == str(sweeps["plain"]) and job["top"] == 1
     rc, out, _ = cli(["leaderboard", sweeps["kfold"], "--format", "markdown"], capsys)
     assert rc == 0 and "| from |" in out and lineage in out
+    rc, out, err = cli(["report", sweeps["kfold"], "--format", "markdown", "--examples", "0"], capsys)
+    assert rc == 0, err
+    assert f"| staged from | {sweeps['plain']}, its 1 best configuration: {lineage} |" in out
+    configs = out[out.index("## Configurations"):out.index("## ", out.index("## Configurations") + 3)]
+    assert "| rank | from | configuration |" in configs and f"| 1 | {lineage} |" in configs
 
 
 # ----------------------------------------------------------------------- a KLUE-RE slice

@@ -249,3 +249,62 @@ def test_data_stats_skip_bad_rows_labels_and_negative(tmp_path, capsys):
     table = _section(out, "Labels").splitlines()
     shown = [ln.split("|")[1].strip() for ln in table if ln.startswith("| ") and "rows" not in ln]
     assert shown == [n for n in names if n in shown] and len(shown) == len(names)  # file order
+
+
+# ---------------------------------------------------------------------------- staged sweeps
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    """A second stage grown from two base configurations that differ in head (not an axis of
+    this stage): marker +2 (from stage1/t001), fgm +3; 3 seeds."""
+    return make_sweep(tmp_path_factory.mktemp("staged"), axes={"fgm": [0.0, 1.0], "head": ["cls", "marker"]},
+                      seeds=[1, 2, 3], effect=lambda c: 3.0 * c["fgm"] + 2.0 * (c["head"] == "marker"),
+                      lineage=lambda c: {"marker": "stage1/t001", "cls": "stage1/t003"}[c["head"]],
+                      name="stage2", job_fields={"axes": ["fgm", "seed"], "base": "artifacts/stage1", "top": 2})
+
+
+def _md_table(text: str, first_header: str) -> list[dict[str, str]]:
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {first_header} |"))
+    head = [c.strip() for c in lines[start].strip("|").split("|")]
+    body = []
+    for ln in lines[start + 2:]:
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        if len(cells) != len(head):
+            break
+        body.append(dict(zip(head, cells)))
+    return body
+
+
+def test_report_shows_lineage_of_a_staged_sweep(staged, sweep, capsys):
+    rc, out, err = run(capsys, "report", staged, "--format", "markdown")
+    assert rc == 0, err
+    summary = _section(out, "Summary")
+    assert "| staged from | artifacts/stage1, its 2 best configurations: stage1/t003, stage1/t001 |" in summary
+    assert "| best configuration | fgm=1 (grew from stage1/t001) |" in summary
+    # this stage's axis alone names two configurations alike: the from column tells them apart
+    configs = _md_table(_section(out, "Configurations (seeds grouped)"), "rank")
+    assert [(r["from"], r["configuration"]) for r in configs] == [
+        ("stage1/t001", "fgm=1"), ("stage1/t003", "fgm=1"), ("stage1/t001", "fgm=0"), ("stage1/t003", "fgm=0")]
+    # pairs stay within a base configuration: 2 bases x 3 seeds, none lost to a clash of keys
+    fgm = _md_table(_section(out, "Effects of each axis"), "axis")[0]
+    low, high = (float(x) for x in fgm["Δ micro-F1 [95% CI]"].split("[")[1].rstrip("]").split(","))
+    assert fgm["pairs"] == "6" and low < 3.0 < high  # the true effect
+    trials = pd.read_parquet(staged / "trials.parquet").set_index("trial_id")
+    curves = _md_table(_section(out, "Learning curves"), "trial")
+    assert curves and all(r["from"] == trials.loc[r["trial"], "lineage"] for r in curves)
+    assert f"seed {trials.loc[curves[0]['trial'], 'seed']}, grew from stage1/t001)" in _section(
+        out, "Errors of the best configuration")
+
+    rc, out, _ = run(capsys, "leaderboard", staged, "--by-config", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["lineage"], r["head"], r["fgm"]) for r in rows] == [
+        ("stage1/t001", "marker", "1.0"), ("stage1/t003", "cls", "1.0"),
+        ("stage1/t001", "marker", "0.0"), ("stage1/t003", "cls", "0.0")]
+    rc, out, _ = run(capsys, "leaderboard", staged, "--by-config", "--format", "markdown")
+    assert [r["from"] for r in _md_table(out, "rank")] == [r["lineage"] for r in rows]
+
+    # a sweep that is not staged has no from column anywhere
+    rc, out, _ = run(capsys, "report", sweep, "--format", "markdown")
+    assert rc == 0 and "| from |" not in out and "staged from" not in out
+    rc, out, _ = run(capsys, "leaderboard", sweep, "--by-config", "--format", "csv")
+    assert "lineage" not in out.splitlines()[0]

@@ -45,6 +45,7 @@ class ConfigSummary:
     values: dict[str, list[float]]  # metric -> one value per scored trial
     statuses: dict[str, int] = field(default_factory=dict)
     verdict: str = ""  # "top" | "within noise" | "below" | "? (1 seed)"
+    lineage: list[str] = field(default_factory=list)  # staged sweeps: the base configuration(s) it grew from
 
     @property
     def n(self) -> int:
@@ -77,6 +78,12 @@ class ConfigSummary:
         return max(m - half, 0.0), min(m + half, 100.0)
 
 
+def lineage(row: dict[str, Any]) -> str | None:
+    """A staged sweep's trial: the base configuration it grew from (``<base sweep>/<id>``)."""
+    value = row.get("lineage")
+    return value if isinstance(value, str) and value else None
+
+
 def by_config(rows: Sequence[dict[str, Any]], metric: str = "micro_f1") -> list[ConfigSummary]:
     """Finished trials grouped per configuration, best mean first, each with its verdict."""
     fields = config_fields()
@@ -85,6 +92,9 @@ def by_config(rows: Sequence[dict[str, Any]], metric: str = "micro_f1") -> list[
         key = config_key(r, fields)
         g = groups.setdefault(key, ConfigSummary(key, {f: r.get(f) for f in fields}, [], [], {}))
         g.statuses[str(r.get("status"))] = g.statuses.get(str(r.get("status")), 0) + 1
+        grew_from = lineage(r)
+        if grew_from and grew_from not in g.lineage:
+            g.lineage.append(grew_from)
         if r.get("status") not in SCORED_STATUSES or finite(r.get(metric)) is None:
             continue
         g.trial_ids.append(str(r["trial_id"]))

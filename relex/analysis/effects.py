@@ -2,7 +2,8 @@
 
 A *matched pair* for axis A and value v is two trials that differ only in A — v in one, A's
 reference value (its first grid value) in the other — with the same seed and the same values of
-every other axis. The effect of v is the mean over pairs of the metric difference (so over
+every other axis (in a staged sweep also grown from the same base configuration, in a fold sweep
+on the same fold). The effect of v is the mean over pairs of the metric difference (so over
 seeds and over the other axes' values), with a 95% bootstrap interval of that mean
 (``scipy.stats.bootstrap``, BCa, resampling pairs).
 
@@ -165,9 +166,20 @@ def axis_values(res: SweepResults) -> dict[str, list[Any]]:
     return out
 
 
+# what follows the axis values in an index key: a trial of a staged sweep pairs only with one
+# grown from the same base configuration (the base's settings are not this stage's axes), a
+# fold trial only with one on the same fold (the same training rows), and both share a seed
+KEY_TAIL = ("lineage", "fold", "seed")
+
+
+def _tail_value(row: pd.Series, column: str) -> Any:
+    v = _py(row.get(column))
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+
+
 def _index(res: SweepResults) -> dict[tuple, str]:
-    """(axis values..., seed) -> trial id, over scored trials."""
-    return {tuple(_py(r[a]) for a in res.axes) + (int(r["seed"]),): r["trial_id"]
+    """(axis values..., lineage, fold, seed) -> trial id, over scored trials."""
+    return {tuple(_py(r[a]) for a in res.axes) + tuple(_tail_value(r, c) for c in KEY_TAIL): r["trial_id"]
             for _, r in res.scored.iterrows()}
 
 
@@ -208,7 +220,7 @@ def _effect(index, i: int, axis: str, v, ref, comparer: Comparer) -> Effect:
             continue
         for m, d in _diffs(vals, (1, -1), comparer.metrics).items():
             deltas[m].append(d)
-        contexts.add(key[:i] + key[i + 1:-1])
+        contexts.add(key[:i] + key[i + 1:-len(KEY_TAIL)])
     stats = {m: bootstrap_mean(d) for m, d in deltas.items() if d}
     pairs = max((len(d) for d in deltas.values()), default=0)
     return Effect(axis, v, ref, stats, pairs, len(contexts), unmatched, not_comparable)

@@ -65,6 +65,7 @@ class ReportBuilder:
         self.rows = res.trials.to_dict("records")
         self._fill_mean_ap()
         self.configs = C.by_config(self.rows)
+        self.staged = any(C.lineage(r) for r in self.rows)  # trials grew from a base sweep's configurations
         self.comparer = E.Comparer(res, budget)
         self.effects = E.axis_effects(res, self.comparer) if res.axes else []
 
@@ -113,10 +114,13 @@ class ReportBuilder:
         facts = [["axes", "; ".join(axes) or "none (one configuration)"],
                  ["trials", f"{len(res.trials)} ({len(res.scored)} with a score)"],
                  ["seeds", ", ".join(map(str, res.seeds)) or "-"]]
+        if self.staged:
+            facts.append(["staged from", self._base_text()])
         if best is not None:
             top = self.configs[0]
             sd = top.sd()
-            facts.append(["best configuration", config_label(top.config, res.axes)])
+            facts.append(["best configuration", config_label(top.config, res.axes)
+                          + (f" (grew from {', '.join(top.lineage)})" if top.lineage else "")])
             facts.append(["its micro-F1", f"{top.mean():.2f}" + (f" ± {sd:.2f} (sd over {top.n} seeds)"
                                                                   if sd is not None else " (1 seed)")])
             facts.append(["best trial", f"{best['trial_id']}: micro-F1 {f2(best.get('micro_f1'))}, "
@@ -132,6 +136,12 @@ class ReportBuilder:
             sec.add(Para(f"{len(errors)} trial(s) failed: "
                          + "; ".join(f"{r.trial_id}: {r.error}" for r in errors.itertuples()), "warn"))
         return sec
+
+    def _base_text(self) -> str:
+        """"artifacts/stage1, its 2 best configurations: stage1/t003, stage1/t001"."""
+        grown = list(dict.fromkeys(C.lineage(r) for r in self.rows if C.lineage(r)))
+        base = self.res.job.get("base") or grown[0].rsplit("/", 1)[0]
+        return f"{base}, its {len(grown)} best configuration{'s' if len(grown) > 1 else ''}: {', '.join(grown)}"
 
     def _findings(self) -> list[list]:
         """The effects in one line each: those whose interval excludes 0, and the rest."""
@@ -152,6 +162,12 @@ class ReportBuilder:
                                             "muted")])
         return out
 
+    def config_name(self, g: C.ConfigSummary) -> str:
+        """A configuration's label in plots: in a staged sweep prefixed by where it grew from, since
+        this stage's axes alone may name two configurations alike."""
+        label = config_label(g.config, self.res.axes)
+        return f"{', '.join(g.lineage)}: {label}" if g.lineage else label
+
     def config_section(self) -> Section | None:
         scored = [g for g in self.configs if g.n]
         if not scored:
@@ -162,13 +178,19 @@ class ReportBuilder:
         for i, g in enumerate(scored, 1):
             ci = g.ci()
             style = {"top": "best", "within noise": "warn", "below": "muted"}.get(g.verdict)
-            rows.append([str(i), config_label(g.config, axes), str(g.n),
+            rows.append([str(i)] + ([", ".join(g.lineage) or "-"] if self.staged else [])
+                        + [config_label(g.config, axes), str(g.n),
                          f"{g.mean():.2f}" + (f" ± {g.sd():.2f}" if g.sd() is not None else ""),
                          "-" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]",
                          f2(g.mean("auprc")), f2(g.mean("mean_ap")), g.status_text(),
                          (g.verdict, style)])
-        sec.add(Table(["rank", "configuration", "n", "micro-F1 mean ± sd", "95% CI",
-                       "AUPRC", "mean AP", "trials", "vs. top"], rows, right={0, 2, 3, 4, 5, 6}))
+        lineage = ["from"] if self.staged else []
+        sec.add(Table(["rank", *lineage, "configuration", "n", "micro-F1 mean ± sd", "95% CI",
+                       "AUPRC", "mean AP", "trials", "vs. top"], rows,
+                      right={0} | {i + len(lineage) for i in (2, 3, 4, 5, 6)}))
+        if self.staged:
+            sec.add(Para("from: the base sweep's configuration each one grew from (a staged sweep); "
+                         "the configuration column shows only this stage's axes.", "note"))
         sec.add(Para("95% CI: t-interval of the mean over seeds. 'within noise': Welch's 95% "
                      "interval for the difference from the top configuration contains 0. "
                      "A configuration's trials stopped early by ASHA count with the score they "
@@ -178,7 +200,7 @@ class ReportBuilder:
 
             shown = scored[:TOP_CONFIGS_PLOTTED]
             colors = [{"top": P.GOOD, "within noise": "#e0a100"}.get(g.verdict, P.NEUTRAL) for g in shown]
-            sec.add(Figure(P.config_means([config_label(g.config, axes) for g in shown],
+            sec.add(Figure(P.config_means([self.config_name(g) for g in shown],
                                           [g.mean() for g in shown], [g.ci() for g in shown], colors),
                            "mean micro-F1 per configuration", "Mean micro-F1 per configuration; "
                            "the line is its 95% interval over seeds (none with one seed)."))
@@ -262,8 +284,9 @@ class ReportBuilder:
         a = analyse(gold, probs, res.labels, res.negative, res.valid, examples=self.examples)
         self.best_analysis = a
         m = a.metrics
+        grew_from = f", grew from {C.lineage(best)}" if C.lineage(best) else ""
         sec.add(Para(f"Trial {best['trial_id']} ({config_label(best, res.axes)}, seed "
-                     f"{best.get('seed')}), its best checkpoint on {m['n']} validation rows: "
+                     f"{best.get('seed')}{grew_from}), its best checkpoint on {m['n']} validation rows: "
                      f"micro-F1 {m['micro_f1']:.2f}, AUPRC {m['auprc']:.2f}, mean AP "
                      f"{m['mean_ap']:.2f}, accuracy {m['accuracy']:.2f}."))
         if res.valid_note:
@@ -354,11 +377,13 @@ class ReportBuilder:
             curves.append((f"{r['trial_id']} {config_label(r, res.axes)}", h["iteration"].to_numpy(),
                            h["micro_f1"].to_numpy(dtype=float), stopped))
             reached = [m for m in res.rung_milestones if m <= int(h["iteration"].max())]
-            rows.append([r["trial_id"], config_label(r, res.axes), str(int(h["iteration"].max())),
+            rows.append([r["trial_id"]] + ([C.lineage(r) or "-"] if self.staged else [])
+                        + [config_label(r, res.axes), str(int(h["iteration"].max())),
                          str(reached[-1]) if reached else "-", f2(r.get("micro_f1")),
                          ("stopped by ASHA", "muted") if stopped else str(r.get("status"))])
-        sec.add(Table(["trial", "configuration", "evaluations", "last rung", "best micro-F1", "status"],
-                      rows, right={2, 3, 4}))
+        lineage = ["from"] if self.staged else []
+        sec.add(Table(["trial", *lineage, "configuration", "evaluations", "last rung", "best micro-F1",
+                       "status"], rows, right={i + len(lineage) for i in (2, 3, 4)}))
         if self.plots and curves:
             from relex.analysis import plots as P
 
