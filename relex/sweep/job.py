@@ -212,14 +212,19 @@ class Sweep:
         """The loaded job as plain JSON-able data (what ran, with absolute paths): ``job.json``."""
         out: dict[str, Any] = {"job_file": str(self.path)}
         for f in fields(self):
-            if f.name in _NOT_IN_JOB_JSON or not getattr(self, _RECORDED_WITH.get(f.name, "name")):
-                continue
-            value = getattr(self, f.name)
-            out[f.name] = str(value) if isinstance(value, Path) else value
+            if self._in_job_json(f.name):
+                value = getattr(self, f.name)
+                out[f.name] = str(value) if isinstance(value, Path) else value
         out["loggers"] = list(self.loggers)
         out["budget"] = self.budget
         out["trials"] = [t.spec() for t in self.trials]
         return out
+
+    def _in_job_json(self, name: str) -> bool:
+        if name in _NOT_IN_JOB_JSON:
+            return False
+        owner = _RECORDED_WITH.get(name)
+        return owner is None or bool(getattr(self, owner))
 
 
 # job.json records what ran: the trials stand for the space, seeds and base configurations, and

@@ -153,8 +153,7 @@ def preflight(job: Sweep, sweep_dir: Path, *, console=None) -> tuple[Prepared, S
             tokenizer_and_features(cfg, tr, va, backbones[t.trial_id], feats_cache)
     prepared = Prepared(sweep_dir=str(sweep_dir), train=train, valid=valid, splits=data.splits,
                         backbones=backbones, features_cache=str(feats_cache),
-                        before_trial=job.before_trial, n_labels=len(full.labels),
-                        skipped_bad_rows=data.skipped)
+                        before_trial=job.before_trial, skipped_bad_rows=data.skipped)
     return prepared, data
 
 
@@ -217,9 +216,7 @@ def make_budget(job: Sweep, sweep_dir: Path, res: dict[str, float]):
 
     resource = "GPU" if res["gpu"] > 0 else "CPU"
     return Budget(sweep_dir, per_trial=res["gpu"] if resource == "GPU" else res["cpu"],
-                  resource=resource, time_budget_s=job.budget.get("time_budget_s"),
-                  gpu_hours=job.budget.get("gpu_hours"),
-                  cost_per_gpu_hour=job.budget.get("cost_per_gpu_hour"))
+                  resource=resource, **job.budget)
 
 
 def mark_unfinished(job: Sweep, writer, reason: str, console) -> None:

@@ -59,7 +59,6 @@ class Prepared:
     backbones: dict[str, str] = field(default_factory=dict)  # trial id -> backbone directory
     features_cache: str | None = None
     before_trial: Callable[[Any, str], None] | None = None  # the job's per-trial hook
-    n_labels: int = 0
     skipped_bad_rows: dict[str, int] = field(default_factory=dict)  # data file -> rows dropped
 
     def split(self, fold: int | None) -> tuple[Any, Any]:
