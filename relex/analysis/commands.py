@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from relex.data.commands import add_file_args
 from relex.errors import RelexError
 
 BUDGETS = ("equal", "finished")  # relex.analysis.effects.BUDGETS, without importing it here
@@ -84,13 +85,7 @@ def report(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------- data stats
 def add_stats_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", metavar="FILE",
-                   help="data file: KLUE .json, competition .csv/.tsv, .jsonl or .parquet")
-    p.add_argument("--labels", metavar="relation_list.json", default=None,
-                   help="label list (order kept); default: the labels found in the file")
-    p.add_argument("--negative-label", metavar="NAME", default=None,
-                   help="the no-relation label (default: no_relation, or the one label that "
-                        "looks like it)")
+    add_file_args(p)
     p.add_argument("--skip-bad-rows", action="store_true",
                    help="drop invalid rows (counted) instead of failing; `relex data check` lists them")
     p.add_argument("--top", type=int, default=3, metavar="N",

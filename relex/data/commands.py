@@ -26,15 +26,20 @@ SHOW_BAD = 20
 TOP_PAIRS = 15
 
 
-def add_check_args(parser: argparse.ArgumentParser) -> None:
+def add_file_args(parser: argparse.ArgumentParser, *,
+                  labels_help: str = 'label list {"relations": [...]} (order kept)') -> None:
+    """FILE, --labels and --negative-label: how every data command reads its file."""
     parser.add_argument("file", metavar="FILE",
                         help="data file: KLUE .json, competition .csv/.tsv, .jsonl or .parquet")
     parser.add_argument("--labels", metavar="relation_list.json", default=None,
-                        help='label list {"relations": [...]} (order kept); default: the labels '
-                             "found in the file")
+                        help=f"{labels_help}; default: the labels found in the file")
     parser.add_argument("--negative-label", metavar="NAME", default=None,
                         help="the no-relation label (default: no_relation, or the one label that "
                              "looks like it, e.g. 관계없음)")
+
+
+def add_check_args(parser: argparse.ArgumentParser) -> None:
+    add_file_args(parser)
     parser.add_argument("--skip-bad-rows", action="store_true",
                         help="drop invalid rows (reported) instead of failing")
     parser.add_argument("--unlabeled", action="store_true",
@@ -189,19 +194,12 @@ def _report(ds, args: argparse.Namespace, out: _Out) -> int:
 
 # --- relex data fix --------------------------------------------------------------------------------
 def add_fix_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE",
-                        help="data file: KLUE .json, competition .csv/.tsv, .jsonl or .parquet")
+    add_file_args(parser, labels_help="label list the repaired rows are checked against")
     parser.add_argument("--out", metavar="FIXED", required=True,
                         help="where to write the repaired file; its extension picks the format "
                              "(.json: KLUE JSON, .csv/.tsv, .jsonl, .parquet)")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the repairs and the rows that stay bad; write nothing")
-    parser.add_argument("--labels", metavar="relation_list.json", default=None,
-                        help="label list the repaired rows are checked against (default: the "
-                             "labels found in the file)")
-    parser.add_argument("--negative-label", metavar="NAME", default=None,
-                        help="the no-relation label (default: no_relation, or the one label that "
-                             "looks like it, e.g. 관계없음)")
     parser.add_argument("--unlabeled", action="store_true",
                         help="the file has no labels (e.g. a test set)")
 
