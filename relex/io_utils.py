@@ -1,4 +1,4 @@
-"""Crash-safe file writing and the cache location.
+"""Crash-safe file writing, reading relex's own JSON files, and the cache location.
 
 Everything relex writes (results, checkpoints, caches) goes to a temporary name in the target's
 directory and is renamed into place, so a crash never leaves a half-written file behind.
@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+from relex.errors import RelexError
 
 
 def _current_umask() -> int:
@@ -94,3 +97,16 @@ def json_default(o):
     if isinstance(o, os.PathLike):
         return os.fspath(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file's content, or one :class:`RelexError` naming the file and what is wrong."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise RelexError(f"{p}: cannot read ({e})") from None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise RelexError(f"{p}: not valid JSON ({e})") from None

@@ -34,7 +34,7 @@ import numpy as np
 from relex.analysis import selection as S
 from relex.analysis.decisions import Decisions, cross_fit_effects, fit_decisions, fit_type_pairs
 from relex.errors import RelexError
-from relex.io_utils import atomic_path
+from relex.io_utils import atomic_path, read_json
 
 ENSEMBLE_FILE = "ensemble.json"
 FORMAT = "relex-ensemble"
@@ -199,13 +199,6 @@ class Pool:
     notes: list[str] = field(default_factory=list)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise RelexError(f"{path}: cannot read ({e})") from None
-
-
 def read_pool(sweep_dir: str | os.PathLike, *, types: bool = True) -> Pool:
     """The candidates of a finished (or partly finished) sweep; see the module notes."""
     from relex.sweep.folds import OOF_DIR, read_fold_index
@@ -216,8 +209,8 @@ def read_pool(sweep_dir: str | os.PathLike, *, types: bool = True) -> Pool:
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / TRIALS_FILE).is_file() or not (sweep_dir / JOB_FILE).is_file():
         raise RelexError(f"{sweep_dir}: not a sweep directory (no {TRIALS_FILE} or {JOB_FILE})")
-    resolved = _read_json(sweep_dir / JOB_FILE)
-    label_file = _read_json(sweep_dir / "labels.json")
+    resolved = read_json(sweep_dir / JOB_FILE)
+    label_file = read_json(sweep_dir / "labels.json")
     names, negative = list(label_file["names"]), label_file["negative"]
     index = {n: i for i, n in enumerate(names)}
     rows = [r for r in read_rows(sweep_dir / TRIALS_FILE) if r.get("status") in ("TERMINATED", "STOPPED_EARLY")]

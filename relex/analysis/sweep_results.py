@@ -12,7 +12,6 @@ validation share and split seed), checked id by id.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from relex.errors import RelexError
+from relex.io_utils import read_json
 from relex.sweep.results import HISTORY_FILE, TRIALS_FILE
 
 # statuses whose best metrics mean something (an ERROR trial's partial scores do not)
@@ -95,12 +95,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise RelexError(f"{path}: cannot read ({e})") from None
+    return read_json(path) if path.exists() else {}
 
 
 def _axes(trials: pd.DataFrame, job: dict[str, Any]) -> list[str]:

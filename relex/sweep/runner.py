@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from relex.errors import RelexError
-from relex.io_utils import atomic_write_text
+from relex.io_utils import atomic_write_text, read_json
 from relex.sweep.folds import FOLDS_FILE, OOF_DIR, SweepData, assemble_oof, read_sweep_data, write_fold_index
 from relex.sweep.job import _NAME_RE, Sweep
 from relex.sweep.lease import LEASE_FILE, Lease
@@ -269,7 +269,7 @@ def _check_same_job(job: Sweep, sweep_dir: Path) -> None:
     path = sweep_dir / JOB_FILE
     if not path.exists():
         return
-    old = json.loads(path.read_text(encoding="utf-8"))
+    old = read_json(path)
     new = job.resolved()
     if old.get("trials") != new["trials"]:
         raise RelexError(f"{sweep_dir}: the job's trials differ from those the sweep started with; "
@@ -296,8 +296,6 @@ def run(job: Sweep, *, storage: str | os.PathLike = "artifacts", name: str | Non
     """Run (or resume) a sweep. ``tables`` draws the live results table (without: a line per
     finished trial). ``trainable``/``prepared`` replace the trial function and the pre-flight
     (a lightweight trainable for scheduling tests); everything else is the same."""
-    from relex.sweep.trial import RAY_DIR
-
     check_address(address)
     name = name or job.name
     if not _NAME_RE.match(name):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from relex.errors import RelexError
+from relex.io_utils import read_json
 
 FINISHED_OK = ("TERMINATED", "STOPPED_EARLY")
 
@@ -32,11 +33,7 @@ def read_base(base_dir: Path, where: str) -> tuple[dict[str, Any], list[dict[str
     if not job_file.is_file() or not trials_file.is_file():
         raise RelexError(f"{where}: base={str(base_dir)!r} is not a sweep with results "
                          f"(no {JOB_FILE} or {TRIALS_FILE}); run that sweep first")
-    try:
-        resolved = json.loads(job_file.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise RelexError(f"{job_file}: not valid JSON ({e})") from None
-    return resolved, read_rows(trials_file)
+    return read_json(job_file), read_rows(trials_file)
 
 
 def _group_key(spec: dict[str, Any]) -> str:

@@ -32,13 +32,12 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from relex.config import MODEL_FIELDS, ModelConfig, TrialConfig
 from relex.errors import RelexError
-from relex.io_utils import atomic_path, json_default
+from relex.io_utils import atomic_path, json_default, read_json
 from relex.model.backbone import quiet_transformers
 
 FORMAT = "relex-checkpoint"
@@ -84,9 +83,7 @@ def save(path: str | os.PathLike, model, tokenizer, cfg: TrialConfig, labels, in
 def read_info(path: str | os.PathLike) -> dict[str, Any]:
     """checkpoint.json of a checkpoint (format, version, step, epoch, metrics)."""
     p = Path(path) / "checkpoint.json"
-    if not p.exists():
-        return {}
-    return json.loads(p.read_text(encoding="utf-8"))
+    return read_json(p) if p.exists() else {}
 
 
 def check(path: str | os.PathLike) -> Path:
@@ -117,11 +114,7 @@ def load_config(path: str | os.PathLike) -> TrialConfig:
     path = Path(path)
     model = load_model_config(path)
     p = path / "config.json"
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise RelexError(f"{p}: not valid JSON ({e})") from None
-    cfg, ignored = TrialConfig.from_saved(data, model, where=str(p))
+    cfg, ignored = TrialConfig.from_saved(read_json(p), model, where=str(p))
     if ignored:
         print(f"relex: warning: {path}: ignoring training settings this relex version does not "
               f"know: {', '.join(ignored)}", file=sys.stderr)
@@ -148,7 +141,7 @@ def load_model_config(path: str | os.PathLike) -> ModelConfig:
             raise RelexError(f"{where}: model setting '{unknown[0]}' is unknown to this relex "
                              "version; load the checkpoint with a relex that has it")
         return ModelConfig.from_dict(model, where=where)
-    data = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    data = read_json(path / "config.json")
     return ModelConfig.from_dict({k: v for k, v in data.items() if k in MODEL_FIELDS},
                                  where=str(path / "config.json"))
 

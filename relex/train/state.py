@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from relex.errors import RelexError
-from relex.io_utils import atomic_path, json_default
+from relex.io_utils import atomic_path, json_default, read_json
 
 FORMAT = "relex-train-state"
 VERSION = 2
@@ -157,10 +157,7 @@ def _read_doc(path: Path) -> dict[str, Any]:
     sfile = path / STATE
     if not sfile.is_file():
         raise RelexError(f"{path}: not a relex training state (no {STATE})")
-    try:
-        doc = json.loads(sfile.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise RelexError(f"{sfile}: not valid JSON ({e})") from None
+    doc = read_json(sfile)
     if doc.get("format") != FORMAT:
         raise RelexError(f"{path}: not a relex training state (format {doc.get('format')!r})")
     version = doc.get("version")
