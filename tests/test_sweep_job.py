@@ -183,6 +183,15 @@ def test_dry_run_shows_how_many_trials_share_a_gpu(tmp_path, capsys, no_ray):
     assert "GPU 0.5 (up to 2 trials share a GPU), CPU 1" in capsys.readouterr().out
     assert main(["sweep", str(p), "--dry-run", "--gpus-per-trial", "0.25"]) == 0
     assert "GPU 0.25 (up to 4 trials share a GPU)" in capsys.readouterr().out
+    # 1.5 GPUs is refused before anything runs, from the flag or from the job file alike
+    assert main(["sweep", str(p), "--dry-run", "--gpus-per-trial", "1.5"]) == 2
+    bad = _job(tmp_path, f"sweep = Sweep(name='g', train={str(SAMPLE_PATH)!r}, resources=dict(gpu=1.5))\n")
+    assert main(["sweep", str(bad), "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "relex: error: --gpus-per-trial: gpu=1.5 is invalid: use a whole number of GPUs or a fraction "
+        "below 1 (0.5, 0.25: that many trials share one GPU)",
+        f"relex: error: {bad}: resources: gpu=1.5 is invalid: use a whole number of GPUs or a "
+        "fraction below 1 (0.5, 0.25: that many trials share one GPU)"]
 
 
 def test_bad_flags(tmp_path, capsys, no_ray):

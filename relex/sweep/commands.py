@@ -98,13 +98,15 @@ def sweep(args: argparse.Namespace, *, tables=None) -> int:
     (``relex.leaderboard.sweep`` passes its own)."""
     from rich.console import Console
 
-    from relex.sweep.job import load_job
+    from relex.sweep.job import check_gpus_per_trial, load_job
 
     console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
     for flag in ("gpus_per_trial", "cpus_per_trial"):
         v = getattr(args, flag)
         if v is not None and (v < 0 or (flag == "cpus_per_trial" and v == 0)):
             raise RelexError(f"--{flag.replace('_', '-')} {v:g} is invalid")
+    if args.gpus_per_trial is not None:
+        check_gpus_per_trial(args.gpus_per_trial, "--gpus-per-trial")
     if args.resume and args.overwrite:
         raise RelexError("--resume and --overwrite contradict each other")
     job = load_job(args.job, check_files=not args.dry_run)

@@ -80,6 +80,13 @@ def _did_you_mean(key: str, known: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def check_gpus_per_trial(gpu: float, where: str) -> None:
+    """Ray shares a GPU only below one: 0.5 puts two trials on a GPU, 1.5 means nothing."""
+    if gpu > 1 and not float(gpu).is_integer():
+        raise RelexError(f"{where}: gpu={gpu:g} is invalid: use a whole number of GPUs or a "
+                         "fraction below 1 (0.5, 0.25: that many trials share one GPU)")
+
+
 def _reject_unknown_arguments(cls):
     """Job files get a did-you-mean for a mistyped argument instead of a TypeError."""
     init = cls.__init__
@@ -369,6 +376,8 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Sweep:
                 raise RelexError(f"{where}: resources: {k}={v!r} is invalid: must be a number "
                                  f"{'> 0' if k == 'cpu' else '>= 0'}")
             resources[k] = int(v) if float(v).is_integer() else float(v)
+    if resources["gpu"] is not None:
+        check_gpus_per_trial(resources["gpu"], f"{where}: resources")
 
     max_concurrent = _int(sweep.max_concurrent, "max_concurrent", where, 0)
     max_failures = _int(sweep.max_failures, "max_failures", where, 0)

@@ -33,7 +33,7 @@ from typing import Any, Callable
 from relex.errors import RelexError
 from relex.io_utils import atomic_write_text, read_json
 from relex.sweep.folds import FOLDS_FILE, OOF_DIR, SweepData, assemble_oof, read_sweep_data, write_fold_index
-from relex.sweep.job import _NAME_RE, Sweep
+from relex.sweep.job import _NAME_RE, Sweep, check_gpus_per_trial
 from relex.sweep.lease import LEASE_FILE, Lease
 from relex.sweep.results import FINISHED, Tables
 from relex.sweep.trial import Prepared
@@ -83,10 +83,7 @@ def decide_resources(job: Sweep, cluster: dict[str, float], *, gpus: float | Non
         cpu = 1
     if gpu < 0 or cpu <= 0:
         raise RelexError(f"resources per trial: gpu={gpu}, cpu={cpu} are invalid")
-    if gpu > 1 and not float(gpu).is_integer():
-        # Ray shares a GPU only below one: 0.5 puts two trials on a GPU, 1.5 means nothing
-        raise RelexError(f"resources per trial: gpu={gpu:g} is invalid: use a whole number of GPUs "
-                         "or a fraction below 1 (0.5, 0.25: that many trials share one GPU)")
+    check_gpus_per_trial(gpu, "resources per trial")
     if explicit and gpu > 0 and have_gpu < gpu and local:
         raise RelexError(f"each trial asks for {gpu:g} GPU but this machine has {have_gpu:g}; "
                          "pass --gpus-per-trial 0 to run on CPU")
