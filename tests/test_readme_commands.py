@@ -46,7 +46,7 @@ COMMANDS = readme_commands()
 
 def test_readme_shows_the_main_commands():
     # the extraction itself works: the tour's commands are found
-    assert "relex sweep jobs/smoke.py" in COMMANDS
+    assert "relex sweep jobs/smoke.py --overwrite" in COMMANDS
     assert any(c.startswith("relex ensemble ") for c in COMMANDS)
     assert any(c.startswith("relex sweep jobs/ablation.py --storage") for c in COMMANDS)
     assert len(COMMANDS) >= 30
