@@ -26,6 +26,7 @@ does not fail in its first trial, or wait at a login prompt, after its pre-fligh
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib.util
 import math
 import os
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from relex.errors import RelexError
+from relex.io_utils import cache_root
 from relex.metrics import EVAL_METRICS
 
 LOGGERS = ("tensorboard", "mlflow", "wandb")
@@ -119,7 +121,27 @@ def mlflow_uri(default_dir: Path) -> str:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    return Path(os.path.abspath(default_dir)).as_uri()
+    return file_store_path(Path(os.path.abspath(default_dir))).as_uri()
+
+
+def file_store_path(store: Path) -> Path:
+    """Where MLflow is told its file store ``store`` is.
+
+    MLflow's file store (3.x) takes a run whose path has a directory named ``artifacts`` anywhere
+    above it for a file inside some run's artifact folder and refuses it ("Run ... not found"),
+    so a store under relex's default ``artifacts/`` could hold no run. Such a store is reached
+    through a link in relex's cache whose path has no such component; the runs stay in ``store``.
+    """
+    if "artifacts" not in store.parts:
+        return store
+    link = cache_root() / "mlflow-stores" / hashlib.sha256(str(store).encode()).hexdigest()[:16]
+    store.mkdir(parents=True, exist_ok=True)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        tmp = link.with_name(f"{link.name}.{os.getpid()}.tmp")
+        tmp.symlink_to(store, target_is_directory=True)
+        os.replace(tmp, link)  # two processes creating the same link: either one wins whole
+    return link
 
 
 def wandb_project() -> str:

@@ -57,7 +57,7 @@ def mlflow_runs(store: Path, experiment: str):
     """{run name: (params, {metric: [(step, value)]}, status)} of an experiment in a file store."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=store.resolve().as_uri())
+    client = MlflowClient(tracking_uri=store.absolute().as_uri())  # a link stays a link
     exp = client.get_experiment_by_name(experiment)
     assert exp is not None, f"no MLflow experiment {experiment!r} in {store}"
     out = {}
@@ -171,6 +171,28 @@ def test_train_logs_every_evaluation_to_each_tracker(tmp_path, tracker_env, caps
     assert list(runs) == ["run"]
     check_mlflow(runs["run"], cfg, want)
     check_wandb(out / "wandb", cfg, want)
+
+
+def test_mlflow_store_under_a_directory_named_artifacts(tmp_path, tracker_env, capsys, monkeypatch):
+    """relex's default output lives under artifacts/, a name MLflow's file store refuses above a
+    run; the run is logged anyway, in OUT/mlruns, reached through relex's link."""
+    pytest.importorskip("mlflow")
+    from relex.cli import main
+    from relex.tracking import file_store_path
+
+    monkeypatch.setenv("RELEX_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "artifacts" / "run"
+    rc = main(["train", "--out", str(out), *FAST, "--logger", "mlflow"])
+    assert rc == 0, capsys.readouterr().err
+    history = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    cfg = TrialConfig.from_json((out / "best" / "config.json").read_text())
+    store = out / "mlruns"
+    assert [p.name for p in store.iterdir() if p.is_dir() and p.name != ".trash"]  # the runs stay in OUT
+    link = file_store_path(store)
+    assert link != store and "artifacts" not in link.parts and link.resolve() == store.resolve()
+    runs = mlflow_runs(link, "relex")
+    assert list(runs) == ["run"]
+    check_mlflow(runs["run"], cfg, expected_series(history))
 
 
 def test_logger_flag_errors_are_one_line(tmp_path, capsys, monkeypatch):
