@@ -180,13 +180,33 @@ def headers(cols=COLUMNS) -> list[str]:
     return ["rank"] + [h for h, _, _ in cols]
 
 
+def _varying(cols, rows: Sequence[dict[str, Any]]):
+    """(columns of ``cols`` whose config value differs between ``rows``, plus every
+    non-config column; [(header, value)] of the config columns every row shares)."""
+    from relex.config import TrialConfig
+
+    config = set(TrialConfig.field_names())
+    keep, same = [], []
+    for col in cols:
+        header, key, fmt = col
+        values = {fmt(r.get(key)) for r in rows}
+        if key in config and len(values) == 1 and len(rows) > 1:
+            same.append((header, values.pop()))
+        else:
+            keep.append(col)
+    return keep, same
+
+
 def rich_table(rows: Sequence[dict[str, Any]], *, title: str | None = None, top: int | None = None):
     from rich.table import Table
 
     ranked = rank(rows)
     shown = ranked[:top] if top else ranked
-    cols = columns(rows)
-    table = Table(title=title, header_style="bold", pad_edge=False)
+    cols, same = _varying(columns(rows), rows)
+    # a terminal has room for what tells the trials apart: settings every trial shares go to
+    # the caption (markdown and CSV keep every column)
+    caption = "all trials: " + ", ".join(f"{k}={v}" for k, v in same) if same else None
+    table = Table(title=title, caption=caption, header_style="bold", pad_edge=False)
     for h in headers(cols):
         table.add_column(h, justify="right" if h in NUMERIC_HEADERS else "left", no_wrap=True)
     styles = {"ERROR": "red", "STOPPED_EARLY": "dim", "RUNNING": "cyan"}

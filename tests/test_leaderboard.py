@@ -168,3 +168,23 @@ def test_checkpoint_column_says_which_trials_still_have_one(sweep_dir, tmp_path,
     by_trial = {line.split()[1]: line.split()[-1] for line in lines[1:]}
     assert by_trial["t003"] == "yes"  # on disk
     assert by_trial["t000"] == "-"  # its directory (/x/t000/run/best) is gone
+
+
+def test_terminal_table_puts_shared_settings_in_its_caption():
+    """On a terminal the columns are what tells the trials apart; settings every trial shares
+    (here backbone, fgm, loss, ...) move to the caption, where they are still read. Markdown and
+    CSV keep every column."""
+    from rich.console import Console
+
+    from relex.leaderboard import csv_text, rich_table
+
+    rows = [_row("t000", "TERMINATED", 50.0, head="cls", lr=1e-3),
+            _row("t001", "TERMINATED", 60.0, head="marker", lr=3e-3)]
+    out = io.StringIO()
+    Console(file=out, width=200, force_terminal=False).print(rich_table(rows, title="demo"))
+    text = out.getvalue()
+    header = next(line for line in text.splitlines() if "trial" in line)
+    assert "head" in header and "lr" in header and "fgm" not in header and "backbone" not in header
+    assert "all trials: backbone=relex/tiny" in text and "fgm=0" in text and "loss=ce" in text
+    assert "head=" not in text.split("all trials:")[1]  # what differs is a column, not the caption
+    assert "fgm" in next(csv.reader(io.StringIO(csv_text(rows))))  # CSV keeps every column
