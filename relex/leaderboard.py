@@ -25,9 +25,9 @@ from typing import Any, Callable, Sequence
 
 from relex.errors import RelexError
 from relex.metrics import COLUMN_METRICS, EVAL_METRICS, PRIMARY, REGISTRY
+from relex.sweep.layout import SweepDir, latest_sweep
 from relex.sweep.results import ERROR, FINISHED, RUNNING, SCORED, STOPPED_EARLY
 
-DEFAULT_ROOT = Path("artifacts")
 
 def _technique_columns() -> tuple[str, ...]:
     """The config fields every leaderboard shows (``metadata["column"]`` in relex.config)."""
@@ -355,29 +355,11 @@ def _write_by_config(rows, args, sweep_dir: Path, out) -> None:
 
 
 # ------------------------------------------------------------------------------ loading
-def latest_sweep(root: Path = DEFAULT_ROOT) -> Path:
-    """The most recently updated sweep directory under ``root``."""
-    found = [p.parent for p in root.glob("*/trials.parquet")] if root.is_dir() else []
-    if not found:
-        raise RelexError(f"{root}: no sweep results found (run `relex sweep JOB.py` first)")
-    return max(found, key=lambda p: (p / "trials.parquet").stat().st_mtime)
-
-
 def load_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    from relex.sweep.results import TRIALS_FILE, read_rows
-
-    d = Path(sweep_dir)
-    if not d.is_dir():
-        raise RelexError(f"{d}: no such sweep directory")
-    f = d / TRIALS_FILE
-    if not f.exists():
-        raise RelexError(f"{d}: no {TRIALS_FILE} (not a sweep directory, or no trial has finished yet)")
-    try:
-        rows = read_rows(f)
-    except Exception as e:  # a damaged file is the user's to fix
-        raise RelexError(f"{f}: cannot read ({type(e).__name__}: {e})") from None
+    sweep = SweepDir(sweep_dir).require_results()
+    rows = sweep.trial_rows()
     if not rows:
-        raise RelexError(f"{f}: the sweep has no trials yet")
+        raise RelexError(f"{sweep.trials_file}: the sweep has no trials yet")
     return rows
 
 

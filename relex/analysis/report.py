@@ -127,7 +127,7 @@ class ReportBuilder:
                                         f"AUPRC {f2(best.get('auprc'))}, mean AP {f2(best.get('mean_ap'))}"])
         facts += self._findings()
         sec.add(Table(["", ""], facts, header=False))
-        for g in C.identical_results(self.rows, lambda t: res.dir / "valid_probs" / f"{t}.npy"):
+        for g in C.identical_results(self.rows, res.sweep.probs_file):
             sec.add(Para(f"Suspicious: trials {', '.join(g.trial_ids)} have identical {g.what} "
                          "although their configurations or seeds differ; a setting may not have "
                          "been applied.", "warn"))

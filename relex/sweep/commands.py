@@ -6,12 +6,13 @@ import argparse
 import sys
 
 from relex.errors import RelexError
+from relex.sweep.layout import DEFAULT_STORAGE
 
 
 def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", metavar="JOB.py", help="a job file defining `sweep = Sweep(...)`")
     p.add_argument("--name", help="the sweep's name (default: the job's name)")
-    p.add_argument("--storage", default="artifacts", metavar="DIR",
+    p.add_argument("--storage", default=str(DEFAULT_STORAGE), metavar="DIR",
                    help="where sweeps are stored (default: artifacts); results go to DIR/NAME. "
                         "On a cluster: a path every node sees (e.g. an EFS mount)")
     p.add_argument("--resume", action="store_true",

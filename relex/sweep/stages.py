@@ -20,20 +20,18 @@ from typing import Any
 
 from relex.errors import RelexError
 from relex.io_utils import read_json
+from relex.sweep.layout import JOB_FILE, TRIALS_FILE, SweepDir
 from relex.sweep.results import SCORED
 
 
 
 def read_base(base_dir: Path, where: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(job.json, trials.parquet rows) of a finished base sweep, or one clear error."""
-    from relex.sweep.results import TRIALS_FILE, read_rows
-    from relex.sweep.runner import JOB_FILE
-
-    job_file, trials_file = base_dir / JOB_FILE, base_dir / TRIALS_FILE
-    if not job_file.is_file() or not trials_file.is_file():
+    base = SweepDir(base_dir)
+    if not base.job_file.is_file() or not base.trials_file.is_file():
         raise RelexError(f"{where}: base={str(base_dir)!r} is not a sweep with results "
                          f"(no {JOB_FILE} or {TRIALS_FILE}); run that sweep first")
-    return read_json(job_file), read_rows(trials_file)
+    return read_json(base.job_file), base.trial_rows()
 
 
 def _group_key(spec: dict[str, Any]) -> str:
