@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from relex import metrics as M
 from relex.analysis import selection as S
 from relex.analysis.decisions import Decisions, cross_fit_effects, fit_decisions, fit_type_pairs
 from relex.errors import RelexError
@@ -202,7 +203,7 @@ class Pool:
 def read_pool(sweep_dir: str | os.PathLike, *, types: bool = True) -> Pool:
     """The candidates of a finished (or partly finished) sweep; see the module notes."""
     from relex.sweep.folds import OOF_DIR, read_fold_index
-    from relex.sweep.results import TRIALS_FILE, read_rows
+    from relex.sweep.results import SCORED, TRIALS_FILE, read_rows
     from relex.sweep.runner import JOB_FILE
     from relex.train import checkpoint as ckpt
 
@@ -213,7 +214,7 @@ def read_pool(sweep_dir: str | os.PathLike, *, types: bool = True) -> Pool:
     label_file = read_json(sweep_dir / "labels.json")
     names, negative = list(label_file["names"]), label_file["negative"]
     index = {n: i for i, n in enumerate(names)}
-    rows = [r for r in read_rows(sweep_dir / TRIALS_FILE) if r.get("status") in ("TERMINATED", "STOPPED_EARLY")]
+    rows = [r for r in read_rows(sweep_dir / TRIALS_FILE) if r.get("status") in SCORED]
     folds = int(resolved.get("folds") or 0)
     notes: list[str] = []
 
@@ -297,7 +298,7 @@ def selection_rule(method: str, metric: str, negative_id: int, *, k: int = 5, ro
     raise ValueError(method)
 
 
-def build(sweep_dir: str | os.PathLike, *, method: str = "greedy", metric: str = "micro_f1",
+def build(sweep_dir: str | os.PathLike, *, method: str = "greedy", metric: str = M.PRIMARY,
           k: int = 5, rounds: int = 25, config: str | None = None, seed: int = 0,
           temperature: bool = True, bias: bool = True, type_constraint: bool = True) -> Ensemble:
     """Choose members from a sweep, fit the decisions, score both honestly (see module notes)."""
@@ -344,8 +345,10 @@ def build(sweep_dir: str | os.PathLike, *, method: str = "greedy", metric: str =
     return Ensemble(members, pool.names, pool.negative, decisions, info)
 
 
-def _metrics(probs: np.ndarray, pool: Pool) -> dict[str, float]:
-    from relex import metrics as M
+# the honest scores ensemble.json records (mean AP was never part of them)
+SCORED_METRICS = ("micro_f1", "auprc", "accuracy")
 
+
+def _metrics(probs: np.ndarray, pool: Pool) -> dict[str, float]:
     m = M.compute(pool.y, probs, pool.names, pool.negative, per_class=False)
-    return {"micro_f1": m["micro_f1"], "auprc": m["auprc"], "accuracy": m["accuracy"]}
+    return {k: m[k] for k in SCORED_METRICS}

@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from relex.config import NEGATIVE_LABEL
 from relex.errors import RelexError
 from relex.io_utils import read_json
-from relex.sweep.results import HISTORY_FILE, TRIALS_FILE
+from relex.sweep.results import HISTORY_FILE, SCORED, TRIALS_FILE
 
-# statuses whose best metrics mean something (an ERROR trial's partial scores do not)
-SCORED_STATUSES = ("TERMINATED", "STOPPED_EARLY")
 TEXT_COLUMNS = ("sentence", "subj_word", "subj_start", "subj_end", "subj_type",
                 "obj_word", "obj_start", "obj_end", "obj_type", "source")
 
@@ -52,7 +51,7 @@ class SweepResults:
     def scored(self) -> pd.DataFrame:
         """Trials that ended normally with a micro-F1: the ones any comparison can use."""
         t = self.trials
-        return t[t["status"].isin(SCORED_STATUSES) & t["micro_f1"].notna()]
+        return t[t["status"].isin(SCORED) & t["micro_f1"].notna()]
 
     def probs(self, trial_id: str) -> np.ndarray | None:
         """The trial's best-checkpoint validation probabilities, or None when not saved."""
@@ -164,7 +163,7 @@ def _rows_from_data(job: dict[str, Any], labels, negative):
     train, valid = job.get("train"), job.get("valid")
     if not train or valid is None:
         return None, "job.json does not name the data file; sentences are not shown"
-    labelset = LabelSet(tuple(labels), negative or "no_relation") if labels else None
+    labelset = LabelSet(tuple(labels), negative or NEGATIVE_LABEL) if labels else None
     try:
         if isinstance(valid, (int, float)) and not isinstance(valid, bool):
             full = read_dataset(train, labels=labelset, negative=negative)

@@ -19,7 +19,9 @@ from ray.tune import Callback
 
 from relex.io_utils import atomic_write_text
 from relex.sweep.job import Sweep
-from relex.sweep.results import FINISHED, ResultsWriter, Tables
+from relex.metrics import PRIMARY
+from relex.sweep.results import (ERROR, FINISHED, RUNNING, STOPPED_EARLY, TERMINATED, ResultsWriter,
+                                 Tables)
 from relex.sweep.trial import FINAL_FILE, RAY_DIR, STATES_DIR, TRIALS_DIR, TrialReport
 
 
@@ -86,8 +88,8 @@ class SweepCallback(Callback):
         if self.console is None or self.live_enabled:
             return
         done = len(self.writer.finished())
-        f1 = row.get("micro_f1")
-        f1s = f"micro_f1={f1:.2f}" if isinstance(f1, float) else "micro_f1=-"
+        f1 = row.get(PRIMARY)
+        f1s = f"{PRIMARY}={f1:.2f}" if isinstance(f1, float) else f"{PRIMARY}=-"
         err = (f"  {row['error']} (traceback: {self.dir / RAY_DIR / row['trial_id'] / 'error.txt'})"
                if row.get("error") else "")
         self.console.print(f"[{done}/{self.total}] {row['trial_id']} {row['status']} {f1s}{err}",
@@ -115,7 +117,7 @@ class SweepCallback(Callback):
         tid = _trial_id(trial)
         if tid in self.previously_finished:
             return
-        self.writer.set_trial({**self._base_row(tid), "status": "RUNNING", "error": None})
+        self.writer.set_trial({**self._base_row(tid), "status": RUNNING, "error": None})
         self._refresh()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -126,7 +128,7 @@ class SweepCallback(Callback):
         report = TrialReport.from_result(result, tid)
         self.writer.add_history({"trial_id": tid, "iteration": it, "step": report.step,
                                  "epoch": report.epoch, "is_best": report.is_best, **report.metrics})
-        row = {**self._base_row(tid), "status": "RUNNING", "evaluations": it,
+        row = {**self._base_row(tid), "status": RUNNING, "evaluations": it,
                "attempts": report.attempt, "epochs_run": report.epoch, "wall_s": report.elapsed_s,
                "started_at": report.started_at, "checkpoint": report.checkpoint,
                **report.where, **report.best, "best_step": report.best_step,
@@ -144,7 +146,7 @@ class SweepCallback(Callback):
             self._refresh()  # Ray re-ran a trial whose result was already recorded: keep it
             return self.writer.trials[tid]
         row = {**self._base_row(tid), "status": status, "error": error, "ended_at": time.time()}
-        summary = _read_json(tdir / "summary.json") if status == "TERMINATED" else {}
+        summary = _read_json(tdir / "summary.json") if status == TERMINATED else {}
         if summary:
             row.update({k: v for k, v in summary.items() if k != "trial_id"})
         attempts = tdir / "attempts.jsonl"
@@ -160,7 +162,7 @@ class SweepCallback(Callback):
         # optimizer moments) and Tune's checkpoints that point to them; its best checkpoint
         # stays in trials/<id>/run/best. A failed one keeps them: --resume --retry-errors
         # continues it.
-        if status != "ERROR":
+        if status != ERROR:
             for ck in (self.dir / RAY_DIR / tid).glob("checkpoint_*"):
                 shutil.rmtree(ck, ignore_errors=True)
             shutil.rmtree(tdir / STATES_DIR, ignore_errors=True)
@@ -180,7 +182,7 @@ class SweepCallback(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         tid = _trial_id(trial)
-        status = "STOPPED_EARLY" if self.rungs is not None and self.rungs.was_stopped(tid) else "TERMINATED"
+        status = STOPPED_EARLY if self.rungs is not None and self.rungs.was_stopped(tid) else TERMINATED
         self._finish(trial, status)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -191,7 +193,7 @@ class SweepCallback(Callback):
                 err = _error_line(trial.get_error())
             except Exception:
                 err = None
-        self._finish(trial, "ERROR", err or "trial failed (no error message recorded)")
+        self._finish(trial, ERROR, err or "trial failed (no error message recorded)")
 
     def on_experiment_end(self, trials, **info) -> None:
         self.writer.flush()

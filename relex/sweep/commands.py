@@ -116,6 +116,7 @@ def sweep(args: argparse.Namespace, *, tables=None) -> int:
         print_plan(job, args, console)
         return 0
 
+    from relex.sweep.results import SCORED
     from relex.sweep.runner import print_summary, run
 
     outcome = run(job, storage=args.storage, name=args.name, resume=args.resume,
@@ -123,5 +124,5 @@ def sweep(args: argparse.Namespace, *, tables=None) -> int:
                   gpus=args.gpus_per_trial, cpus=args.cpus_per_trial, console=console,
                   tables=tables)
     print_summary(outcome, console, tables=tables)
-    ok = outcome.counts.get("TERMINATED", 0) + outcome.counts.get("STOPPED_EARLY", 0)
+    ok = sum(outcome.counts.get(s, 0) for s in SCORED)
     return 0 if ok and not outcome.unfinished else 1

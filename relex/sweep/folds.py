@@ -120,12 +120,14 @@ def assemble_oof(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> dict[str, P
     once, by the fold that held it out (checked)."""
     import numpy as np
 
+    from relex.sweep.results import SCORED
+
     index = read_fold_index(sweep_dir)
     fold_of = index["fold"].to_numpy()
     folds = int(fold_of.max()) + 1
     by_config: dict[str, dict[int, str]] = {}
     for r in rows:
-        if r.get("fold") is None or r.get("status") not in ("TERMINATED", "STOPPED_EARLY"):
+        if r.get("fold") is None or r.get("status") not in SCORED:
             continue
         if r.get("valid_probs") and Path(r["valid_probs"]).exists():
             by_config.setdefault(str(r["config_id"]), {})[int(r["fold"])] = r["valid_probs"]

@@ -35,16 +35,16 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from relex.config import TrialConfig
-from relex.metrics import EVAL_METRICS
+from relex.config import NEGATIVE_LABEL, TrialConfig
+from relex.metrics import EVAL_METRICS, PRIMARY, REGISTRY
 from relex.errors import RelexError
 from relex.sweep.folds import fold_trial_id
 from relex.sweep.budget import parse_duration, positive
 from relex.tracking import check_loggers
 
 ASHA_DEFAULTS: dict[str, Any] = {
-    "metric": "micro_f1",
-    "mode": "max",
+    "metric": PRIMARY,
+    "mode": REGISTRY[PRIMARY].mode,  # without a mode: the better end of the metric chosen
     "grace_period": 1,  # evaluations before a trial can be stopped
     "reduction_factor": 3,
     "max_t": 0,  # evaluations per trial at most; 0 = no cap (the trainer's epochs/max_steps decide)
@@ -180,7 +180,7 @@ class Sweep:
     train: Path | str | os.PathLike | None = None
     valid: Path | str | os.PathLike | float | None = None  # resolved: None in fold sweeps
     labels: Path | str | os.PathLike | None = None
-    negative_label: str = "no_relation"
+    negative_label: str = NEGATIVE_LABEL
     space: dict[str, Any] = field(default_factory=dict)
     seeds: int | Sequence[int] = (42,)
     asha: dict[str, Any] = field(default_factory=dict)
@@ -353,6 +353,8 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Sweep:
     asha = {**ASHA_DEFAULTS, **sweep.asha}
     if asha["metric"] not in METRICS:
         raise RelexError(f"{where}: asha: metric={asha['metric']!r} is invalid: choose one of {', '.join(METRICS)}")
+    if "mode" not in sweep.asha:
+        asha["mode"] = REGISTRY[asha["metric"]].mode
     if asha["mode"] not in ("max", "min"):
         raise RelexError(f"{where}: asha: mode={asha['mode']!r} is invalid: choose max or min")
     asha["grace_period"] = _int(asha["grace_period"], "asha grace_period", where, 1)

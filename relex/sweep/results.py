@@ -37,7 +37,17 @@ from relex.io_utils import atomic_path
 
 TRIALS_FILE = "trials.parquet"
 HISTORY_FILE = "history.parquet"
-FINISHED = ("TERMINATED", "STOPPED_EARLY", "ERROR")
+
+# A trial's status, the ``status`` column of trials.parquet.
+TERMINATED = "TERMINATED"  # ran its whole budget
+STOPPED_EARLY = "STOPPED_EARLY"  # stopped by ASHA at a rung
+ERROR = "ERROR"
+RUNNING = "RUNNING"
+PENDING = "PENDING"  # reopened by --retry-errors
+PAUSED = "PAUSED"  # a budget ended the sweep after the trial's checkpoint; --resume continues it
+NOT_STARTED = "NOT_STARTED"  # a budget ended the sweep before its first evaluation
+SCORED = (TERMINATED, STOPPED_EARLY)  # ended with a best evaluation worth ranking
+FINISHED = (*SCORED, ERROR)  # will not run again unless --retry-errors reopens it
 # every metric a trial reports after each evaluation (mean_ap: tie-free, see relex.metrics)
 METRIC_COLUMNS = EVAL_METRICS
 

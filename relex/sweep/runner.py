@@ -35,7 +35,7 @@ from relex.io_utils import atomic_write_text, read_json
 from relex.sweep.folds import FOLDS_FILE, OOF_DIR, SweepData, assemble_oof, read_sweep_data, write_fold_index
 from relex.sweep.job import _NAME_RE, Sweep, check_gpus_per_trial
 from relex.sweep.lease import LEASE_FILE, Lease
-from relex.sweep.results import FINISHED, Tables
+from relex.sweep.results import ERROR, FINISHED, NOT_STARTED, PAUSED, PENDING, Tables
 from relex.sweep.trial import Prepared
 
 JOB_FILE = "job.json"
@@ -219,18 +219,18 @@ def make_budget(job: Sweep, sweep_dir: Path, res: dict[str, float]):
 def mark_unfinished(job: Sweep, writer, reason: str, console) -> None:
     """After a budget ended the sweep: trials never started (or cut off before their first
     evaluation) are NOT_STARTED, those stopped at a checkpoint PAUSED; --resume runs both."""
-    counts = {"NOT_STARTED": 0, "PAUSED": 0}
+    counts = {NOT_STARTED: 0, PAUSED: 0}
     for t in job.trials:
         row = writer.trials.get(t.trial_id, {})
         if row.get("status") in FINISHED:
             continue
-        status = "PAUSED" if row.get("evaluations") else "NOT_STARTED"
+        status = PAUSED if row.get("evaluations") else NOT_STARTED
         counts[status] += 1
         writer.set_trial({"trial_id": t.trial_id, **t.config.to_dict(), "status": status})
     writer.flush()
     if console is not None:
-        console.print(f"{reason}: {counts['PAUSED']} trial(s) paused at a checkpoint, "
-                      f"{counts['NOT_STARTED']} not started", markup=False, highlight=False)
+        console.print(f"{reason}: {counts[PAUSED]} trial(s) paused at a checkpoint, "
+                      f"{counts[NOT_STARTED]} not started", markup=False, highlight=False)
 
 
 def reopen_errored(sweep_dir: Path, writer) -> list[str]:
@@ -239,11 +239,11 @@ def reopen_errored(sweep_dir: Path, writer) -> list[str]:
     the callback records their new outcome; finished trials are left as they are."""
     from relex.sweep.trial import ERROR_FILE, FINAL_FILE, TRIALS_DIR
 
-    retried = [r["trial_id"] for r in writer.trial_rows() if r.get("status") == "ERROR"]
+    retried = [r["trial_id"] for r in writer.trial_rows() if r.get("status") == ERROR]
     for tid in retried:
         for marker in (FINAL_FILE, ERROR_FILE):
             (sweep_dir / TRIALS_DIR / tid / marker).unlink(missing_ok=True)
-        writer.set_trial({"trial_id": tid, "status": "PENDING", "error": None, "ended_at": None})
+        writer.set_trial({"trial_id": tid, "status": PENDING, "error": None, "ended_at": None})
     writer.flush()
     return retried
 

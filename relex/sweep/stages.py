@@ -20,8 +20,8 @@ from typing import Any
 
 from relex.errors import RelexError
 from relex.io_utils import read_json
+from relex.sweep.results import SCORED
 
-FINISHED_OK = ("TERMINATED", "STOPPED_EARLY")
 
 
 def read_base(base_dir: Path, where: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -56,7 +56,7 @@ def top_configurations(base_dir: Path, top: int, metric: str, mode: str,
                                     "config": spec["config"], "scores": []})
         row = by_trial.get(spec["trial_id"], {})
         value = row.get(metric)
-        if row.get("status") in FINISHED_OK and value is not None and math.isfinite(float(value)):
+        if row.get("status") in SCORED and value is not None and math.isfinite(float(value)):
             g["scores"].append(float(value))
     scored = [g for g in groups.values() if g["scores"]]
     if not scored:
