@@ -18,9 +18,10 @@ RANK = {
     "train": 3,
     "export": 4,  # a trained model as one ONNX graph
     "sweep": 5,
-    # what users do with models and sweeps: reports, ensembles, leaderboards, predictions
-    "analysis": 6, "leaderboard": 6, "inference": 6, "api": 6,
-    "cli": 7,
+    # what users do with models and sweeps: reports, ensembles, leaderboard tables, predictions
+    "analysis": 6, "inference": 6, "api": 6,
+    # the commands that draw analysis' tables: relex leaderboard, relex sweep's live leaderboard
+    "leaderboard": 7, "cli": 7,
 }
 
 

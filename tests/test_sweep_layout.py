@@ -36,7 +36,8 @@ def test_an_old_sweep_reads_with_the_files_it_lacks_empty(tmp_path):
 
 def test_an_old_sweep_goes_through_the_leaderboard_and_the_report_loader(tmp_path):
     from relex.analysis.sweep_results import load_sweep
-    from relex.leaderboard import load_rows, plain_text
+    from relex.analysis.leaderboard import plain_text
+    from relex.leaderboard import load_rows
 
     d = _old_sweep(tmp_path)
     res = load_sweep(d)

@@ -18,15 +18,14 @@ import numpy as np
 from relex import metrics as M
 from relex.analysis import configs as C
 from relex.analysis import effects as E
-from relex.analysis.commands import TOP_CURVES
+from relex.analysis.defaults import TOP_CURVES
 from relex.analysis.cost import Cost, sweep_cost
 from relex.analysis.document import Document, Figure, Marked, Para, Section, Table
 from relex.analysis.errors import ErrorAnalysis, analyse
-from relex.analysis.sweep_results import SweepResults, finite, load_sweep
+from relex.analysis.formats import finite, fmt_time, fmt_value
+from relex.analysis.formats import fmt_metric as f2
+from relex.analysis.sweep_results import SweepResults, load_sweep
 from relex.sweep.results import ERROR, STOPPED_EARLY
-from relex.leaderboard import _fmt_metric as f2
-from relex.leaderboard import _fmt_time as fmt_seconds
-from relex.leaderboard import _fmt_value as fmt_value
 
 TOP_CONFIGS_PLOTTED = 25
 TOP_INTERACTIONS = 5
@@ -426,16 +425,16 @@ class ReportBuilder:
         c: Cost = sweep_cost(self.res)
         sec = Section("Cost", anchor="cost")
         gpu = c.total_gpu_s > 0
-        rows = [[r.status, str(r.trials), fmt_seconds(r.trial_s)] + ([fmt_seconds(r.gpu_s)] if gpu else [])
+        rows = [[r.status, str(r.trials), fmt_time(r.trial_s)] + ([fmt_time(r.gpu_s)] if gpu else [])
                 for r in c.by_status.itertuples()]
-        rows.append([("total", "best"), str(len(self.res.trials)), fmt_seconds(c.total_s)]
-                    + ([fmt_seconds(c.total_gpu_s)] if gpu else []))
+        rows.append([("total", "best"), str(len(self.res.trials)), fmt_time(c.total_s)]
+                    + ([fmt_time(c.total_gpu_s)] if gpu else []))
         sec.add(Table(["status", "trials", "trial-seconds"] + (["GPU-seconds"] if gpu else []), rows,
                       right={1, 2, 3}))
         if c.stopped:
             sec.add(Para(f"ASHA stopped {c.stopped} trial(s) and saved about "
-                         f"{fmt_seconds(c.saved_s)} of trial time"
-                         + (f" ({fmt_seconds(c.saved_gpu_s)} GPU)" if gpu else "")
+                         f"{fmt_time(c.saved_s)} of trial time"
+                         + (f" ({fmt_time(c.saved_gpu_s)} GPU)" if gpu else "")
                          + f", {c.saved_share:.0f}% of what running every trial to the end would "
                          "have cost (estimate: each stopped trial scaled to the evaluations of a "
                          "finished trial with the same training budget)."))
