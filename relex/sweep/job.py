@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from relex.config import NEGATIVE_LABEL, TrialConfig
+from relex.data.split import DEFAULT_SPLIT_SEED, DEFAULT_VALID_FRACTION
 from relex.metrics import EVAL_METRICS, PRIMARY, REGISTRY
 from relex.errors import RelexError
 from relex.sweep.folds import fold_trial_id
@@ -151,7 +152,8 @@ class Sweep:
         max_concurrent: trials at once at most (0: as many as resources allow).
         max_failures: retries of a failed trial before it is recorded as ERROR.
         reuse_actors: reuse Ray actors between trials (saves start-up time of small trials).
-        split_seed: the seed of the stratified validation split.
+        split_seed: the seed of the stratified validation split (default 0, as
+            ``relex train --split-seed``; a trial's ``seed`` does not move it).
         before_trial: optional ``f(cfg: TrialConfig, trial_id: str)`` run inside each trial
             before training (per-trial set-up on the worker); an exception fails the trial.
         folds: k >= 2 for k-fold cross-validation (stratified by label, with ``fold_seed``):
@@ -188,7 +190,7 @@ class Sweep:
     max_concurrent: int = 0
     max_failures: int = 0
     reuse_actors: bool = True
-    split_seed: int = 0
+    split_seed: int = DEFAULT_SPLIT_SEED
     before_trial: Callable[[TrialConfig, str], None] | None = None
     folds: int | None = None  # resolved: 0 = one validation split
     fold_seed: int = 0
@@ -325,7 +327,7 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Sweep:
                              "validates each fold on the rows it holds out; drop valid")
         valid = None
     elif raw_valid is None:
-        valid = 0.1
+        valid = DEFAULT_VALID_FRACTION
     elif isinstance(raw_valid, bool):
         raise RelexError(f"{where}: valid={raw_valid!r} is invalid: a file path or a fraction in (0, 1)")
     elif isinstance(raw_valid, (int, float)):

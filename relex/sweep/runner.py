@@ -38,6 +38,7 @@ from relex.sweep.lease import Lease
 from relex.sweep.results import ERROR, FINISHED, NOT_STARTED, PAUSED, PENDING, Tables
 from relex.sweep.trial import Prepared
 
+TUNE_SNAPSHOT_GLOB = "experiment_state-*.json"  # Ray Tune's experiment state, one per driver start
 
 def _is_lease_file(name: str) -> bool:
     """The lease and the heartbeat's temporary files (``.driver.lease.*.tmp``)."""
@@ -248,6 +249,26 @@ def trial_name(trial) -> str:
     return str(trial.config["trial"]["trial_id"])
 
 
+def tune_snapshot_problem(ray_dir: Path) -> str | None:
+    """Why Ray Tune's newest experiment snapshot in ``ray_dir`` cannot be restored, or None.
+
+    Tune copies its snapshot into the experiment directory in place, not by rename, and does so
+    continuously; a driver killed during the copy leaves it truncated, one killed before the
+    first copy leaves none. Tune's restore then starts the experiment afresh.
+    """
+    snapshots = sorted(ray_dir.glob(TUNE_SNAPSHOT_GLOB))  # Tune restores the newest by name
+    if not snapshots:
+        return f"{ray_dir} holds no experiment snapshot of Ray Tune"
+    newest = snapshots[-1]
+    try:
+        trials = json.loads(newest.read_text(encoding="utf-8"))["trial_data"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return f"Ray Tune's experiment snapshot {newest} is incomplete"
+    if not trials:
+        return f"Ray Tune's experiment snapshot {newest} holds no trial"
+    return None
+
+
 def _check_same_job(job: Sweep, sweep_dir: Path) -> None:
     path = SweepDir(sweep_dir).job_file
     if not path.exists():
@@ -403,9 +424,12 @@ def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared
           retry_errors: bool, console, live: bool | None, tables: Tables | None,
           trainable: Callable | None) -> SweepOutcome:
     """Run the trials on Ray Tune (started or restored) and record how they ended."""
+    from ray import tune
+
     from relex.sweep.asha import make_scheduler
     from relex.sweep.callback import SweepCallback, register_callback
     from relex.sweep.results import ResultsWriter
+    from relex.sweep.trial import run_trial
 
     scheduler = make_scheduler(job.asha, sweep.asha_state_file, early_stop=not job.folds)
     scheduler.budget = make_budget(job, sweep.path, res)
@@ -418,8 +442,10 @@ def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared
     callback = SweepCallback(job, sweep.path, writer, scheduler.rungs, console=console, live=live,
                              tables=tables)
     register_callback(callback)
-    tuner = _tuner(job, sweep, res, prepared, scheduler, callback, resume=resume,
-                   retry_errors=retry_errors, trainable=trainable)
+    wrapped = tune.with_resources(tune.with_parameters(trainable or run_trial, prepared=prepared),
+                                  {"cpu": res["cpu"], "gpu": res["gpu"]})
+    tuner = _tuner(job, sweep.path, wrapped, scheduler, callback, resume=resume,
+                   retry_errors=retry_errors, console=console)
     _fit_quietly(tuner, callback, writer)
     if scheduler.budget.reason:
         mark_unfinished(job, writer, scheduler.budget.reason, console)
@@ -435,43 +461,60 @@ def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared
     return SweepOutcome(sweep.path, counts, rows, total=len(job.trials), job_path=job.path)
 
 
-def _tuner(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared, scheduler,
-           callback, *, resume: bool, retry_errors: bool, trainable: Callable | None):
-    """A new Tuner with one grid point per trial, or the sweep's restored one (--resume)."""
+def unfinished_trials(job: Sweep, sweep_dir: Path) -> list:
+    """The job's trials whose final result is not recorded yet (the driver writes ``final.json``
+    after the row; ``--retry-errors`` removes it from the failed ones)."""
+    sweep = SweepDir(sweep_dir)
+    return [t for t in job.trials if not sweep.trial(t.trial_id).is_final()]
+
+
+def _tuner(job: Sweep, sweep_dir: Path, trainable, scheduler, callback, *, resume: bool,
+           retry_errors: bool, console):
+    """The Tuner of a start or a resume, over the trials still to run; None when none is left."""
     from ray import tune
 
-    from relex.sweep.trial import run_trial
-
-    wrapped = tune.with_resources(tune.with_parameters(trainable or run_trial, prepared=prepared),
-                                  {"cpu": res["cpu"], "gpu": res["gpu"]})
-    if resume:
+    ray_dir = SweepDir(sweep_dir).ray_dir
+    pending = unfinished_trials(job, sweep_dir)
+    if not pending:
+        return None
+    # Tune does not store the search space: it is given on resume too, so a snapshot Tune fails
+    # to read is restarted over these trials rather than over an empty config
+    space = {"trial": tune.grid_search([t.spec() for t in pending])}
+    unusable = tune_snapshot_problem(ray_dir) if resume else None
+    if unusable and console is not None:
+        console.print(f"{unusable} (its driver was stopped while writing it): the unfinished "
+                      "trials start again from their first step; finished ones are kept",
+                      markup=False, highlight=False)
+    if resume and not unusable:
         # resume_errored: a failed trial restarts from its last checkpoint, not from scratch
-        return tune.Tuner.restore(str(sweep.ray_dir), wrapped, resume_unfinished=True,
-                                  resume_errored=retry_errors, restart_errored=False)
-    space = {"trial": tune.grid_search([t.spec() for t in job.trials])}
+        return tune.Tuner.restore(str(ray_dir), trainable, param_space=space,
+                                  resume_unfinished=True, resume_errored=retry_errors,
+                                  restart_errored=False)
     return tune.Tuner(
-        wrapped, param_space=space,
+        trainable, param_space=space,
         tune_config=tune.TuneConfig(
             scheduler=scheduler, max_concurrent_trials=job.max_concurrent or None,
             reuse_actors=job.reuse_actors, trial_name_creator=trial_name,
             trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(
-            name=sweep.ray_dir.name, storage_path=str(sweep.path),
+            name=ray_dir.name, storage_path=str(sweep_dir),
             failure_config=tune.FailureConfig(max_failures=job.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[callback, *_tracker_callbacks(job, sweep.path, sweep.name)], verbose=0))
+            callbacks=[callback, *_tracker_callbacks(job, sweep_dir, sweep_dir.name)], verbose=0))
 
 
 def _fit_quietly(tuner, callback, writer) -> None:
-    """``tuner.fit()`` with Tune's own console output off: its config box and tracebacks of failed
-    trials would tear through the live leaderboard. The callback reports every trial, and each
-    failed trial's full traceback stays in <sweep_dir>/ray/<trial_id>/error.txt."""
+    """``tuner.fit()`` (None: no trial left to run) with Tune's own console output off: its config
+    box and tracebacks of failed trials would tear through the live leaderboard. The callback
+    reports every trial, and each failed trial's full traceback stays in
+    <sweep_dir>/ray/<trial_id>/error.txt."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     tune_log = logging.getLogger("ray.tune")
     level = tune_log.level
     tune_log.setLevel(logging.CRITICAL)
     try:
-        tuner.fit()
+        if tuner is not None:
+            tuner.fit()
     finally:
         tune_log.setLevel(level)
         callback.stop_live()
