@@ -21,6 +21,7 @@ disk for one machine, a shared mount such as EFS/NFS for a cluster).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
