@@ -82,9 +82,19 @@ def _fmt_int(v: Any) -> str:
     return "-" if f is None else str(int(f))
 
 
-def _fmt_checkpoint(v: Any) -> str:
-    """Whether the trial's best checkpoint is still on disk (a sweep may have deleted it)."""
-    return "yes" if v and Path(str(v), "model.safetensors").is_file() else "-"
+def checkpoint_state(row: dict[str, Any]) -> str:
+    """What became of the trial's best checkpoint: ``yes`` (on disk), ``dropped (LIMIT)`` (the
+    sweep deleted it: keep_checkpoints or checkpoint_budget), else ``-``."""
+    v = row.get("checkpoint")
+    if v and Path(str(v), "model.safetensors").is_file():
+        return "yes"
+    reason = row.get("checkpoint_dropped")
+    return f"dropped ({reason.split(':')[0]})" if reason else "-"
+
+
+def _cell(row: dict[str, Any], key: str) -> Any:
+    """A row's value of a column: the field, or for ``ckpt`` what became of the checkpoint."""
+    return checkpoint_state(row) if key == "ckpt" else row.get(key)
 
 
 def _short_backbone(v: Any) -> str:
@@ -98,7 +108,7 @@ COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = (
     + [("micro-F1", "micro_f1", _fmt_metric), ("AUPRC", "auprc", _fmt_metric),
        ("mean AP", "mean_ap", _fmt_metric), ("accuracy", "accuracy", _fmt_metric), ("best step", "best_step", _fmt_int),
        ("status", "status", lambda v: "-" if v is None else str(v)), ("time", "wall_s", _fmt_time),
-       ("ckpt", "checkpoint", _fmt_checkpoint)]
+       ("ckpt", "ckpt", str)]
 )
 
 
@@ -172,7 +182,7 @@ def cells(rows: Sequence[dict[str, Any]], cols=COLUMNS) -> list[list[str]]:
     out = []
     for i, r in enumerate(rows, 1):
         ranked = _num(r.get("micro_f1")) is not None
-        out.append([str(i) if ranked else "-"] + [fmt(r.get(key)) for _, key, fmt in cols])
+        out.append([str(i) if ranked else "-"] + [fmt(_cell(r, key)) for _, key, fmt in cols])
     return out
 
 
@@ -189,7 +199,7 @@ def _varying(cols, rows: Sequence[dict[str, Any]]):
     keep, same = [], []
     for col in cols:
         header, key, fmt = col
-        values = {fmt(r.get(key)) for r in rows}
+        values = {fmt(_cell(r, key)) for r in rows}
         if key in config and len(values) == 1 and len(rows) > 1:
             same.append((header, values.pop()))
         else:
@@ -249,7 +259,9 @@ def csv_text(rows: Sequence[dict[str, Any]], *, top: int | None = None) -> str:
     """CSV with raw values (full precision) under the leaderboard's column keys."""
     ranked = rank(rows)
     shown = ranked[:top] if top else ranked
-    keys = [key for _, key, _ in columns(rows)]
+    # the checkpoint's raw fields rather than the ckpt summary: its path, why it was dropped
+    keys = [k for _, key, _ in columns(rows)
+            for k in (("checkpoint", "checkpoint_dropped") if key == "ckpt" else (key,))]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["rank"] + keys)
