@@ -649,3 +649,41 @@ def test_retry_errors_after_retention_of_a_twelve_trial_sweep(cluster, e2e_job, 
     assert kept == best2
     assert all(after[t]["checkpoint_dropped"].startswith("keep_checkpoints=2: ranked ")
                for t in set(after) - best2)
+
+
+def _unmounting_trial(config, prepared):
+    """Reports once; trial t002 first takes the sweep's storage away, as an unmounted shared
+    file system would (its path is then no directory)."""
+    from ray import tune
+
+    tid = config["trial"]["trial_id"]
+    if tid == "t002":
+        sweep_dir = Path(prepared.sweep_dir)
+        os.replace(sweep_dir, sweep_dir.with_name("unmounted"))
+        sweep_dir.write_text("")
+    tune.report({"micro_f1": float(int(tid[1:])), "step": 1, "epoch": 1.0})
+
+
+def test_storage_lost_mid_sweep_is_one_error_and_keeps_the_results(cluster, tmp_path):
+    from relex.errors import RelexError
+    from relex.sweep.job import load_job
+    from relex.sweep.runner import run
+
+    job_file = tmp_path / "lost.py"
+    job_file.write_text(
+        "from relex.sweep import Sweep, grid\n"
+        f"sweep = Sweep(name='lost', train={str(SAMPLE_PATH)!r}, max_concurrent=1,\n"
+        "              space=dict(lr=grid([1e-4, 2e-4, 3e-4, 4e-4])), resources=dict(gpu=0, cpu=1),\n"
+        "              asha=dict(grace_period=2))\n")
+    with pytest.raises(RelexError) as e:
+        run(load_job(job_file), storage=tmp_path / "art", trainable=_unmounting_trial,
+            prepared=Prepared(), live=False)
+    sweep_dir = tmp_path / "art" / "lost"
+    message = str(e.value)
+    assert message == (f"{sweep_dir}: the sweep's storage can no longer be written (Not a "
+                       "directory); what was written before is whole there; continue with "
+                       "--resume once it is back")
+    # what was written before the storage went is whole: the two finished trials
+    rows = pq.read_table(tmp_path / "art" / "unmounted" / "trials.parquet").to_pylist()
+    assert {r["trial_id"]: r["status"] for r in rows if r["status"] == "TERMINATED"} == {
+        "t000": "TERMINATED", "t001": "TERMINATED"}

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from relex.errors import RelexError
-from relex.io_utils import atomic_write_text, read_json
+from relex.io_utils import atomic_write_text, check_output, probe_write, read_json
 from relex.sweep.folds import FOLDS_FILE, OOF_DIR, SweepData, assemble_oof, read_sweep_data, write_fold_index
 from relex.sweep.job import _NAME_RE, Sweep, check_gpus_per_trial
 from relex.sweep.lease import LEASE_FILE, Lease
@@ -248,6 +248,17 @@ def reopen_errored(sweep_dir: Path, writer) -> list[str]:
     return retried
 
 
+def storage_lost(sweep_dir: Path) -> str | None:
+    """Why the sweep directory cannot be written any more (its file system unmounted, made
+    read-only, ...), as the one line that ends the sweep; None while it can."""
+    try:
+        probe_write(sweep_dir)
+    except OSError as e:
+        return (f"{sweep_dir}: the sweep's storage can no longer be written ({e.strerror or e}); "
+                "what was written before is whole there; continue with --resume once it is back")
+    return None
+
+
 def ray_session_dir() -> str | None:
     """The session directory of the Ray this process is connected to (its processes name it)."""
     import ray
@@ -298,6 +309,8 @@ def run(job: Sweep, *, storage: str | os.PathLike = "artifacts", name: str | Non
     if not _NAME_RE.match(name):
         raise RelexError(f"--name {name!r}: a sweep name is letters, digits, '_', '.' and '-', "
                          "starting with a letter or digit")
+    # an unmounted shared file system must not become a local directory of the same name
+    check_output(storage, "--storage", is_dir=True, create_parents=False)
     storage = Path(os.path.abspath(Path(storage).expanduser()))
     sweep_dir = storage / name
     if retry_errors and not resume:
@@ -436,12 +449,20 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
         tune_log = logging.getLogger("ray.tune")
         level = tune_log.level
         tune_log.setLevel(logging.CRITICAL)
+        lost = None
         try:
             tuner.fit()
+        except Exception:
+            lost = storage_lost(sweep_dir)
+            if lost is None:
+                raise
         finally:
             tune_log.setLevel(level)
             callback.stop_live()
-            writer.flush()
+            if lost is None:
+                writer.flush()
+        if lost is not None:
+            raise RelexError(lost)
         if scheduler.budget.reason:
             mark_unfinished(job, writer, scheduler.budget.reason, console)
         rows = writer.trial_rows()
