@@ -150,22 +150,26 @@ def test_trials_land_one_per_gpu_across_nodes(cluster, tmp_path):
 
 @pytest.mark.parametrize("fraction", [0.25])  # 0.5 in test_sweep_job (the plan)
 def test_fractional_gpus_pack_trials_onto_each_gpu(cluster, tmp_path, fraction):
+    """Ray places at most 1/fraction trials on a GPU, and nothing else limits them here: each
+    trial asks for a hundredth of a CPU (the 1-CPU workers would admit 100 at once) and the
+    grid has half again as many trials as the two GPUs hold, so a GPU given more trials than
+    its fraction allows shows as a peak above 1/fraction."""
     from relex.sweep.job import load_job
     from relex.sweep.runner import run
 
     per_gpu = round(1 / fraction)
+    n = 3 * per_gpu  # 1.5 times what the two GPUs hold at once: Ray must make trials wait
     job_file = tmp_path / "frac_job.py"
     job_file.write_text(
         "from relex.sweep import Sweep, grid\n"
         f"sweep = Sweep(name='frac', train={str(SAMPLE_PATH)!r},\n"
-        f"              space=dict(lr=grid([{', '.join(f'{i}e-4' for i in range(1, 2 * per_gpu + 1))}])),\n"
-        f"              resources=dict(gpu={fraction}, cpu={fraction}), asha=dict(grace_period=2))\n")
+        f"              space=dict(lr=grid([{', '.join(f'{i}e-4' for i in range(1, n + 1))}])),\n"
+        f"              resources=dict(gpu={fraction}, cpu=0.01), asha=dict(grace_period=2))\n")
     job = load_job(job_file)
-    assert job.resources == {"gpu": fraction, "cpu": fraction}
+    assert job.resources == {"gpu": fraction, "cpu": 0.01}
     # the flag beats the job file: 0.25 from the command line, as `--gpus-per-trial 0.25` passes it
     out = run(job, storage=tmp_path / "art", trainable=_probe_trial, gpus=fraction,
-              prepared=ProbeInputs(sleep_s=0.5, gather=per_gpu), live=False)
-    n = 2 * per_gpu  # as many trials as the two GPUs hold at once
+              prepared=ProbeInputs(sleep_s=1.5, gather=per_gpu), live=False)
     assert out.counts == {"TERMINATED": n}
     recs = [json.loads(p.read_text()) for p in sorted((out.sweep_dir / "probe").glob("*.json"))]
     assert len(recs) == n
