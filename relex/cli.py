@@ -96,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as e:
+        if e.filename is None:  # not about a path of the user's: a bug, with its traceback
+            raise
+        # a path that became unwritable (or vanished) after the pre-flight checks, e.g. a shared
+        # file system unmounted mid-sweep; every write is atomic, so what was written is whole
+        print(f"relex: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return 2
     return int(rc or 0)
 
 

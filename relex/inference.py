@@ -157,9 +157,9 @@ def _per_class_table(per_class: dict[str, dict[str, float]]) -> None:
 
 
 def predict(args: argparse.Namespace) -> int:
-    out = Path(args.output)
-    if out.is_dir():
-        raise RelexError(f"--output {out}: is a directory; give a CSV file name")
+    from relex.io_utils import check_output
+
+    out = check_output(args.output, "--output")
     ds, probs, model = _infer(args, require_labels=False)
     import pandas as pd
 
@@ -201,9 +201,9 @@ def export(args: argparse.Namespace) -> int:
     from relex import api
     from relex.export import export_onnx
 
-    out = Path(args.onnx)
-    if out.is_dir():
-        raise RelexError(f"--onnx {out}: is a directory; give a file name such as model.onnx")
+    from relex.io_utils import check_output
+
+    out = check_output(args.onnx, "--onnx")
     if api.is_ensemble(args.checkpoint):
         raise RelexError(f"{args.checkpoint}: an ensemble directory; export takes one checkpoint")
     info = export_onnx(api.checkpoint_dir(args.checkpoint), out)

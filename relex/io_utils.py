@@ -72,6 +72,53 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         raise
 
 
+def check_output(path: str | os.PathLike, flag: str, *, is_dir: bool = False,
+                 create_parents: bool = True) -> Path:
+    """Pre-flight of an output path, before any work: one :class:`RelexError` naming the path
+    and the reason when it cannot be written (a file where a directory is expected, or the
+    reverse; no permission; a read-only file system; with ``create_parents`` False, a missing
+    parent). Missing directories above it are created later by the write itself (and only
+    then): the check writes and removes one empty probe file in the nearest existing directory.
+    """
+    target = Path(path).expanduser()
+    shown = f"{flag} {path}"
+    try:
+        return _check_output(target, shown, is_dir, create_parents)
+    except OSError as e:  # a directory above it that cannot even be looked into
+        raise RelexError(f"{shown}: cannot write in {e.filename or target.parent} "
+                         f"({e.strerror or e})") from None
+
+
+def _check_output(target: Path, shown: str, is_dir: bool, create_parents: bool) -> Path:
+    if target.exists() and target.is_dir() != is_dir:
+        raise RelexError(f"{shown}: is a {'file' if is_dir else 'directory'}; "
+                         f"give a {'directory' if is_dir else 'file name'}")
+    where = target if is_dir and target.is_dir() else target.parent
+    if not create_parents and not where.exists():
+        raise RelexError(f"{shown}: {where} does not exist (relex creates {target.name}, not the "
+                         "directories above it; is a file system not mounted?)")
+    existing = where
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RelexError(f"{shown}: {existing} is a file, not a directory")
+    probe_write(existing)
+    return target
+
+
+def probe_write(directory: str | os.PathLike) -> None:
+    """Write and remove one empty file in ``directory``: the OSError (its filename the
+    directory) when that fails. Asking the file system is the only check that holds for ACLs,
+    read-only mounts and root alike."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".relex-probe.", dir=directory)
+    except OSError as e:
+        e.filename = str(directory)
+        raise
+    os.close(fd)
+    os.unlink(probe)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

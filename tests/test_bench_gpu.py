@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from relex.data.sample import SAMPLE_PATH
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
@@ -32,13 +34,34 @@ def test_gpu_benchmark_runs_on_the_cpu(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["device"] == "cpu"
+    args = report["args"]
     hf, rx = report["hf"], report["relex"]
-    assert hf["examples_per_s"] > 0 and rx["examples_per_s"] > 0
+    # both sides trained the steps asked for, and the rates are those runs' (relex's
+    # length-grouped batches may end an epoch short of a full batch; the Trainer's are full)
+    assert hf["steps"] == rx["steps"] == args["steps"] == 8
+    assert hf["examples"] == 8 * args["batch_size"] and 0 < rx["examples"] <= 8 * args["batch_size"]
+    for run in (hf, rx):
+        assert run["examples_per_s"] == pytest.approx(run["examples"] / run["train_s"])
+        assert 0 <= run["micro_f1"] <= 100
     assert report["ratio"] == pytest.approx(rx["examples_per_s"] / hf["examples_per_s"])
     assert f"relex / best-flags HF Trainer: {report['ratio']:.2f}x examples/s" in proc.stdout
-    assert report["flops_per_example"] > 0 and report["mfu"] is None  # no known peak for a CPU
+    # MFU's FLOPs are the formula's for the quick backbone (hidden 64, 2 layers, FFN 4 x 64)
+    d, layers, tokens = 64, 2, report["tokens_per_row"]
+    assert 1 <= tokens <= args["max_length"]
+    n = layers * (4 * d * d + 2 * d * 4 * d)
+    assert report["flops_per_example"] == pytest.approx(6 * n * tokens + 12 * layers * tokens ** 2 * d)
+    assert report["achieved_tflops"] == pytest.approx(report["flops_per_example"] * rx["examples_per_s"] / 1e12)
+    assert report["mfu"] is None  # no known peak for a CPU
     assert set(report["breakdown_ms"]) == {"data", "forward", "backward", "optimizer"}
     assert all(v > 0 for v in report["breakdown_ms"].values())
+    # packing: k workers each measured, the total their sum, trials/hour that total over a trial
     packing = report["packing"]
     assert [p["trials"] for p in packing] == [1, 2]
-    assert all(p["examples_per_s"] > 0 and p["trials_per_hour"] > 0 for p in packing)
+    for p in packing:
+        assert len(p["per_trial_examples_per_s"]) == p["trials"]
+        assert all(x > 0 for x in p["per_trial_examples_per_s"])
+        assert p["examples_per_s"] == pytest.approx(sum(p["per_trial_examples_per_s"]))
+        # a trial: trial_epochs over the training rows (the bundled sample less the validation rows)
+        sample_rows = len(json.loads(SAMPLE_PATH.read_text(encoding="utf-8")))
+        trial_examples = args["trial_epochs"] * (sample_rows - args["valid_rows"])
+        assert p["trials_per_hour"] == pytest.approx(3600 * p["examples_per_s"] / trial_examples)

@@ -197,6 +197,25 @@ def test_label_order_mismatch_and_deleted_member_are_clear_errors(sweeps, capsys
     assert rc == 2 and "has no fitted decisions" in err
 
 
+def test_ensemble_says_which_checkpoints_the_sweep_dropped_and_why(sweeps, capsys, tmp_path):
+    """A trial whose best checkpoint retention deleted is left out with the sweep's reason."""
+    from relex.sweep.results import ResultsWriter
+
+    copy = tmp_path / "plain"
+    shutil.copytree(sweeps["plain"], copy)
+    writer = ResultsWriter(copy)
+    victim = sorted(writer.trials)[0]
+    writer.set_trial({"trial_id": victim, "checkpoint": str(copy / "trials" / victim / "gone"),
+                      "checkpoint_dropped": "keep_checkpoints=3: ranked 4 by micro_f1"})
+    writer.flush()
+    rc, out, err = cli(["ensemble", copy, "--out", tmp_path / "ens", "--top", "2"], capsys)
+    assert rc == 0, err
+    assert (f"note: {victim}: the sweep dropped its best checkpoint (keep_checkpoints=3: ranked 4 "
+            "by micro_f1); left out") in out
+    members = json.loads((tmp_path / "ens" / "ensemble.json").read_text())["members"]
+    assert victim not in {m["name"] for m in members}
+
+
 def test_label_shift_is_opt_in_and_reported(sweeps, capsys, tmp_path):
     ens_dir = tmp_path / "ens"
     assert cli(["ensemble", sweeps["plain"], "--out", ens_dir, "--top", "2"], capsys)[0] == 0

@@ -168,6 +168,17 @@ def test_checkpoint_column_says_which_trials_still_have_one(sweep_dir, tmp_path,
     by_trial = {line.split()[1]: line.split()[-1] for line in lines[1:]}
     assert by_trial["t003"] == "yes"  # on disk
     assert by_trial["t000"] == "-"  # its directory (/x/t000/run/best) is gone
+    # a checkpoint the sweep deleted says which limit took it; CSV has the whole reason
+    for r in rows:
+        if r["trial_id"] == "t000":
+            r["checkpoint_dropped"] = "checkpoint_budget 50 GB: full, 49.6 GB held by better-ranked, running or failed trials"
+    lines = plain_text(rows).strip().splitlines()
+    assert "dropped (checkpoint_budget 50 GB)" in next(ln for ln in lines if " t000 " in ln)
+    from relex.analysis.leaderboard import csv_text
+
+    by_id = {r["trial_id"]: r for r in csv.DictReader(io.StringIO(csv_text(rows)))}
+    assert by_id["t000"]["checkpoint_dropped"].endswith("running or failed trials")
+    assert by_id["t003"]["checkpoint"] == str(kept) and by_id["t003"]["checkpoint_dropped"] == ""
 
 
 def test_terminal_table_puts_shared_settings_in_its_caption():

@@ -1,8 +1,8 @@
 """Every `relex` command README shows in its bash blocks is current: relex's own argument parser
-accepts it as written (subcommand, flags, their values). The commands that matter most also run
-for real elsewhere (the tour in test_api / test_train_cli, the cluster commands in
-test_cluster_jobs, the insects commands in test_insects_e2e); this catches a renamed or dropped
-flag in all of them at once."""
+accepts it as written (subcommand, flags, their values). The tour and the Data, Training, Sweeps
+and Reports sections also run for real, in order (test_readme_tour), and the cluster commands in
+test_cluster_jobs; this catches a renamed or dropped flag in every section at once, the
+cluster and ensemble sections included."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from relex.data.sample import SAMPLE_PATH
+from relex.errors import RelexError
 from relex.sweep.asha import Rungs
 from relex.sweep.callback import SweepCallback
 from relex.sweep.job import load_job
@@ -118,25 +119,56 @@ def test_plain_lines_off_a_terminal(job, tmp_path):
     assert "\x1b" not in line
 
 
-def test_only_the_top_k_finished_trials_keep_their_checkpoints(tmp_path):
-    from relex.sweep.callback import checkpoints_to_drop
+def test_only_the_top_k_ended_trials_keep_their_checkpoints(tmp_path):
+    from relex.sweep.retention import checkpoints_to_drop
 
     rows = []
     for tid, status, f1 in [("t0", "TERMINATED", 50.0), ("t1", "STOPPED_EARLY", 70.0),
-                            ("t2", "TERMINATED", 60.0), ("t3", "RUNNING", 10.0), ("t4", "ERROR", None)]:
+                            ("t2", "TERMINATED", 60.0), ("t3", "RUNNING", 10.0), ("t4", "ERROR", None),
+                            ("t5", "ERROR", 99.0), ("t6", "PAUSED", 1.0)]:
         best = tmp_path / tid / "best"
         best.mkdir(parents=True)
         rows.append({"trial_id": tid, "status": status, "micro_f1": f1, "checkpoint": str(best)})
-    assert checkpoints_to_drop(rows, 2, "micro_f1", "max") == ["t0", "t4"]  # t1, t2 kept; t3 runs
-    assert checkpoints_to_drop(rows, 0, "micro_f1", "max") == []  # 0 keeps all
+    # t1, t2 kept; t3 runs, t6 is paused; t4 and t5 failed: their states refer to their
+    # checkpoints (--retry-errors continues from there), ranked or not
+    drop = checkpoints_to_drop(rows, 2, "micro_f1", "max")
+    assert drop == {"t0": "keep_checkpoints=2: ranked 3 by micro_f1"}
+    assert checkpoints_to_drop(rows, 0, "micro_f1", "max") == {}  # 0 keeps all
     rows[0]["val_loss"], rows[1]["val_loss"], rows[2]["val_loss"] = 0.5, 0.9, 0.7
-    assert checkpoints_to_drop(rows, 1, "val_loss", "min") == ["t2", "t1", "t4"]
-    (tmp_path / "t4" / "best").rmdir()  # already gone: nothing to drop
-    assert checkpoints_to_drop(rows, 1, "val_loss", "min") == ["t2", "t1"]
+    assert list(checkpoints_to_drop(rows, 1, "val_loss", "min")) == ["t2", "t1"]
+    (tmp_path / "t1" / "best").rmdir()  # already gone: nothing to drop
+    assert list(checkpoints_to_drop(rows, 1, "val_loss", "min")) == ["t2"]
+
+
+def test_a_checkpoint_budget_keeps_the_best_ranked_that_fit(tmp_path):
+    from relex.sweep.retention import checkpoints_to_drop, parse_size
+
+    assert parse_size("50GB", "job") == 50 * 10 ** 9 and parse_size("1.5 MiB", "job") == 1572864
+    assert parse_size(4096, "job") == 4096
+    for bad in ("50 gigs", -1, True, "0GB"):
+        with pytest.raises(RelexError, match="checkpoint_budget"):
+            parse_size(bad, "job.py")
+    rows = []
+    for tid, status, f1, size in [("t0", "TERMINATED", 90.0, 300), ("t1", "TERMINATED", 80.0, 300),
+                                  ("t2", "TERMINATED", 70.0, 100), ("t3", "RUNNING", 10.0, 300),
+                                  ("t4", "ERROR", 5.0, 300)]:
+        best = tmp_path / tid / "best"
+        best.mkdir(parents=True)
+        (best / "model.safetensors").write_bytes(b"x" * size)
+        rows.append({"trial_id": tid, "status": status, "micro_f1": f1, "checkpoint": str(best)})
+    # 1,300 bytes: the running and the failed trial hold 600 first; t0 fits (900), t1 does not
+    # (1,200 > 1,000 is over the budget), and t2, ranked below t1, goes too though it would fit
+    drop = checkpoints_to_drop(rows, 0, "micro_f1", "max", budget=1000)
+    assert drop == {t: "checkpoint_budget 1 KB: full, 900 B held by better-ranked, running or failed trials"
+                    for t in ("t1", "t2")}
+    assert checkpoints_to_drop(rows, 0, "micro_f1", "max", budget=1500) == {}
+    # both limits: a checkpoint stays only inside both
+    assert list(checkpoints_to_drop(rows, 1, "micro_f1", "max", budget=1500)) == ["t1", "t2"]
+    assert list(checkpoints_to_drop(rows, 0, "micro_f1", "max", budget=100)) == ["t0", "t1", "t2"]
 
 
 def test_a_fold_sweep_keeps_whole_configurations(tmp_path):
-    from relex.sweep.callback import checkpoints_to_drop
+    from relex.sweep.retention import checkpoints_to_drop
 
     rows = []
     for cid, f1s in [("t0", [50.0, 90.0]), ("t1", [70.0, 71.0]), ("t2", [99.0])]:  # t2: fold 1 runs
@@ -146,6 +178,41 @@ def test_a_fold_sweep_keeps_whole_configurations(tmp_path):
             rows.append({"trial_id": f"{cid}-f{fold}", "config_id": cid, "fold": fold,
                          "status": "TERMINATED", "micro_f1": f1, "checkpoint": str(best)})
     # by mean: t0 70.0 < t1 70.5; t0's best single fold (90) does not save it; t2 is unfinished
-    assert checkpoints_to_drop(rows, 1, "micro_f1", "max", folds=2) == ["t0-f0", "t0-f1"]
+    assert list(checkpoints_to_drop(rows, 1, "micro_f1", "max", folds=2)) == ["t0-f0", "t0-f1"]
     rows[3]["micro_f1"] = None  # one unscored fold ranks its configuration last
-    assert checkpoints_to_drop(rows, 1, "micro_f1", "max", folds=2) == ["t1-f0", "t1-f1"]
+    assert list(checkpoints_to_drop(rows, 1, "micro_f1", "max", folds=2)) == ["t1-f0", "t1-f1"]
+
+
+def test_the_sweep_drops_checkpoints_over_its_budget_and_records_why(tmp_path):
+    """Sweep(checkpoint_budget=...) as trials end: the best-ranked keep their best checkpoints
+    while they fit; a failed trial's stays (its state refers to it) and counts first; the
+    trials.parquet row of a dropped checkpoint says which limit took it."""
+    p = tmp_path / "job.py"
+    p.write_text("from relex.sweep import Sweep, grid\n"
+                 f"sweep = Sweep(name='cb', train={str(SAMPLE_PATH)!r}, checkpoint_budget='1KB',\n"
+                 "  space=dict(head=grid(['cls', 'marker', 'rbert', 'cls']), lr=grid([1e-3])))\n")
+    with pytest.raises(RelexError):  # a repeated grid value, not the budget, is wrong here
+        load_job(p)
+    p.write_text(p.read_text().replace("'rbert', 'cls'", "'rbert'").replace("1e-3]", "1e-3, 2e-3]"))
+    job = load_job(p)
+    assert job.checkpoint_budget == 1000 and job.keep_checkpoints == 0  # no count limit with a budget
+    assert json.loads(json.dumps(job.resolved()))["checkpoint_budget"] == 1000  # job.json records it
+    sweep_dir = tmp_path / "sw"
+    cb = SweepCallback(job, sweep_dir, ResultsWriter(sweep_dir), None, console=None)
+    best = {}
+    for tid, f1 in [("t000", 50.0), ("t001", 70.0), ("t002", 90.0), ("t003", 60.0)]:
+        best[tid] = sweep_dir / "trials" / tid / "run" / "best"
+        best[tid].mkdir(parents=True)
+        (best[tid] / "model.safetensors").write_bytes(b"x" * 300)
+        cb.on_trial_result(0, [], FakeTrial(tid), _result(1, f1, checkpoint=str(best[tid])))
+    cb.on_trial_error(0, [], FakeTrial("t001"))  # 300 bytes the retry needs, whatever its rank
+    # t000 ends while t002 and t003 run: their 600 bytes and t001's 300 leave no room for it
+    cb.on_trial_complete(0, [], FakeTrial("t000"))
+    assert not best["t000"].exists() and all(best[t].is_dir() for t in ("t001", "t002", "t003"))
+    cb.on_trial_complete(0, [], FakeTrial("t003"))
+    cb.on_trial_complete(0, [], FakeTrial("t002"))  # 900 bytes in all now: both fit
+    rows = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
+    assert all(best[t].is_dir() for t in ("t001", "t002", "t003"))
+    assert rows["t000"]["checkpoint_dropped"] == (
+        "checkpoint_budget 1 KB: full, 900 B held by better-ranked, running or failed trials")
+    assert all(rows[t]["checkpoint_dropped"] is None for t in ("t001", "t002", "t003"))

@@ -150,22 +150,26 @@ def test_trials_land_one_per_gpu_across_nodes(cluster, tmp_path):
 
 @pytest.mark.parametrize("fraction", [0.25])  # 0.5 in test_sweep_job (the plan)
 def test_fractional_gpus_pack_trials_onto_each_gpu(cluster, tmp_path, fraction):
+    """Ray places at most 1/fraction trials on a GPU, and nothing else limits them here: each
+    trial asks for a hundredth of a CPU (the 1-CPU workers would admit 100 at once) and the
+    grid has half again as many trials as the two GPUs hold, so a GPU given more trials than
+    its fraction allows shows as a peak above 1/fraction."""
     from relex.sweep.job import load_job
     from relex.sweep.runner import run
 
     per_gpu = round(1 / fraction)
+    n = 3 * per_gpu  # 1.5 times what the two GPUs hold at once: Ray must make trials wait
     job_file = tmp_path / "frac_job.py"
     job_file.write_text(
         "from relex.sweep import Sweep, grid\n"
         f"sweep = Sweep(name='frac', train={str(SAMPLE_PATH)!r},\n"
-        f"              space=dict(lr=grid([{', '.join(f'{i}e-4' for i in range(1, 2 * per_gpu + 1))}])),\n"
-        f"              resources=dict(gpu={fraction}, cpu={fraction}), asha=dict(grace_period=2))\n")
+        f"              space=dict(lr=grid([{', '.join(f'{i}e-4' for i in range(1, n + 1))}])),\n"
+        f"              resources=dict(gpu={fraction}, cpu=0.01), asha=dict(grace_period=2))\n")
     job = load_job(job_file)
-    assert job.resources == {"gpu": fraction, "cpu": fraction}
+    assert job.resources == {"gpu": fraction, "cpu": 0.01}
     # the flag beats the job file: 0.25 from the command line, as `--gpus-per-trial 0.25` passes it
     out = run(job, storage=tmp_path / "art", trainable=_probe_trial, gpus=fraction,
-              prepared=ProbeInputs(sleep_s=0.5, gather=per_gpu), live=False)
-    n = 2 * per_gpu  # as many trials as the two GPUs hold at once
+              prepared=ProbeInputs(sleep_s=1.5, gather=per_gpu), live=False)
     assert out.counts == {"TERMINATED": n}
     recs = [json.loads(p.read_text()) for p in sorted((out.sweep_dir / "probe").glob("*.json"))]
     assert len(recs) == n
@@ -229,6 +233,11 @@ def _leaderboard(sweep_dir):
     rows = list(csv.DictReader(io.StringIO(csv_text(load_rows(sweep_dir)))))
     keys = ("rank", "trial_id", "head", "micro_f1", "auprc", "accuracy", "best_step", "status")
     return [{k: r[k] for k in keys} for r in rows]
+
+
+def _without_retention(row):
+    """A trial row but for what retention did to its checkpoint since (trials ending later)."""
+    return {k: v for k, v in row.items() if k != "checkpoint_dropped"}
 
 
 def _attempts(sweep_dir, tid):
@@ -372,7 +381,7 @@ def test_kill_driver_then_resume_matches_uninterrupted(cluster, e2e_job, referen
     after = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
     assert sorted(after) == [f"t{i:03d}" for i in range(6)]
     for t, row in before.items():  # finished trials: kept as they were, never run again
-        assert after[t] == row
+        assert _without_retention(after[t]) == _without_retention(row)
         assert len(_attempts(sweep_dir, t)) == attempts_before[t]
     # the trial running at the kill was started again from its last checkpoint
     runs = _attempts(sweep_dir, victim)
@@ -568,3 +577,118 @@ def test_report_on_a_real_sweep(reference, capsys):
     assert "| head | marker vs cls |" in out and "| lr | 0.001 vs 0.0002 |" in out
     assert "**[S:" in out or "none." in out
     assert "## Cost" in out and "ASHA stopped" in out
+
+
+RETENTION_JOB = '''
+import os
+from relex.sweep import Sweep, grid
+
+def break_two(cfg, trial_id):
+    # while the flag file exists, trials t001 and t002 fail after their first report (a
+    # checkpoint kept); ten trials finish after them, so retention runs many times
+    if trial_id not in ("t001", "t002") or not os.path.exists({flag!r}):
+        return
+    from ray import tune
+    real = tune.report
+    def report(metrics, checkpoint=None):
+        real(metrics, checkpoint=checkpoint)
+        raise RuntimeError("the node went away")
+    tune.report = report
+
+sweep = Sweep(
+    name="retain", train={data!r}, valid=0.25,
+    space=dict(lr=grid([{lrs}]), tiny_hidden=16, tiny_layers=1, tiny_heads=2, tiny_vocab=500,
+               max_length=48, batch_size=32, epochs=20, max_steps=4, eval_every=2,
+               warmup_ratio=0.0, num_threads=1, amp="off", eval_batch_size=256),
+    seeds=[3], asha=dict(grace_period=50), resources=dict(gpu=0, cpu=1), max_concurrent=1,
+    max_failures=0, before_trial=break_two, keep_checkpoints=2,
+)
+'''
+
+
+def test_retry_errors_after_retention_of_a_twelve_trial_sweep(cluster, e2e_job, tmp_path):
+    """Retention (keep_checkpoints=2) runs as each of ten trials finishes; it must never delete
+    the best checkpoint of a failed trial, whose kept state refers to it: --resume
+    --retry-errors continues both failed trials from their checkpoints and finishes."""
+    data = Path(e2e_job).parent / "data.json"
+    flag = tmp_path / "broken"
+    flag.write_text("")
+    job = tmp_path / "retain.py"
+    lrs = ", ".join(f"{i}e-3" for i in range(1, 13))
+    job.write_text(RETENTION_JOB.format(flag=str(flag), data=str(data), lrs=lrs))
+    storage, env = tmp_path / "art", _env(tmp_path)
+    sweep_dir = storage / "retain"
+    p = subprocess.run(_sweep_cmd(job, storage, "retain", cluster["address"]), cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=400)
+    assert p.returncode == 0, p.stderr[-3000:]
+    before = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
+    assert len(before) == 12
+    failed = {t for t, r in before.items() if r["status"] == "ERROR"}
+    assert failed == {"t001", "t002"}
+    finished = [t for t in before if t not in failed]
+    assert all(before[t]["status"] == "TERMINATED" for t in finished)
+    with_ckpt = {t for t, r in before.items() if Path(r["checkpoint"], "model.safetensors").exists()}
+    best2 = set(sorted(finished, key=lambda t: (-before[t]["micro_f1"], t))[:2])
+    assert with_ckpt == best2 | failed  # the failed trials' checkpoints survive retention
+
+    flag.unlink()
+    p = subprocess.run(_sweep_cmd(job, storage, "retain", cluster["address"], "--resume",
+                                  "--retry-errors"),
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "retrying 2 failed trial(s): t001, t002" in p.stdout
+    after = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
+    for t in failed:
+        assert after[t]["status"] == "TERMINATED" and after[t]["error"] is None, after[t]
+        runs = _attempts(sweep_dir, t)
+        assert len(runs) == 2 and Path(runs[1]["resume_from"]).name.startswith("checkpoint_")
+        hist = sorted((h for h in pq.read_table(sweep_dir / "history.parquet").to_pylist()
+                       if h["trial_id"] == t), key=lambda h: h["iteration"])
+        assert [h["step"] for h in hist] == [2, 4]  # continued after step 2, not started again
+    for t in finished:
+        assert _without_retention(after[t]) == _without_retention(before[t])
+        assert len(_attempts(sweep_dir, t)) == 1
+    # retention after the retry: the two best of all twelve keep their checkpoints, nobody else
+    best2 = set(sorted(after, key=lambda t: (-after[t]["micro_f1"], t))[:2])
+    kept = {t for t, r in after.items() if Path(r["checkpoint"], "model.safetensors").exists()}
+    assert kept == best2
+    assert all(after[t]["checkpoint_dropped"].startswith("keep_checkpoints=2: ranked ")
+               for t in set(after) - best2)
+
+
+def _unmounting_trial(config, prepared):
+    """Reports once; trial t002 first takes the sweep's storage away, as an unmounted shared
+    file system would (its path is then no directory)."""
+    from ray import tune
+
+    tid = config["trial"]["trial_id"]
+    if tid == "t002":
+        sweep_dir = Path(prepared.sweep_dir)
+        os.replace(sweep_dir, sweep_dir.with_name("unmounted"))
+        sweep_dir.write_text("")
+    tune.report({"micro_f1": float(int(tid[1:])), "step": 1, "epoch": 1.0})
+
+
+def test_storage_lost_mid_sweep_is_one_error_and_keeps_the_results(cluster, tmp_path):
+    from relex.errors import RelexError
+    from relex.sweep.job import load_job
+    from relex.sweep.runner import run
+
+    job_file = tmp_path / "lost.py"
+    job_file.write_text(
+        "from relex.sweep import Sweep, grid\n"
+        f"sweep = Sweep(name='lost', train={str(SAMPLE_PATH)!r}, max_concurrent=1,\n"
+        "              space=dict(lr=grid([1e-4, 2e-4, 3e-4, 4e-4])), resources=dict(gpu=0, cpu=1),\n"
+        "              asha=dict(grace_period=2))\n")
+    with pytest.raises(RelexError) as e:
+        run(load_job(job_file), storage=tmp_path / "art", trainable=_unmounting_trial,
+            prepared=Prepared(), live=False)
+    sweep_dir = tmp_path / "art" / "lost"
+    message = str(e.value)
+    assert message == (f"{sweep_dir}: the sweep's storage can no longer be written (Not a "
+                       "directory); what was written before is whole there; continue with "
+                       "--resume once it is back")
+    # what was written before the storage went is whole: the two finished trials
+    rows = pq.read_table(tmp_path / "art" / "unmounted" / "trials.parquet").to_pylist()
+    assert {r["trial_id"]: r["status"] for r in rows if r["status"] == "TERMINATED"} == {
+        "t000": "TERMINATED", "t001": "TERMINATED"}

@@ -18,9 +18,9 @@ from relex.errors import RelexError
 def _check_html_path(value: str | None) -> Path | None:
     if value is None:
         return None
-    path = Path(value)
-    if path.is_dir():
-        raise RelexError(f"--html {path}: is a directory; give a file name")
+    from relex.io_utils import check_output
+
+    path = check_output(value, "--html")
     from relex.analysis.plots import require_matplotlib
 
     require_matplotlib()

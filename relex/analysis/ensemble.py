@@ -227,7 +227,9 @@ def read_pool(sweep_dir: str | os.PathLike, *, types: bool = True) -> Pool:
             ckpt.check(r.get("checkpoint") or "")
             return True
         except RelexError:
-            notes.append(f"{r['trial_id']}: no best checkpoint at {r.get('checkpoint')}; left out")
+            why = (f"the sweep dropped its best checkpoint ({r['checkpoint_dropped']})"
+                   if r.get("checkpoint_dropped") else f"no best checkpoint at {r.get('checkpoint')}")
+            notes.append(f"{r['trial_id']}: {why}; left out")
             return False
 
     candidates: dict[str, np.ndarray] = {}

@@ -80,7 +80,9 @@ def print_report(ens, out_dir) -> None:
 
 def ensemble(args: argparse.Namespace) -> int:
     from relex.analysis.ensemble import build
+    from relex.io_utils import check_output
 
+    check_output(args.out, "--out", is_dir=True)  # before the selection's work
     method = "top" if args.top else "config" if args.config else "greedy"
     ens = build(args.sweep_dir, method=method, metric=args.metric, k=args.top or 0,
                 rounds=args.rounds, config=args.config, seed=args.seed,

@@ -43,9 +43,19 @@ BY_CONFIG_NOTE = ("95% CI: t-interval of the mean over seeds; within noise: Welc
                   "the difference from the top configuration contains 0.")
 
 
-def _fmt_checkpoint(v: Any) -> str:
-    """Whether the trial's best checkpoint is still on disk (a sweep may have deleted it)."""
-    return "yes" if v and Path(str(v), "model.safetensors").is_file() else "-"
+def checkpoint_state(row: dict[str, Any]) -> str:
+    """What became of the trial's best checkpoint: ``yes`` (on disk), ``dropped (LIMIT)`` (the
+    sweep deleted it: keep_checkpoints or checkpoint_budget), else ``-``."""
+    v = row.get("checkpoint")
+    if v and Path(str(v), "model.safetensors").is_file():
+        return "yes"
+    reason = row.get("checkpoint_dropped")
+    return f"dropped ({reason.split(':')[0]})" if reason else "-"
+
+
+def _cell(row: dict[str, Any], key: str) -> Any:
+    """A row's value of a column: the field, or for ``ckpt`` what became of the checkpoint."""
+    return checkpoint_state(row) if key == "ckpt" else row.get(key)
 
 
 COLUMNS: list[Column] = (
@@ -53,7 +63,7 @@ COLUMNS: list[Column] = (
     + [(t, t, fmt_value) for t in TECHNIQUES]
     + [(REGISTRY[m].title, m, REGISTRY[m].format) for m in COLUMN_METRICS]
     + [("best step", "best_step", fmt_int), ("status", "status", fmt_text), ("time", "wall_s", fmt_time),
-       ("ckpt", "checkpoint", _fmt_checkpoint)]
+       ("ckpt", "ckpt", str)]
 )
 
 
@@ -95,7 +105,7 @@ def _varying(cols: Sequence[Column], rows: Sequence[dict[str, Any]]):
     keep, same = [], []
     for col in cols:
         header, key, fmt = col
-        values = {fmt(r.get(key)) for r in rows}
+        values = {fmt(_cell(r, key)) for r in rows}
         if key in config and len(values) == 1 and len(rows) > 1:
             same.append((header, values.pop()))
         else:
@@ -118,7 +128,7 @@ def trial_table(rows: Sequence[dict[str, Any]], *, top: int | None = None, cols:
     for i, r in enumerate(shown, 1):
         ranked = finite(r.get(PRIMARY)) is not None
         style = "best" if styled and i == 1 and ranked else (STATUS_STYLES.get(r.get("status")) if styled else None)
-        cells = [str(i) if ranked else "-"] + [fmt(r.get(key)) for _, key, fmt in cols]
+        cells = [str(i) if ranked else "-"] + [fmt(_cell(r, key)) for _, key, fmt in cols]
         body.append([(c, style) if style else c for c in cells])
     return Table(["rank"] + [h for h, _, _ in cols], body, right=_right(cols))
 
@@ -151,7 +161,9 @@ def _raw(v: Any) -> Any:
 
 def csv_text(rows: Sequence[dict[str, Any]], *, top: int | None = None) -> str:
     """CSV with raw values (full precision) under the leaderboard's column keys."""
-    keys = [key for _, key, _ in columns(rows)]
+    # the checkpoint's raw fields rather than the ckpt summary: its path, why it was dropped
+    keys = [k for _, key, _ in columns(rows)
+            for k in (("checkpoint", "checkpoint_dropped") if key == "ckpt" else (key,))]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["rank"] + keys)

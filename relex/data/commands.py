@@ -214,6 +214,7 @@ def fix(args: argparse.Namespace) -> int:
 
     from relex.data.io import EXTENSIONS
     from relex.data.repair import KINDS, repair_file, write_records
+    from relex.io_utils import check_output
 
     out_path = Path(args.out)
     if out_path.suffix.lower() not in EXTENSIONS:
@@ -221,8 +222,8 @@ def fix(args: argparse.Namespace) -> int:
                          f"write one of {', '.join(EXTENSIONS)}")
     if out_path.exists() and out_path.resolve() == Path(args.file).expanduser().resolve():
         raise RelexError(f"--out {args.out} is the input file; write the repaired copy elsewhere")
-    if out_path.is_dir():
-        raise RelexError(f"--out {args.out}: is a directory; give a file name")
+    if not args.dry_run:
+        check_output(args.out, "--out")
     repair = repair_file(args.file, require_labels=not args.unlabeled)
     ds = repair.dataset(labels=args.labels, negative=args.negative_label,
                         require_labels=not args.unlabeled)

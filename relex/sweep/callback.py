@@ -22,6 +22,7 @@ from relex.sweep.layout import SweepDir
 from relex.sweep.results import (ERROR, FINISHED, RUNNING, STOPPED_EARLY, TERMINATED, ResultsWriter,
                                  Tables)
 from relex.sweep.trial import TrialReport
+from relex.sweep.retention import checkpoints_to_drop
 
 
 def _trial_id(trial) -> str:
@@ -164,12 +165,16 @@ class SweepCallback(Callback):
         return full
 
     def _drop_checkpoints(self) -> None:
-        """Delete the best checkpoints of finished trials outside the top ``keep_checkpoints``
-        by the ASHA metric (running trials keep theirs until they finish; fold sweeps count
-        configurations)."""
-        for tid in checkpoints_to_drop(self.writer.trial_rows(), self.job.keep_checkpoints,
-                                       self.job.asha["metric"], self.job.asha["mode"], self.job.folds):
+        """Delete the best checkpoints that ``keep_checkpoints`` and ``checkpoint_budget``
+        leave out (see :mod:`relex.sweep.retention`); each row says why its checkpoint went."""
+        drop = checkpoints_to_drop(self.writer.trial_rows(), self.job.keep_checkpoints,
+                                   self.job.asha["metric"], self.job.asha["mode"], self.job.folds,
+                                   budget=self.job.checkpoint_budget)
+        for tid, reason in drop.items():
             shutil.rmtree(self.writer.trials[tid]["checkpoint"], ignore_errors=True)
+            self.writer.set_trial({"trial_id": tid, "checkpoint_dropped": reason})
+        if drop:
+            self.writer.flush()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         tid = _trial_id(trial)
@@ -189,36 +194,6 @@ class SweepCallback(Callback):
     def on_experiment_end(self, trials, **info) -> None:
         self.writer.flush()
         self.stop_live()
-
-
-def checkpoints_to_drop(rows: list[dict[str, Any]], keep: int, metric: str, mode: str,
-                        folds: int = 0) -> list[str]:
-    """Trial ids whose best checkpoint goes: finished, with a checkpoint on disk, and not among
-    the ``keep`` best finished trials by ``metric`` (``mode`` max or min; unscored trials rank
-    last). ``keep`` 0 keeps every checkpoint. In a fold sweep (``folds`` > 0) the unit is a
-    configuration: its folds are one ensemble, kept or dropped together, ranked by their mean
-    once all ``folds`` finished (one unscored fold ranks it last)."""
-    if keep <= 0:
-        return []
-    units: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        unit = str(r["config_id"]) if folds and r.get("fold") is not None else str(r["trial_id"])
-        units.setdefault(unit, []).append(r)
-
-    def done(rs: list[dict[str, Any]]) -> bool:
-        return all(r.get("status") in FINISHED for r in rs) and (
-            not folds or rs[0].get("fold") is None or len(rs) == folds)
-
-    def score(rs: list[dict[str, Any]]) -> float:
-        values = [r.get(metric) for r in rs]
-        if not all(isinstance(v, (int, float)) and v == v for v in values):
-            return float("inf")
-        mean = sum(values) / len(values)
-        return -mean if mode == "max" else mean
-
-    ranked = sorted(((u, rs) for u, rs in units.items() if done(rs)), key=lambda ur: (score(ur[1]), ur[0]))
-    return [r["trial_id"] for _, rs in ranked[keep:] for r in rs
-            if r.get("checkpoint") and Path(r["checkpoint"]).is_dir()]
 
 
 _REGISTRY: dict[str, Any] = {}

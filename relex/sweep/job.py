@@ -41,6 +41,7 @@ from relex.metrics import EVAL_METRICS, PRIMARY, REGISTRY
 from relex.errors import RelexError
 from relex.sweep.folds import fold_trial_id
 from relex.sweep.budget import parse_duration, positive
+from relex.sweep.retention import parse_size, resolve_keep
 from relex.tracking import check_loggers
 
 ASHA_DEFAULTS: dict[str, Any] = {
@@ -173,9 +174,13 @@ class Sweep:
             recorded in ``job.json``) instead of stopping with the bad-row report.
         loggers: trackers every trial logs to: ``"tensorboard"``, ``"mlflow"``, ``"wandb"``
             (see :mod:`relex.tracking`).
-        keep_checkpoints: best checkpoints kept on disk: those of the top K finished trials by
-            the ASHA metric (default 5, enough for an ensemble of the best); the others are
-            deleted as trials end. 0 keeps every one.
+        keep_checkpoints: best checkpoints kept on disk: those of the top K ended trials by
+            the ASHA metric; the others are deleted as trials end. 0 keeps every one. Default:
+            5, or no count limit when ``checkpoint_budget`` is set.
+        checkpoint_budget: the disk the sweep's best checkpoints may take (``"50GB"``,
+            ``"500MB"``, bytes): the best-ranked ended trials keep theirs until it is full.
+            Running, paused and failed trials always keep theirs (see
+            :mod:`relex.sweep.retention`).
     """
 
     name: str | None = None
@@ -201,7 +206,8 @@ class Sweep:
     time_budget: str | float | None = None  # resolved: seconds
     gpu_hours: float | None = None
     cost_per_gpu_hour: float | None = None
-    keep_checkpoints: int = 5
+    keep_checkpoints: int | None = None  # resolved: 0 = no count limit
+    checkpoint_budget: str | int | None = None  # resolved: bytes
     # filled in by load_job
     path: Path | None = field(default=None, init=False, repr=False)  # the job file
     axes: list[str] = field(default_factory=list, init=False)  # varying fields (seed last)
@@ -386,7 +392,10 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Sweep:
     max_concurrent = _int(sweep.max_concurrent, "max_concurrent", where, 0)
     max_failures = _int(sweep.max_failures, "max_failures", where, 0)
     split_seed = _int(data["split_seed"], "split_seed", where, 0)
-    keep_checkpoints = _int(sweep.keep_checkpoints, "keep_checkpoints", where, 0)
+    checkpoint_budget = parse_size(sweep.checkpoint_budget, where)
+    keep_checkpoints = resolve_keep(
+        None if sweep.keep_checkpoints is None else _int(sweep.keep_checkpoints, "keep_checkpoints", where, 0),
+        checkpoint_budget)
     if not isinstance(data["skip_bad_rows"], bool):
         raise RelexError(f"{where}: skip_bad_rows={data['skip_bad_rows']!r} is invalid: True or False")
     if sweep.before_trial is not None and not callable(sweep.before_trial):
@@ -461,7 +470,7 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Sweep:
                   time_budget=parse_duration(sweep.time_budget, where),
                   gpu_hours=positive(sweep.gpu_hours, "gpu_hours", where),
                   cost_per_gpu_hour=positive(sweep.cost_per_gpu_hour, "cost_per_gpu_hour", where),
-                  keep_checkpoints=keep_checkpoints)
+                  keep_checkpoints=keep_checkpoints, checkpoint_budget=checkpoint_budget)
     job.path, job.axes, job.trials, job.missing_files = job_path, shown_axes, trials, missing
     return job
 

@@ -211,7 +211,10 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        current = read_lease(self.path)
+        try:
+            current = read_lease(self.path)
+        except OSError:  # the storage itself is gone (unmounted): no lease left to remove
+            return
         if current is not None and current.get("token") == self.token:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()

@@ -8,7 +8,8 @@
   TrialConfig field as its own column, the best evaluation's micro_f1, auprc, mean_ap, accuracy,
   val_loss, best_step,
   best_epoch, epochs_run, evaluations, attempts, wall_s, node, node_id, gpu, error (text, for
-  failures), checkpoint (the best checkpoint's directory), valid_probs (an ``.npy`` of the best
+  failures), checkpoint (the best checkpoint's directory), checkpoint_dropped (why the sweep
+  deleted it, see :mod:`relex.sweep.retention`; empty while it is on disk), valid_probs (an ``.npy`` of the best
   checkpoint's validation-set probabilities: rows as in ``valid_index.parquet``, columns as in
   ``labels.json``), started_at, ended_at.
 
@@ -76,7 +77,8 @@ TRIALS_SCHEMA = pa.schema(
     + [("best_step", pa.int64()), ("best_epoch", pa.float64()), ("epochs_run", pa.float64()),
        ("evaluations", pa.int64()), ("attempts", pa.int64()), ("wall_s", pa.float64()),
        ("node", pa.string()), ("node_id", pa.string()), ("gpu", pa.string()),
-       ("error", pa.string()), ("checkpoint", pa.string()), ("valid_probs", pa.string()),
+       ("error", pa.string()), ("checkpoint", pa.string()), ("checkpoint_dropped", pa.string()),
+       ("valid_probs", pa.string()),
        ("started_at", pa.float64()), ("ended_at", pa.float64())]
 )
 

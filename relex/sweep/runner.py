@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from relex.errors import RelexError
-from relex.io_utils import read_json
+from relex.io_utils import check_output, probe_write, read_json
 from relex.sweep.folds import SweepData, assemble_oof, read_sweep_data, write_fold_index
 from relex.sweep.job import _NAME_RE, Sweep, check_gpus_per_trial
 from relex.sweep.layout import CACHE_DIR, DEFAULT_STORAGE, ENTRIES, LEASE_FILE, TRIALS_FILE, SweepDir
@@ -236,6 +236,17 @@ def reopen_errored(sweep_dir: Path, writer) -> list[str]:
     return retried
 
 
+def storage_lost(sweep_dir: Path) -> str | None:
+    """Why the sweep directory cannot be written any more (its file system unmounted, made
+    read-only, ...), as the one line that ends the sweep; None while it can."""
+    try:
+        probe_write(sweep_dir)
+    except OSError as e:
+        return (f"{sweep_dir}: the sweep's storage can no longer be written ({e.strerror or e}); "
+                "what was written before is whole there; continue with --resume once it is back")
+    return None
+
+
 def ray_session_dir() -> str | None:
     """The session directory of the Ray this process is connected to (its processes name it)."""
     import ray
@@ -306,6 +317,8 @@ def run(job: Sweep, *, storage: str | os.PathLike = DEFAULT_STORAGE, name: str |
     if not _NAME_RE.match(name):
         raise RelexError(f"--name {name!r}: a sweep name is letters, digits, '_', '.' and '-', "
                          "starting with a letter or digit")
+    # an unmounted shared file system must not become a local directory of the same name
+    check_output(storage, "--storage", is_dir=True, create_parents=False)
     storage = Path(os.path.abspath(Path(storage).expanduser()))
     sweep_dir = storage / name
     if retry_errors and not resume:
@@ -447,7 +460,7 @@ def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared
                                   {"cpu": res["cpu"], "gpu": res["gpu"]})
     tuner = _tuner(job, sweep.path, wrapped, scheduler, callback, resume=resume,
                    retry_errors=retry_errors, console=console)
-    _fit_quietly(tuner, callback, writer)
+    _fit_quietly(tuner, callback, writer, sweep.path)
     if scheduler.budget.reason:
         mark_unfinished(job, writer, scheduler.budget.reason, console)
     rows = writer.trial_rows()
@@ -504,7 +517,7 @@ def _tuner(job: Sweep, sweep_dir: Path, trainable, scheduler, callback, *, resum
             callbacks=[callback, *_tracker_callbacks(job, sweep_dir, sweep_dir.name)], verbose=0))
 
 
-def _fit_quietly(tuner, callback, writer) -> None:
+def _fit_quietly(tuner, callback, writer, sweep_dir: Path) -> None:
     """``tuner.fit()`` (None: no trial left to run) with Tune's own console output off: its config
     box and tracebacks of failed trials would tear through the live leaderboard. The callback
     reports every trial, and each failed trial's full traceback stays in
@@ -513,13 +526,21 @@ def _fit_quietly(tuner, callback, writer) -> None:
     tune_log = logging.getLogger("ray.tune")
     level = tune_log.level
     tune_log.setLevel(logging.CRITICAL)
+    lost = None
     try:
         if tuner is not None:
             tuner.fit()
+    except Exception:
+        lost = storage_lost(sweep_dir)
+        if lost is None:
+            raise
     finally:
         tune_log.setLevel(level)
         callback.stop_live()
-        writer.flush()
+        if lost is None:
+            writer.flush()
+    if lost is not None:
+        raise RelexError(lost)
 
 
 def _tracker_callbacks(job: Sweep, sweep_dir: Path, name: str) -> list:

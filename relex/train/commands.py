@@ -22,6 +22,7 @@ from relex.cli_args import one_line_errors, warn_skipped
 from relex.config import CHOICES, TrialConfig
 from relex.data.split import DEFAULT_SPLIT_SEED, DEFAULT_VALID_FRACTION
 from relex.errors import RelexError
+from relex.io_utils import check_output
 from relex.tracking import LOGGERS, RunLoggers, check_loggers
 
 
@@ -124,9 +125,7 @@ def train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     loggers = check_loggers(args.logger, where="--logger")
     fraction = _fraction(args.valid_fraction)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise RelexError(f"--out {out}: exists and is not a directory")
+    out = check_output(args.out, "--out", is_dir=True)
 
     from relex.data import read_dataset, stratified_split
     from relex.data.sample import SAMPLE_PATH
