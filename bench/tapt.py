@@ -133,6 +133,7 @@ def cmd_ship(args) -> None:
         shutil.copyfile(src / name, dst / name)
     weights = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(src / "model.safetensors")).items()}
     save_file(weights, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    os.chmod(dst / "model.safetensors", 0o644)  # safetensors writes it owner-only
     config = json.loads((dst / "config.json").read_text())
     for k in ("dtype", "torch_dtype"):
         if k in config:

@@ -118,8 +118,10 @@ class ModelConfig(_Fields):
     field is training-only and may change between relex versions without breaking a checkpoint.
     """
 
-    backbone: str = _field("relex/tiny", "encoder: 'relex/tiny' (embedded, offline), "
-                           "'relex/tiny-<H>x<L>', a local save_pretrained directory, or a "
+    backbone: str = _field("relex/tiny", "encoder: 'relex/tiny' (embedded, offline, from "
+                           "scratch), 'relex/tiny-<H>x<L>', 'relex/tiny-klue' (shipped, pretrained "
+                           "on KLUE-RE's sentences; relex train's default on KLUE-RE data), a "
+                           "local save_pretrained directory (e.g. from relex pretrain), or a "
                            "model-hub id such as klue/roberta-base")
     marker: str = _field("typed_entity_marker_punct", "entity representation", column=True)
     max_length: int = _field(256, "maximum tokens per example (long sentences are windowed "
@@ -343,7 +345,7 @@ class PretrainConfig(_Fields):
                        "5e-5 a pretrained model)")
     weight_decay: float = _field(0.01, "AdamW weight decay")
     warmup_steps: int = _field(300, "linear warm-up steps (at most a tenth of the run), then a "
-                               "constant rate, so a longer run extends a shorter one")
+                               "constant rate")
     grad_clip: float = _field(1.0, "gradient-norm clip (0 = off)")
     amp: str = _field("auto", "mixed precision, as in relex train")
     held_out: float = _field(0.02, "fraction of the sentences held out for the MLM loss and "

@@ -269,3 +269,99 @@ def test_metrics_go_to_trackers(tmp_path, capsys):
         assert [s for s, _ in scalars[name]] == [2, 4]
         assert np.allclose([v for _, v in scalars[name]], [h[name] for h in history], rtol=1e-5)
     assert hparams["backbone"] == "relex/tiny" and hparams["steps"] == 4
+
+
+# ----------------------------------------------------------------------------- sweeps
+@pytest.fixture(scope="module")
+def pretrained_dir(corpus, tmp_path_factory):
+    from relex.train.pretrain import pretrain
+
+    out = tmp_path_factory.mktemp("sweep") / "tapt"
+    pretrain(PretrainConfig(**TINY, steps=2, save_every=2), corpus, out, progress=False, device="cpu")
+    return out
+
+
+def test_a_sweep_grid_over_a_pretrained_directory_resolves_it_for_the_trials(pretrained_dir, tmp_path,
+                                                                             monkeypatch):
+    from relex.sweep.job import load_job
+    from relex.sweep.runner import preflight
+
+    monkeypatch.chdir(pretrained_dir.parent)  # the job names the directory relative to here
+    job_file = tmp_path / "job.py"
+    job_file.write_text(
+        "from relex.sweep import Sweep, grid\n"
+        f"sweep = Sweep(name='ab', train={str(SAMPLE_PATH)!r}, valid=0.2, seeds=[1, 2],\n"
+        "              space=dict(backbone=grid(['relex/tiny', 'tapt']), tiny_hidden=32, tiny_layers=1,\n"
+        "                         max_length=64, epochs=1))\n", encoding="utf-8")
+    job = load_job(job_file)
+    assert sorted(t.config.backbone for t in job.trials) == ["relex/tiny", "relex/tiny", "tapt", "tapt"]
+    prepared, _ = preflight(job, tmp_path / "sweep")
+    dirs = {t.config.backbone: prepared.backbones[t.trial_id] for t in job.trials}
+    # trials run in directories of their own: they get the absolute path of the pretrained one
+    assert dirs["tapt"] == str(pretrained_dir.resolve())
+    assert Path(dirs["relex/tiny"]).is_absolute() and dirs["relex/tiny"] != dirs["tapt"]
+
+
+def test_tapt_job_file_is_the_backbone_a_b_over_three_seeds(monkeypatch):
+    from relex.sweep.job import load_job
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("RELEX_TAPT", "/somewhere/tapt-tiny")
+    job = load_job(root / "jobs" / "tapt.py", check_files=False)
+    assert job.axes == ["backbone", "seed"]
+    assert sorted((t.config.backbone, t.config.seed) for t in job.trials) == [
+        (b, s) for b in ("/somewhere/tapt-tiny", "relex/tiny") for s in (1, 2, 3)]
+
+
+# ----------------------------------------------------------------------------- the shipped default
+def test_shipped_default_loads_as_fp32_copy_of_the_package_weights(tmp_path):
+    from transformers import AutoModel
+
+    from relex.model.backbone import load_tokenizer, resolve_backbone
+    from relex.model.tiny import SHIPPED_DIR
+
+    shipped = load_file(str(SHIPPED_DIR / "model.safetensors"))
+    assert all(v.dtype == torch.float16 for v in shipped.values() if v.is_floating_point())
+    assert sum(p.stat().st_size for p in SHIPPED_DIR.iterdir()) < 8e6  # a few MB in the package
+    assert "CC BY-SA 4.0" in (SHIPPED_DIR / "README.md").read_text(encoding="utf-8")
+    info = json.loads((SHIPPED_DIR / "relex_pretrain.json").read_text(encoding="utf-8"))
+    assert info["format"] == "relex-pretrained" and info["steps"] > 0
+
+    path = Path(resolve_backbone("relex/tiny-klue", cache_dir=tmp_path))
+    assert path.parent == tmp_path and resolve_backbone("relex/tiny-klue", cache_dir=tmp_path) == str(path)
+    copy = weights(path)
+    assert copy.keys() == shipped.keys()
+    for k, v in shipped.items():
+        assert copy[k].dtype == (torch.float32 if v.is_floating_point() else v.dtype)
+        assert torch.equal(copy[k], v.to(copy[k].dtype))
+    encoder = AutoModel.from_pretrained(str(path))
+    assert next(encoder.parameters()).dtype == torch.float32
+    assert torch.equal(encoder.embeddings.word_embeddings.weight,
+                       copy["roberta.embeddings.word_embeddings.weight"])
+    tok = load_tokenizer(path)
+    ids = tok("이순신은 조선 중기의 무신이다.")["input_ids"]
+    assert tok.unk_token_id not in ids  # it has read Korean
+
+
+def _klue_like(tmp_path: Path, source: str) -> Path:
+    rows = json.loads(Path(SAMPLE_PATH).read_text(encoding="utf-8"))[:200]
+    for r in rows:
+        r["source"] = source
+    path = tmp_path / f"{source}.json"
+    path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("source, flags, want", [
+    ("wikipedia", [], "relex/tiny-klue"),                          # KLUE-RE data: the shipped default
+    ("wikipedia", ["--backbone", "relex/tiny"], "relex/tiny"),     # from scratch when asked
+    ("relex-sample", [], "relex/tiny"),                            # other data: as before
+])
+def test_relex_train_defaults_to_the_shipped_backbone_on_klue_data(source, flags, want, tmp_path, capsys):
+    data = _klue_like(tmp_path, source)
+    rc, stdout, err = cli(["train", "--train", data, "--out", tmp_path / "run", "--max-steps", "2",
+                           "--epochs", "1", *flags, *FAST_FLAGS], capsys)
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["config"]["backbone"] == want
+    assert (f"backbone {want}" in err) and (("KLUE-RE data" in err) == (want == "relex/tiny-klue"))
