@@ -1,4 +1,4 @@
-"""The `relex` command: data check|fix|stats, train, evaluate, predict, export, sweep, leaderboard, report, ensemble.
+"""The `relex` command: data check|fix|stats, train, pretrain, evaluate, predict, export, sweep, leaderboard, report, ensemble.
 
 Each subcommand lives beside the code it drives (``relex.data.commands``,
 ``relex.train.commands``, ``relex.inference``, ``relex.sweep.commands``, ``relex.leaderboard``,
@@ -29,6 +29,8 @@ COMMANDS = [
      "statistics per label: entity type pairs, entity distance, sentence length, top entities"),
     (("train",), "relex.train.commands", "add_train_args", "train",
      "train one model (every technique is a flag)"),
+    (("pretrain",), "relex.train.pretrain_commands", "add_pretrain_args", "pretrain",
+     "task-adaptive masked-LM pretraining of a backbone on a corpus (--backbone DIR for train)"),
     (("evaluate",), "relex.inference", "add_evaluate_args", "evaluate",
      "evaluate a checkpoint, run directory or ensemble on a labelled file"),
     (("predict",), "relex.inference", "add_predict_args", "predict",

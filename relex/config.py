@@ -121,8 +121,10 @@ class ModelConfig(_Fields):
     field is training-only and may change between relex versions without breaking a checkpoint.
     """
 
-    backbone: str = _field("relex/tiny", "encoder: 'relex/tiny' (embedded, offline), "
-                           "'relex/tiny-<H>x<L>', a local save_pretrained directory, or a "
+    backbone: str = _field("relex/tiny", "encoder: 'relex/tiny' (embedded, offline, from "
+                           "scratch), 'relex/tiny-<H>x<L>', 'relex/tiny-klue' (shipped, pretrained "
+                           "on KLUE-RE's sentences; relex train's default on KLUE-RE data), a "
+                           "local save_pretrained directory (e.g. from relex pretrain), or a "
                            "model-hub id such as klue/roberta-base")
     marker: str = _field("typed_entity_marker_punct", "entity representation", column=True)
     max_length: int = _field(256, "maximum tokens per example (long sentences are windowed "
@@ -320,6 +322,74 @@ def _coerce(name: str, value: Any, f: dataclasses.Field, where: str) -> Any:
     except (TypeError, ValueError):
         raise RelexError(f"{where}: {name}={value!r} is invalid: expected {typ}") from None
     return value
+
+
+@dataclass
+class PretrainConfig(_Fields):
+    """What ``relex pretrain`` runs: masked-language-model pretraining of a backbone on a corpus.
+
+    Its flags (dashes for underscores) and the ``config`` written into the pretrained directory
+    come from here, as the trial's come from :class:`TrialConfig`.
+    """
+
+    backbone: str = _field("relex/tiny", "the encoder to pretrain: 'relex/tiny' or "
+                           "'relex/tiny-<H>x<L>' (vocabulary learned from the corpus, random "
+                           "weights), 'relex/tiny-klue', a save_pretrained directory, or a "
+                           "model-hub id with a masked-LM head")
+    steps: int = _field(0, "optimizer steps (0 = --epochs passes over the corpus)")
+    epochs: int = _field(1, "passes over the corpus when --steps is 0")
+    mlm_probability: float = _field(0.15, "fraction of tokens (or words, with --whole-word) masked")
+    whole_word: bool = _field(False, "mask whole words (all pieces of a word together)")
+    entity_masking: float = _field(0.0, "probability of masking each entity span whole, on top of "
+                                   "the random masking (0 = off; corpora of relation files only)")
+    max_length: int = _field(128, "maximum tokens per sentence (longer ones are truncated)")
+    batch_size: int = _field(64, "sentences per optimizer step")
+    lr: float = _field(1e-3, "peak learning rate (1e-3 suits relex/tiny from scratch; about "
+                       "5e-5 a pretrained model)")
+    weight_decay: float = _field(0.01, "AdamW weight decay")
+    warmup_steps: int = _field(300, "linear warm-up steps (at most a tenth of the run), then a "
+                               "constant rate")
+    grad_clip: float = _field(1.0, "gradient-norm clip (0 = off)")
+    amp: str = _field("auto", "mixed precision, as in relex train")
+    held_out: float = _field(0.02, "fraction of the sentences held out for the MLM loss and "
+                             "masked-token accuracy")
+    save_every: int = _field(500, "optimizer steps between evaluations, each writing the "
+                             "pretrained directory and the resumable state")
+    seed: int = _field(42, "random seed (the same seed gives the same weights on CPU)")
+    num_threads: int = _field(0, "torch CPU threads (0 = torch's default)")
+    tiny_hidden: int = _field(128, "hidden size of relex/tiny")
+    tiny_layers: int = _field(2, "layers of relex/tiny")
+    tiny_heads: int = _field(2, "attention heads of relex/tiny")
+    tiny_vocab: int = _field(8000, "learned subword pieces of relex/tiny's vocabulary")
+
+    def validate(self, *, where: str = "config") -> None:
+        bad = _complainer(self, where)
+        if not self.backbone or not isinstance(self.backbone, str):
+            bad("backbone", "a model name or directory is required")
+        if self.amp not in AMP_MODES:
+            bad("amp", f"choose one of {', '.join(AMP_MODES)}")
+        for name in ("epochs", "batch_size", "save_every", "tiny_hidden", "tiny_layers",
+                     "tiny_heads", "tiny_vocab"):
+            if getattr(self, name) < 1:
+                bad(name, "must be at least 1")
+        for name in ("steps", "warmup_steps", "num_threads"):
+            if getattr(self, name) < 0:
+                bad(name, "must be 0 or more")
+        if self.max_length < 8:
+            bad("max_length", "must be at least 8 tokens")
+        if not (0 < self.mlm_probability < 1):
+            bad("mlm_probability", "must be in (0, 1)")
+        if not (0 <= self.entity_masking <= 1):
+            bad("entity_masking", "must be in [0, 1]; 0 turns it off")
+        if not (0 < self.held_out < 0.5):
+            bad("held_out", "must be in (0, 0.5)")
+        if not (0 < self.lr < 1):
+            bad("lr", "must be in (0, 1)")
+        for name in ("weight_decay", "grad_clip"):
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                bad(name, "must be a finite number >= 0")
+        if self.tiny_hidden % self.tiny_heads:
+            bad("tiny_hidden", f"must be divisible by tiny_heads={self.tiny_heads}")
 
 
 # Flags of `relex train` map one to one onto these fields (dashes for underscores).

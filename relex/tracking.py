@@ -43,6 +43,8 @@ LOGGERS = ("tensorboard", "mlflow", "wandb")
 MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",), "wandb": ("wandb",)}
 # what every tracker records at each evaluation, under these names
 METRICS = (*EVAL_METRICS, "train_loss", "lr", "epoch")
+# what ``relex pretrain`` records at each evaluation (held-out masked-LM loss and accuracy)
+PRETRAIN_METRICS = ("mlm_loss", "mlm_accuracy", "train_loss", "lr", "tokens_per_s", "epoch")
 DEFAULT_PROJECT = "relex"  # MLflow experiment / W&B project when the environment names none
 
 
@@ -100,11 +102,11 @@ def wandb_can_log() -> bool:
     return bool(settings.get("default", "api_key", fallback=None))
 
 
-def tracked_metrics(values: Mapping[str, Any]) -> dict[str, float]:
-    """The :data:`METRICS` present in ``values`` as finite floats (NaN, e.g. the train loss
-    of an evaluation with no step before it, is left out)."""
+def tracked_metrics(values: Mapping[str, Any], names: tuple[str, ...] = METRICS) -> dict[str, float]:
+    """The ``names`` (default :data:`METRICS`) present in ``values`` as finite floats (NaN, e.g.
+    the train loss of an evaluation with no step before it, is left out)."""
     out = {}
-    for k in METRICS:
+    for k in names:
         v = values.get(k)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             out[k] = float(v)
@@ -155,13 +157,13 @@ def _first_line(e: BaseException) -> str:
 
 # ----------------------------------------------------------------------------- one run
 class _TensorBoard:
-    def __init__(self, out_dir: Path, params: dict[str, Any], run_name: str):
+    def __init__(self, out_dir: Path, params: dict[str, Any], run_name: str, metrics: tuple[str, ...]):
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams
 
         self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
         # the HParams tab: this run's config, and which scalars are its metrics
-        exp, start, self._end = hparams(params, {m: float("nan") for m in METRICS})
+        exp, start, self._end = hparams(params, {m: float("nan") for m in metrics})
         self.writer.file_writer.add_summary(exp)
         self.writer.file_writer.add_summary(start)
 
@@ -176,7 +178,7 @@ class _TensorBoard:
 
 
 class _MLflow:
-    def __init__(self, out_dir: Path, params: dict[str, Any], run_name: str):
+    def __init__(self, out_dir: Path, params: dict[str, Any], run_name: str, metrics: tuple[str, ...]):
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
@@ -204,7 +206,7 @@ class _MLflow:
 
 
 class _Wandb:
-    def __init__(self, out_dir: Path, params: dict[str, Any], run_name: str):
+    def __init__(self, out_dir: Path, params: dict[str, Any], run_name: str, metrics: tuple[str, ...]):
         import wandb
 
         try:
@@ -228,20 +230,22 @@ class RunLoggers:
     """The trackers of one training run: ``log(step, metrics)`` after each evaluation, then
     ``close(failed=...)``. Usable as a context manager (a failure closes them as FAILED)."""
 
-    def __init__(self, names: Iterable[str], out_dir: str | os.PathLike, config, *, run_name: str):
+    def __init__(self, names: Iterable[str], out_dir: str | os.PathLike, config, *, run_name: str,
+                 metrics: tuple[str, ...] = METRICS):
         out = Path(out_dir)
+        self.metrics = metrics  # the names logged (a pretraining run logs PRETRAIN_METRICS)
         out.mkdir(parents=True, exist_ok=True)
         params = config.to_dict()
         self.trackers = []
         try:
             for name in names:
-                self.trackers.append(_SINGLE[name](out, params, run_name))
+                self.trackers.append(_SINGLE[name](out, params, run_name, metrics))
         except BaseException:
             self.close(failed=True)
             raise
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
-        values = tracked_metrics(metrics)
+        values = tracked_metrics(metrics, self.metrics)
         for t in self.trackers:
             t.log(int(step), values)
 

@@ -5,7 +5,10 @@
 
 * ``relex/tiny`` — the embedded default, built by :mod:`relex.model.tiny` (a WordPiece
   tokenizer learned from the corpus + a randomly initialised RoBERTa encoder, cached).
-* a local directory — must hold ``config.json`` (and a tokenizer); returned as is.
+* ``relex/tiny-klue`` — the shipped tiny encoder pretrained (``relex pretrain``) on the KLUE-RE
+  train sentences; an fp32 copy of the package's fp16 weights in the cache.
+* a local directory — must hold ``config.json`` (and a tokenizer); returned as an absolute path,
+  so a sweep's trials, which run in directories of their own, find it.
 * anything else is a model-hub id: accepted when ``AutoConfig`` can load it (from the local HF
   cache, or from the hub when reachable); otherwise :class:`RelexError` in one line.
 """
@@ -20,7 +23,7 @@ from urllib.parse import urlparse
 
 from relex.errors import RelexError
 from relex.model.quiet import quiet_transformers
-from relex.model.tiny import TINY, build_tiny, tiny_sizes
+from relex.model.tiny import PRETRAINED, TINY, build_tiny, shipped_backbone, tiny_sizes
 
 if TYPE_CHECKING:  # pragma: no cover
     from relex.config import TrialConfig
@@ -40,6 +43,8 @@ def resolve_backbone(
     if not isinstance(name, str) or not name.strip():
         raise RelexError("backbone: a model name or directory is required")
     name = name.strip()
+    if name == PRETRAINED:
+        return str(shipped_backbone(cache_dir))
     if name.startswith("relex/"):
         sizes = tiny_sizes(name, cfg)
         return str(build_tiny(corpus, cache_dir=cache_dir, **sizes))
@@ -74,6 +79,28 @@ def load_encoder(path: str | os.PathLike, *, pretrained: bool = True):
             return AutoModel.from_config(AutoConfig.from_pretrained(str(path)))
     except Exception as e:  # noqa: BLE001
         raise RelexError(f"cannot load backbone '{path}': {_short(e)}") from None
+
+
+def load_masked_lm(path: str | os.PathLike, name: str):
+    """``AutoModelForMaskedLM.from_pretrained(path)``: the encoder with its masked-LM head (a head
+    the checkpoint lacks, e.g. relex/tiny's, is initialised from the current torch seed).
+    RelexError in one line when the architecture has no masked-LM head to build."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    try:
+        with quiet_transformers():
+            config = AutoConfig.from_pretrained(str(path))
+    except Exception as e:  # noqa: BLE001
+        raise RelexError(f"cannot load backbone '{name}': {_short(e)}") from None
+    if config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        raise RelexError(f"backbone '{name}' ({config.model_type}) has no masked-language-model "
+                         "head to build; pretrain a BERT/RoBERTa/ELECTRA-style encoder instead")
+    try:
+        with quiet_transformers():
+            return AutoModelForMaskedLM.from_pretrained(str(path))
+    except Exception as e:  # noqa: BLE001
+        raise RelexError(f"cannot load backbone '{name}' with a masked-LM head: {_short(e)}") from None
 
 
 def position_limit(config) -> int | None:
@@ -116,7 +143,7 @@ def _resolve_pretrained(name: str) -> str:
                 f"cannot load backbone '{name}': the directory has no config.json "
                 "(expected a save_pretrained() directory with config.json and tokenizer files)"
             )
-        return str(p)
+        return str(p.resolve())
     if p.exists():
         raise RelexError(f"cannot load backbone '{name}': it is a file, not a model directory")
     if _looks_like_path(name):

@@ -44,6 +44,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from relex.config import ModelConfig
 
 TINY = "relex/tiny"
+# the shipped default pretrained by `relex pretrain` on the KLUE-RE train sentences (see its README)
+PRETRAINED = "relex/tiny-klue"
+SHIPPED_DIR = Path(__file__).resolve().parent / "pretrained" / "tiny-klue"
 BUILD_VERSION = 2  # bump when the build changes: it is part of the cache key
 INIT_SEED = 1234
 SPECIAL_TOKENS = ("[CLS]", "[PAD]", "[SEP]", "[UNK]", "[MASK]")
@@ -61,8 +64,8 @@ def tiny_sizes(name: str = TINY, cfg: "ModelConfig | None" = None) -> dict[str, 
     m = _TINY_NAME.match(name)
     if not m:
         raise RelexError(
-            f"unknown embedded backbone '{name}': use '{TINY}' or '{TINY}-<hidden>x<layers>' "
-            f"(e.g. '{TINY}-256x4')"
+            f"unknown embedded backbone '{name}': use '{TINY}', '{TINY}-<hidden>x<layers>' "
+            f"(e.g. '{TINY}-256x4') or the pretrained '{PRETRAINED}'"
         )
     sizes = dict(_DEFAULTS)
     if cfg is not None:
@@ -115,11 +118,7 @@ def build_tiny(
     vocab: int = 8000,
     cache_dir: str | os.PathLike | None = None,
 ) -> Path:
-    """Build (or find in the cache) a tiny backbone directory and return its path.
-
-    Several processes may build the same key at once: each builds in its own temporary
-    directory and renames it into place; the first rename wins and the others use its result.
-    """
+    """Build (or find in the cache) a tiny backbone directory and return its path."""
     if corpus is None:
         corpus = sample_corpus()
     sentences = _distinct(corpus)
@@ -127,13 +126,8 @@ def build_tiny(
         raise RelexError("backbone relex/tiny: the tokenizer corpus is empty (no sentences)")
     key = tiny_key(sentences, hidden=hidden, layers=layers, heads=heads, vocab=vocab)
     root = Path(cache_dir) if cache_dir is not None else cache_root() / "backbones"
-    target = root / f"tiny-{hidden}x{layers}-{key[:16]}"
-    if _complete(target):
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=root))
-    os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp is owner-only; a shared cache must stay readable
-    try:
+
+    def fill(tmp: Path) -> None:
         t0 = time.perf_counter()
         tokenizer = _train_tokenizer(sentences, vocab)
         tokenizer.save_pretrained(str(tmp))
@@ -155,6 +149,60 @@ def build_tiny(
             build_seconds=round(time.perf_counter() - t0, 3),
         )
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    return _cached_build(root / f"tiny-{hidden}x{layers}-{key[:16]}", fill)
+
+
+def shipped_backbone(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The shipped pretrained default :data:`PRETRAINED`, as an fp32 directory in the cache.
+
+    The package holds its weights in fp16 to stay small; training wants fp32 master weights, so
+    the first use writes an fp32 copy (keyed by the shipped files' content) and later uses find it.
+    """
+    from relex.io_utils import sha256_file
+
+    files = sorted(p for p in SHIPPED_DIR.iterdir() if p.is_file()) if SHIPPED_DIR.is_dir() else []
+    if not any(p.name == "model.safetensors" for p in files):
+        raise RelexError(f"backbone {PRETRAINED}: its weights are missing from this installation "
+                         f"({SHIPPED_DIR}); reinstall relex")
+    key = hashlib.sha256("".join(sha256_file(p) for p in files).encode()).hexdigest()
+    root = Path(cache_dir) if cache_dir is not None else cache_root() / "backbones"
+
+    def fill(tmp: Path) -> None:
+        from safetensors.torch import load_file, save_file
+
+        for p in files:
+            if p.name == "model.safetensors":
+                weights = {k: v.float() if v.is_floating_point() else v
+                           for k, v in load_file(str(p)).items()}
+                save_file(weights, str(tmp / p.name), metadata={"format": "pt"})
+            elif p.name == "config.json":
+                config = json.loads(p.read_text(encoding="utf-8"))
+                for k in ("dtype", "torch_dtype"):
+                    if k in config:
+                        config[k] = "float32"
+                (tmp / p.name).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+            else:
+                shutil.copyfile(p, tmp / p.name)
+        (tmp / META_FILE).write_text(json.dumps(dict(name=PRETRAINED, key=key), indent=2) + "\n",
+                                     encoding="utf-8")
+
+    return _cached_build(root / f"tiny-klue-{key[:16]}", fill)
+
+
+def _cached_build(target: Path, fill) -> Path:
+    """``target`` when complete; else ``fill(tmp)`` a temporary directory and rename it there.
+
+    Several processes may build the same key at once: each builds in its own temporary
+    directory and renames it into place; the first rename wins and the others use its result.
+    """
+    if _complete(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~UMASK)  # mkdtemp is owner-only; a shared cache must stay readable
+    try:
+        fill(tmp)
         try:
             os.rename(tmp, target)  # atomic; fails when another builder got there first
         except OSError:

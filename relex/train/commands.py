@@ -30,11 +30,12 @@ def _field_type(f: dataclasses.Field) -> str:
     return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
 
 
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    """One flag per TrialConfig field; unset flags keep the dataclass default."""
-    g = p.add_argument_group("trial configuration (every TrialConfig field)")
-    defaults = TrialConfig()
-    for f in dataclasses.fields(TrialConfig):
+def add_config_args(p: argparse.ArgumentParser, cls: type = TrialConfig,
+                    title: str = "trial configuration (every TrialConfig field)") -> None:
+    """One flag per field of the config dataclass ``cls``; unset flags keep its default."""
+    g = p.add_argument_group(title)
+    defaults = cls()
+    for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         typ = _field_type(f)
         default = getattr(defaults, f.name)
@@ -55,21 +56,22 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
                        help=f"{help_text} (default: {default})")
 
 
-def config_from_args(args: argparse.Namespace) -> TrialConfig:
-    given = {name: getattr(args, name) for name in TrialConfig.field_names() if hasattr(args, name)}
+def config_from_args(args: argparse.Namespace, cls: type = TrialConfig, where: str = "relex train"):
+    """The ``cls`` config of the flags given (over ``--config JSON`` where the command has it)."""
+    given = {name: getattr(args, name) for name in cls.field_names() if hasattr(args, name)}
     base: dict[str, Any] = {}
     if getattr(args, "config", None):
         path = Path(args.config)
         if not path.is_file():
             raise RelexError(f"--config {path}: file not found")
-        base = TrialConfig.from_json(path.read_text(encoding="utf-8"), where=str(path)).to_dict()
+        base = cls.from_json(path.read_text(encoding="utf-8"), where=str(path)).to_dict()
     try:
-        return TrialConfig.from_dict({**base, **given}, where="relex train")
+        return cls.from_dict({**base, **given}, where=where)
     except RelexError as e:
         # name the flag the way the user typed it
         msg = str(e)
         for name in given:
-            msg = msg.replace(f"relex train: {name}=", f"relex train: --{name.replace('_', '-')}=")
+            msg = msg.replace(f"{where}: {name}=", f"{where}: --{name.replace('_', '-')}=")
         raise RelexError(msg) from None
 
 
@@ -141,6 +143,7 @@ def train(args: argparse.Namespace) -> int:
     neg = cfg.negative_label
     train_ds = read_dataset(train_path, labels=labels, negative=neg, skip_bad_rows=args.skip_bad_rows)
     warn_skipped(train_ds)
+    cfg = klue_default_backbone(cfg, args, train_ds)
     if args.valid:
         valid_ds = read_dataset(Path(args.valid), labels=train_ds.labels, negative=neg,
                                 skip_bad_rows=args.skip_bad_rows)
@@ -175,3 +178,16 @@ def train(args: argparse.Namespace) -> int:
     print(f"history   {out / 'history.jsonl'}, summary {out / 'metrics.json'}")
     return 0
 
+
+def klue_default_backbone(cfg: TrialConfig, args: argparse.Namespace, train_ds) -> TrialConfig:
+    """On KLUE-RE data, with no backbone chosen (flag or --config), the shipped relex/tiny-klue:
+    it has read KLUE-RE's sentences, so it starts ahead of relex/tiny trained from scratch."""
+    from relex.data.corpus import is_klue_re
+    from relex.model.tiny import PRETRAINED
+
+    if hasattr(args, "backbone") or getattr(args, "config", None) or not is_klue_re(train_ds):
+        return cfg
+    if not getattr(args, "quiet", False):
+        print(f"relex train: KLUE-RE data: backbone {PRETRAINED} (pretrained on KLUE-RE's sentences; "
+              "--backbone relex/tiny trains from scratch)", file=sys.stderr)
+    return cfg.replace(backbone=PRETRAINED)

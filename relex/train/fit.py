@@ -454,12 +454,7 @@ def load_state(run: Run, path: str | os.PathLike) -> None:
     """Continue ``run`` from the state in ``path`` exactly (same config and data required)."""
     path = Path(path)
     meta = state_io.read_meta(path)
-    saved = TrialConfig.from_dict(meta["config"], where=str(path / state_io.STATE))
-    diff = [k for k in TrialConfig.field_names()
-            if k not in _RESUME_FREE and getattr(saved, k) != getattr(run.cfg, k)]
-    if diff:
-        raise RelexError(f"{path}: the state was saved with a different configuration "
-                         f"({', '.join(f'{k}={getattr(saved, k)!r}' for k in diff)})")
+    state_io.check_config(path, meta["config"], run.cfg, _RESUME_FREE)
     for key, ds in (("train_hash", run.train_ds), ("valid_hash", run.valid_ds)):
         h = getattr(ds, "content_hash", None)
         if meta.get(key) is not None and h is not None and meta[key] != h:

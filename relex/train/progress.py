@@ -8,8 +8,9 @@ import sys
 class Reporter:
     """A rich progress bar on a terminal, plain log lines otherwise, or nothing."""
 
-    def __init__(self, mode: str):
+    def __init__(self, mode: str, title: str = "train"):
         self.mode = mode
+        self.title = title
         self._progress = None
         self._task = None
         self._every = 1
@@ -44,19 +45,20 @@ class Reporter:
                                        TimeElapsedColumn, TimeRemainingColumn)
 
             self._progress = Progress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+                TextColumn(f"[bold]{self.title}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                 console=Console(stderr=True), transient=False,
             )
             self._progress.start()
-            self._task = self._progress.add_task("train", total=total, completed=done, info="")
+            self._task = self._progress.add_task(self.title, total=total, completed=done, info="")
 
-    def step(self, step: int, epoch: float, loss: float, lr: float) -> None:
+    def step(self, step: int, epoch: float, loss: float, lr: float, extra: str = "") -> None:
+        """Show a step; ``extra`` is appended (e.g. a throughput)."""
+        info = f"epoch {epoch:.2f} loss {loss:.4f} lr {lr:.2e}" + (f" {extra}" if extra else "")
         if self.mode == "rich" and self._progress is not None:
-            self._progress.update(self._task, completed=step,
-                                  info=f"epoch {epoch:.2f} loss {loss:.4f} lr {lr:.2e}")
+            self._progress.update(self._task, completed=step, info=info)
         elif self.mode == "plain" and (step % self._every == 0 or step == self._total):
-            self.log(f"step {step}/{self._total} epoch {epoch:.2f} loss {loss:.4f} lr {lr:.2e}")
+            self.log(f"step {step}/{self._total} {info}")
 
     def close(self) -> None:
         if self._progress is not None:

@@ -139,6 +139,17 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     return doc["meta"]
 
 
+def check_config(path: str | os.PathLike, saved: dict[str, Any], cfg, free: tuple[str, ...] = ()) -> None:
+    """RelexError unless the config a state was saved with (``saved``, its dict) equals ``cfg``
+    in every field but ``free`` (those a resumed run may change, e.g. the thread count)."""
+    cls = type(cfg)
+    old = cls.from_dict(saved, where=str(Path(path) / STATE))
+    diff = [k for k in cls.field_names() if k not in free and getattr(old, k) != getattr(cfg, k)]
+    if diff:
+        raise RelexError(f"{path}: the state was saved with a different configuration "
+                         f"({', '.join(f'{k}={getattr(old, k)!r}' for k in diff)})")
+
+
 def load(path: str | os.PathLike, objects: dict[str, Any]) -> dict[str, Any]:
     """Restore every object of ``objects`` from the state in ``path``; returns its meta data."""
     path = Path(path)
