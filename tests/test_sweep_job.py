@@ -341,3 +341,30 @@ def test_kfold_and_stage2_job_files(tmp_path, monkeypatch, capsys):
     assert len(stage2.trials) == 8 and stage2.train == SAMPLE_PATH and stage2.valid == 0.2
     best = smoke.trials[-1].trial_id  # the highest micro_f1 above
     assert stage2.trials[0].lineage == f"smoke/{best}"
+
+
+def test_a_ray_that_does_not_come_up_is_one_line_and_shut_down(monkeypatch):
+    """A busy machine can make Ray's node miss its start-up wait; Ray then raises a bare
+    Exception. The user gets one line, and whatever part of Ray started is shut down."""
+    import ray
+
+    from relex.errors import RelexError
+    from relex.sweep import runner
+
+    calls = []
+
+    def slow_node(**kwargs):
+        calls.append("init")
+        raise Exception("The current node timed out during startup. This could happen because "
+                        "some of the raylet failed to startup or the GCS has become overloaded.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", slow_node)
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(RelexError) as e:
+        runner.start_ray(None, num_cpus=1)
+    message = str(e.value)
+    assert message.startswith("cannot start or reach Ray (local): The current node timed out during startup.")
+    assert "\n" not in message
+    assert calls == ["init", "shutdown"]

@@ -192,9 +192,11 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
             # a Ray of our own, never one that happens to run on this machine: a sweep must not
             # attach to (and die with) another cluster started by `ray start`
             ray.init(address="local", num_cpus=num_cpus, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as e:
+    except Exception as e:  # Ray raises a bare Exception when its node misses the start-up wait
+        ray.shutdown()  # whatever half of a local Ray came up goes with this call
         where = address or os.environ.get("RAY_ADDRESS") or "local"
-        raise RelexError(f"cannot start or reach Ray ({where}): {str(e).splitlines()[0]}") from None
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise RelexError(f"cannot start or reach Ray ({where}): {first}") from None
     return True
 
 
