@@ -42,3 +42,8 @@ def test_gpu_benchmark_runs_on_the_cpu(tmp_path):
     packing = report["packing"]
     assert [p["trials"] for p in packing] == [1, 2]
     assert all(p["examples_per_s"] > 0 and p["trials_per_hour"] > 0 for p in packing)
+    # one run on 1 and 2 gloo workers: the same steps, twice the examples per step
+    scaling = report["scaling"]
+    assert [r["workers"] for r in scaling] == [1, 2]
+    assert scaling[1]["global_batch"] == 2 * scaling[0]["global_batch"]
+    assert all(r["steps"] == 8 and r["examples_per_s"] > 0 for r in scaling)

@@ -94,6 +94,51 @@ def decide_resources(job: Sweep, cluster: dict[str, float], *, gpus: float | Non
     return {"cpu": cpu, "gpu": gpu}
 
 
+# ------------------------------------------------------------------------- workers per trial
+# A trial of several workers is a Ray Train run: Tune holds only a token slot for the trial
+# itself (the driver of the run: no CPU, which the workers may need to the last one; Tune refuses
+# an empty request), and Ray Train reserves the workers' placement group (N bundles of the
+# per-worker resources) when the trial starts.
+DRIVER_SLOT = {"cpu": 0, "gpu": 0, "memory": 2**20}
+
+
+def trial_resources(job: Sweep, res: dict[str, float]) -> dict[str, float]:
+    """What one trial holds in all: its workers' resources."""
+    n = job.workers_per_trial
+    return {"cpu": res["cpu"] * n, "gpu": res["gpu"] * n}
+
+
+def check_workers_fit(job: Sweep, res: dict[str, float], cluster: dict[str, float], local: bool) -> None:
+    """On a Ray relex started here, a trial's workers must fit on the machine."""
+    total = trial_resources(job, res)
+    for key, have in (("gpu", float(cluster.get("GPU", 0) or 0)), ("cpu", float(cluster.get("CPU", 0) or 0))):
+        if local and total[key] > have:
+            raise RelexError(f"each trial's {job.workers_per_trial} workers ask for {total[key]:g} "
+                             f"{key.upper()}s in all but this machine has {have:g}; lower "
+                             f"workers_per_trial or the per-worker resources")
+
+
+def tune_resources(job: Sweep, res: dict[str, float]) -> dict[str, float]:
+    """What Tune reserves per trial: the trial itself, or the driver of its Ray Train run."""
+    if job.workers_per_trial == 1:
+        return {"cpu": res["cpu"], "gpu": res["gpu"]}
+    return dict(DRIVER_SLOT)
+
+
+def concurrent_trials(job: Sweep, res: dict[str, float], cluster: dict[str, float],
+                      local: bool) -> int | None:
+    """Trials at once: the job's limit; with several workers per trial on a Ray relex started
+    here, at most as many as the machine holds whole (Tune does not see the workers' resources;
+    on a cluster, waiting placement groups are what asks the autoscaler for nodes)."""
+    cap = job.max_concurrent or None
+    if job.workers_per_trial == 1 or not local:
+        return cap
+    total = trial_resources(job, res)
+    fits = min(int(float(cluster.get(key.upper(), 0) or 0) // total[key])
+               for key in ("cpu", "gpu") if total[key] > 0)
+    return max(1, min(cap or fits, fits))
+
+
 # ------------------------------------------------------------------------- pre-flight
 def preflight(job: Sweep, sweep_dir: Path, *, console=None) -> tuple[Prepared, SweepData]:
     """Read the data, resolve backbones and build features once, on the driver: what the trials
@@ -391,14 +436,19 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
     # joined is not ours to end)
     watchdog = Watchdog.start(ray_session_dir(), lease) if owns_ray and local else None
     try:
-        res = decide_resources(job, ray.cluster_resources(), gpus=gpus, cpus=cpus, local=local)
+        cluster = ray.cluster_resources()
+        res = decide_resources(job, cluster, gpus=gpus, cpus=cpus, local=local)
+        check_workers_fit(job, res, cluster, local)
+        if job.workers_per_trial > 1:
+            prepared = replace(prepared, worker_resources=res, worker_failures=job.max_failures)
         if console is not None:
             console.print(f"sweep {name}: {len(job.trials)} trials, {res['gpu']:g} GPU + "
-                          f"{res['cpu']:g} CPU per trial"
+                          f"{res['cpu']:g} CPU per " + ("trial" if job.workers_per_trial == 1 else
+                          f"worker, {job.workers_per_trial} workers per trial")
                           + (f", at most {job.max_concurrent} at once" if job.max_concurrent else "")
                           + f" -> {sweep_dir}", markup=False, highlight=False)
         scheduler = make_scheduler(job.asha, sweep_dir / STATE_FILE, early_stop=not job.folds)
-        scheduler.budget = make_budget(job, sweep_dir, res)
+        scheduler.budget = make_budget(job, sweep_dir, trial_resources(job, res))
         writer = ResultsWriter(sweep_dir)
         if retry_errors:
             retried = reopen_errored(sweep_dir, writer)
@@ -411,7 +461,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
 
         fn = trainable or run_trial
         wrapped = tune.with_resources(tune.with_parameters(fn, prepared=prepared),
-                                      {"cpu": res["cpu"], "gpu": res["gpu"]})
+                                      tune_resources(job, res))
         if resume:
             # resume_errored: a failed trial restarts from its last checkpoint, not from scratch
             tuner = tune.Tuner.restore(str(ray_dir), wrapped, resume_unfinished=True,
@@ -421,8 +471,11 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
             tuner = tune.Tuner(
                 wrapped, param_space=space,
                 tune_config=tune.TuneConfig(
-                    scheduler=scheduler, max_concurrent_trials=job.max_concurrent or None,
-                    reuse_actors=job.reuse_actors, trial_name_creator=trial_name,
+                    scheduler=scheduler,
+                    max_concurrent_trials=concurrent_trials(job, res, cluster, local),
+                    # a stopped trial's actor must end: the Ray Train run it owns ends with it
+                    reuse_actors=job.reuse_actors and job.workers_per_trial == 1,
+                    trial_name_creator=trial_name,
                     trial_dirname_creator=trial_name),
                 run_config=tune.RunConfig(
                     name=RAY_DIR, storage_path=str(sweep_dir),

@@ -477,27 +477,34 @@ def save_state(run: Run, path: str | os.PathLike) -> Path:
     return state_io.save(path, _state_objects(run), meta)
 
 
-def load_state(run: Run, path: str | os.PathLike) -> None:
-    """Continue ``run`` from the state in ``path`` exactly (same config and data required)."""
-    path = Path(path)
+def check_state(path: Path, cfg: TrialConfig, train_ds, valid_ds) -> dict[str, Any]:
+    """The meta data of the state in ``path`` if ``cfg`` and the data may continue it; else a
+    RelexError naming what differs."""
     meta = state_io.read_meta(path)
     saved = TrialConfig.from_dict(meta["config"], where=str(path / state_io.STATE))
     diff = [k for k in TrialConfig.field_names()
-            if k not in _RESUME_FREE + _RESHARDING_FREE and getattr(saved, k) != getattr(run.cfg, k)]
+            if k not in _RESUME_FREE + _RESHARDING_FREE and getattr(saved, k) != getattr(cfg, k)]
     if diff:
         raise RelexError(f"{path}: the state was saved with a different configuration "
                          f"({', '.join(f'{k}={getattr(saved, k)!r}' for k in diff)})")
-    if saved.global_batch() != run.cfg.global_batch():
+    if saved.global_batch() != cfg.global_batch():
         # the position counts global batches: the same batches must come, split any way
         raise RelexError(f"{path}: the state was trained with {saved.global_batch()} examples per "
                          f"batch over its {saved.workers} worker(s); resume it with "
                          f"--global-batch-size {saved.global_batch()} (or the same --batch-size and "
                          "--workers)")
-    for key, ds in (("train_hash", run.train_ds), ("valid_hash", run.valid_ds)):
+    for key, ds in (("train_hash", train_ds), ("valid_hash", valid_ds)):
         h = getattr(ds, "content_hash", None)
         if meta.get(key) is not None and h is not None and meta[key] != h:
             which = "training" if key == "train_hash" else "validation"
             raise RelexError(f"{path}: the state was saved with a different {which} set")
+    return meta
+
+
+def load_state(run: Run, path: str | os.PathLike) -> None:
+    """Continue ``run`` from the state in ``path`` exactly (same config and data required)."""
+    path = Path(path)
+    meta = check_state(path, run.cfg, run.train_ds, run.valid_ds)
     best = Path(meta["best_dir"])
     ckpt.check(best)  # the state refers to it: it must still be there
     state_io.load(path, _state_objects(run))
