@@ -56,7 +56,8 @@ def fit_on_workers(cfg, train, valid, tdir: Path, evaluated, resume: str | None,
         try:
             train_on_ray(job, base=evaluated.sweep_dir, storage=tdir / "train",
                          gpu_per_worker=per_worker.get("gpu", 0), cpu_per_worker=per_worker.get("cpu", 1),
-                         max_failures=prepared.worker_failures, callbacks=(ForwardToTune(queue),))
+                         max_failures=prepared.worker_failures, callbacks=(ForwardToTune(queue),),
+                         states_root=tdir / STATES_DIR)
         except BaseException as e:  # raised again in the trial's own thread
             failed.append(e)
 

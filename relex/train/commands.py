@@ -222,7 +222,8 @@ def _train_on_workers(args: argparse.Namespace, cfg: TrialConfig, train_ds, vali
                     on_evaluate=report.on_evaluate, after_evaluation=report.after_evaluation)
     owns_ray, gpus = start_ray(quiet=args.quiet)
     try:
-        train_on_ray(job, base=str(out), storage=out / "ray-train", gpu_per_worker=1 if gpus else 0)
+        train_on_ray(job, base=str(out), storage=out / "ray-train", gpu_per_worker=1 if gpus else 0,
+                     states_root=job.state_dir)
     finally:
         if owns_ray:
             import ray

@@ -5,8 +5,9 @@ Recovery: after each evaluation that wrote a resumable state, the leader reports
 checkpoint naming that state (``pointer.json``: the state's path relative to ``base``; the state
 itself stays where ``fit`` wrote it). When a worker (or its node) is lost, Ray Train restarts the
 worker group — up to ``max_failures`` times — and every worker continues from the newest state
-Ray Train registered. A report the controller had not collected when the worker died is lost
-with it: the run then continues from the state before.
+written since the launch began (:class:`StatesSince`), else from the one Ray Train registered.
+Ray Train alone would lose the newest: a report its controller had not collected when the
+worker died dies with it.
 
 Ray Train keeps its own records (the pointers) under ``<storage>/<name>``; every launch gets a
 new name, because Ray Train would otherwise pick up an earlier launch's pointers as its own.
@@ -92,6 +93,28 @@ def start_ray(*, quiet: bool = False) -> tuple[bool, float]:
     return owns, float(ray.cluster_resources().get("GPU", 0) or 0)
 
 
+class StatesSince:
+    """The resumable states under ``root`` (``root`` itself, or its ``step_*`` directories) that
+    were written after this object was made — by this launch; picklable, so the driver makes it
+    and the workers ask it."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = str(root)
+        self.before = self._stamps()
+
+    def _stamps(self) -> dict[str, int]:
+        root = Path(self.root)
+        found = {}
+        for d in (root, *root.glob("step_*")):
+            with contextlib.suppress(OSError):
+                found[str(d)] = (d / "state.json").stat().st_mtime_ns
+        return found
+
+    def newest(self) -> str | None:
+        fresh = {d: t for d, t in self._stamps().items() if self.before.get(d) != t}
+        return max(fresh, key=fresh.get) if fresh else None
+
+
 def pointed_state(directory: str | os.PathLike, base: str | os.PathLike) -> Path:
     """The state a pointer checkpoint directory names."""
     rel = json.loads((Path(directory) / POINTER_FILE).read_text(encoding="utf-8"))["state"]
@@ -104,27 +127,32 @@ def _worker_loop(config: dict[str, Any]) -> None:
     import ray.train.torch
 
     job: WorkerRun = config["job"]
-    resume = None
+    states: StatesSince | None = config["states"]
+    resume = states.newest() if states is not None else None  # set when the group was restarted
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:  # the worker group was restarted: a worker had been lost
+    if resume is None and checkpoint is not None:
         with checkpoint.as_directory() as d:
             resume = str(pointed_state(d, config["base"]))
     job.fit(ray.train.torch.get_device(), resume_from=resume)
 
 
 def train_on_ray(job: WorkerRun, *, base: str, storage: str | os.PathLike, gpu_per_worker: float = 0,
-                 cpu_per_worker: float = 1, max_failures: int = 2, callbacks: tuple = ()) -> None:
+                 cpu_per_worker: float = 1, max_failures: int = 2, callbacks: tuple = (),
+                 states_root: str | os.PathLike | None = None) -> None:
     """Train ``job`` on ``job.cfg.workers`` Ray Train workers (Ray already initialised); ``base``:
     the directory pointer checkpoints are relative to; ``storage``: where Ray Train keeps its
-    records for the launch (removed after a successful run)."""
+    records for the launch (removed after a successful run); ``states_root``: where the run's
+    resumable states land (the state directory, or a directory of ``step_*`` states)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
     workers = job.cfg.workers
+    # the states there now are not this launch's: a restarted group continues from newer ones
+    states = StatesSince(states_root) if states_root is not None else None
     per_worker = {"CPU": cpu_per_worker, **({"GPU": gpu_per_worker} if gpu_per_worker else {})}
     name = f"launch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     trainer = TorchTrainer(
-        _worker_loop, train_loop_config={"job": job, "base": str(base)},
+        _worker_loop, train_loop_config={"job": job, "base": str(base), "states": states},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=gpu_per_worker > 0,
                                                resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(
