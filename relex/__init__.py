@@ -7,12 +7,12 @@ it imports torch only when called.
 __version__ = "0.1.0"
 
 
-def load(path, *, device=None):
+def load(path, *, device=None, amp=None):
     """A trained model (checkpoint, ``relex train --out`` directory or ensemble) with
-    ``predict(records)``; see :func:`relex.api.load`."""
+    ``predict(records)``, in float32 unless ``amp`` is given; see :func:`relex.api.load`."""
     from relex.api import load as _load
 
-    return _load(path, device=device)
+    return _load(path, device=device, amp=amp)
 
 
 __all__ = ["load", "__version__"]

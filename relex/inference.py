@@ -18,9 +18,14 @@ from relex.train.commands import _one_line_errors, _positive_int, _warn_skipped
 MODEL_HELP = "a checkpoint directory, a `relex train --out` directory (its best/) or an ensemble directory"
 
 
-def _batch_size_arg(p: argparse.ArgumentParser) -> None:
+def _inference_args(p: argparse.ArgumentParser) -> None:
+    from relex.config import AMP_MODES
+
     p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
                    help="inference batch size (default: the checkpoint's eval_batch_size)")
+    p.add_argument("--amp", choices=AMP_MODES, default=None,
+                   help="inference precision (default: float32, whatever the training run used, "
+                        "so the numbers match its validation scores on any machine)")
 
 
 def _decision_args(p: argparse.ArgumentParser) -> None:
@@ -34,20 +39,21 @@ def _decision_args(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------- evaluate / predict
 def add_evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.usage = "relex evaluate MODEL FILE [--json] [--per-class] [--skip-bad-rows] [--no-decisions]"
+    p.usage = ("relex evaluate MODEL FILE [--json] [--per-class] [--skip-bad-rows] [--no-decisions] "
+               "[--amp MODE]")
     _one_line_errors(p)
     p.add_argument("checkpoint", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("file", metavar="FILE", help="labelled data file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--per-class", action="store_true", help="add per-class precision/recall/F1")
     p.add_argument("--skip-bad-rows", action="store_true", help="drop invalid rows instead of stopping")
-    _batch_size_arg(p)
+    _inference_args(p)
     _decision_args(p)
 
 
 def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.usage = ("relex predict MODEL FILE --output preds.csv [--skip-bad-rows] [--repair] "
-               "[--no-decisions] [--label-shift]")
+               "[--no-decisions] [--label-shift] [--amp MODE]")
     _one_line_errors(p)
     p.add_argument("checkpoint", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("file", metavar="FILE", help="data file; labels are not needed")
@@ -59,7 +65,7 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repair", action="store_true",
                    help="predict every row through the repairs of `relex data fix` (one "
                         "submission row per input id)")
-    _batch_size_arg(p)
+    _inference_args(p)
     _decision_args(p)
 
 
@@ -68,7 +74,7 @@ def _infer(args: argparse.Namespace, *, require_labels: bool):
     from relex import api
     from relex.data import read_dataset
 
-    model = api.load(args.checkpoint)
+    model = api.load(args.checkpoint, amp=args.amp)
     decisions = _decision_options(args, model)
     labels = model.labels()
     if getattr(args, "repair", False):

@@ -35,16 +35,17 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from relex.config import TrialConfig
-from relex.metrics import EVAL_METRICS
+from relex.config import NEGATIVE_LABEL, TrialConfig
+from relex.data.split import DEFAULT_SPLIT_SEED, DEFAULT_VALID_FRACTION
+from relex.metrics import EVAL_METRICS, PRIMARY, REGISTRY
 from relex.errors import RelexError
 from relex.sweep.folds import fold_trial_id
 from relex.sweep.budget import parse_duration, positive
 from relex.tracking import check_loggers
 
 ASHA_DEFAULTS: dict[str, Any] = {
-    "metric": "micro_f1",
-    "mode": "max",
+    "metric": PRIMARY,
+    "mode": REGISTRY[PRIMARY].mode,  # without a mode: the better end of the metric chosen
     "grace_period": 1,  # evaluations before a trial can be stopped
     "reduction_factor": 3,
     "max_t": 0,  # evaluations per trial at most; 0 = no cap (the trainer's epochs/max_steps decide)
@@ -155,7 +156,8 @@ class Sweep:
         max_concurrent: trials at once at most (0: as many as resources allow).
         max_failures: retries of a failed trial before it is recorded as ERROR.
         reuse_actors: reuse Ray actors between trials (saves start-up time of small trials).
-        split_seed: the seed of the stratified validation split.
+        split_seed: the seed of the stratified validation split (default 0, as
+            ``relex train --split-seed``; a trial's ``seed`` does not move it).
         before_trial: optional ``f(cfg: TrialConfig, trial_id: str)`` run inside each trial
             before training (per-trial set-up on the worker); an exception fails the trial.
         folds: k >= 2 for k-fold cross-validation (stratified by label, with ``fold_seed``):
@@ -184,7 +186,7 @@ class Sweep:
     train: Path | str | os.PathLike | None = None
     valid: Path | str | os.PathLike | float | None = None  # resolved: None in fold sweeps
     labels: Path | str | os.PathLike | None = None
-    negative_label: str = "no_relation"
+    negative_label: str = NEGATIVE_LABEL
     space: dict[str, Any] = field(default_factory=dict)
     seeds: int | Sequence[int] = (42,)
     asha: dict[str, Any] = field(default_factory=dict)
@@ -193,7 +195,7 @@ class Sweep:
     max_concurrent: int = 0
     max_failures: int = 0
     reuse_actors: bool = True
-    split_seed: int = 0
+    split_seed: int = DEFAULT_SPLIT_SEED
     before_trial: Callable[[TrialConfig, str], None] | None = None
     folds: int | None = None  # resolved: 0 = one validation split
     fold_seed: int = 0
@@ -330,7 +332,7 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Sweep:
                              "validates each fold on the rows it holds out; drop valid")
         valid = None
     elif raw_valid is None:
-        valid = 0.1
+        valid = DEFAULT_VALID_FRACTION
     elif isinstance(raw_valid, bool):
         raise RelexError(f"{where}: valid={raw_valid!r} is invalid: a file path or a fraction in (0, 1)")
     elif isinstance(raw_valid, (int, float)):
@@ -358,6 +360,8 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Sweep:
     asha = {**ASHA_DEFAULTS, **sweep.asha}
     if asha["metric"] not in METRICS:
         raise RelexError(f"{where}: asha: metric={asha['metric']!r} is invalid: choose one of {', '.join(METRICS)}")
+    if "mode" not in sweep.asha:
+        asha["mode"] = REGISTRY[asha["metric"]].mode
     if asha["mode"] not in ("max", "min"):
         raise RelexError(f"{where}: asha: mode={asha['mode']!r} is invalid: choose max or min")
     asha["grace_period"] = _int(asha["grace_period"], "asha grace_period", where, 1)

@@ -21,7 +21,6 @@ disk for one machine, a shared mount such as EFS/NFS for a cluster).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -31,19 +30,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from relex.errors import RelexError
-from relex.io_utils import atomic_write_text, read_json
-from relex.sweep.folds import FOLDS_FILE, OOF_DIR, SweepData, assemble_oof, read_sweep_data, write_fold_index
+from relex.io_utils import read_json
+from relex.sweep.folds import SweepData, assemble_oof, read_sweep_data, write_fold_index
 from relex.sweep.job import _NAME_RE, Sweep, check_gpus_per_trial
-from relex.sweep.lease import LEASE_FILE, Lease
-from relex.sweep.results import FINISHED, Tables
+from relex.sweep.layout import CACHE_DIR, DEFAULT_STORAGE, ENTRIES, LEASE_FILE, TRIALS_FILE, SweepDir
+from relex.sweep.lease import Lease
+from relex.sweep.results import ERROR, FINISHED, NOT_STARTED, PAUSED, PENDING, Tables
 from relex.sweep.trial import Prepared
 
-JOB_FILE = "job.json"
-# everything relex writes in a sweep directory (a start that failed early leaves a subset)
-SWEEP_ENTRIES = {JOB_FILE, "cache", "ray", "trials", "valid_probs", "valid_index.parquet",
-                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet",
-                 "tensorboard", "mlruns", "wandb", LEASE_FILE, "usage.json", FOLDS_FILE, OOF_DIR}
-
+TUNE_SNAPSHOT_GLOB = "experiment_state-*.json"  # Ray Tune's experiment state, one per driver start
 
 def _is_lease_file(name: str) -> bool:
     """The lease and the heartbeat's temporary files (``.driver.lease.*.tmp``)."""
@@ -167,7 +162,7 @@ def preflight(job: Sweep, sweep_dir: Path, *, console=None) -> tuple[Prepared, S
     else:
         say(f"data: {len(train)} train / {len(valid)} validation examples, {len(full.labels)} labels")
 
-    cache = sweep_dir / "cache"
+    cache = SweepDir(sweep_dir).cache_dir
     corpus = list(train.frame["sentence"])
     backbones: dict[str, str] = {}
     resolved: dict[tuple, str] = {}
@@ -205,16 +200,11 @@ def write_valid_index(sweep_dir: Path, valid) -> None:
     source — what error analysis shows) and ``labels.json`` (column order)."""
     import pyarrow as pa
 
-    from relex.sweep.results import index_columns, write_table
+    from relex.sweep.results import index_columns
 
-    write_table(sweep_dir / "valid_index.parquet", pa.table(index_columns(valid.frame)))
-    write_labels(sweep_dir, valid.labels)
-
-
-def write_labels(sweep_dir: Path, labels) -> None:
-    """``labels.json``: the column order of every probability file of the sweep."""
-    atomic_write_text(sweep_dir / "labels.json", json.dumps(
-        {"names": list(labels.names), "negative": labels.negative}, ensure_ascii=False))
+    sweep = SweepDir(sweep_dir)
+    sweep.write_valid_index(pa.table(index_columns(valid.frame)))
+    sweep.write_labels(valid.labels)
 
 
 # ------------------------------------------------------------------------------- Ray
@@ -264,31 +254,28 @@ def make_budget(job: Sweep, sweep_dir: Path, res: dict[str, float]):
 def mark_unfinished(job: Sweep, writer, reason: str, console) -> None:
     """After a budget ended the sweep: trials never started (or cut off before their first
     evaluation) are NOT_STARTED, those stopped at a checkpoint PAUSED; --resume runs both."""
-    counts = {"NOT_STARTED": 0, "PAUSED": 0}
+    counts = {NOT_STARTED: 0, PAUSED: 0}
     for t in job.trials:
         row = writer.trials.get(t.trial_id, {})
         if row.get("status") in FINISHED:
             continue
-        status = "PAUSED" if row.get("evaluations") else "NOT_STARTED"
+        status = PAUSED if row.get("evaluations") else NOT_STARTED
         counts[status] += 1
         writer.set_trial({"trial_id": t.trial_id, **t.config.to_dict(), "status": status})
     writer.flush()
     if console is not None:
-        console.print(f"{reason}: {counts['PAUSED']} trial(s) paused at a checkpoint, "
-                      f"{counts['NOT_STARTED']} not started", markup=False, highlight=False)
+        console.print(f"{reason}: {counts[PAUSED]} trial(s) paused at a checkpoint, "
+                      f"{counts[NOT_STARTED]} not started", markup=False, highlight=False)
 
 
 def reopen_errored(sweep_dir: Path, writer) -> list[str]:
     """Make the ERROR trials of a sweep runnable again (``--retry-errors``): their rows go back
     to PENDING and their final/error markers are dropped, so the trial function runs them and
     the callback records their new outcome; finished trials are left as they are."""
-    from relex.sweep.trial import ERROR_FILE, FINAL_FILE, TRIALS_DIR
-
-    retried = [r["trial_id"] for r in writer.trial_rows() if r.get("status") == "ERROR"]
+    retried = [r["trial_id"] for r in writer.trial_rows() if r.get("status") == ERROR]
     for tid in retried:
-        for marker in (FINAL_FILE, ERROR_FILE):
-            (sweep_dir / TRIALS_DIR / tid / marker).unlink(missing_ok=True)
-        writer.set_trial({"trial_id": tid, "status": "PENDING", "error": None, "ended_at": None})
+        SweepDir(sweep_dir).trial(tid).reopen()
+        writer.set_trial({"trial_id": tid, "status": PENDING, "error": None, "ended_at": None})
     writer.flush()
     return retried
 
@@ -307,8 +294,28 @@ def trial_name(trial) -> str:
     return str(trial.config["trial"]["trial_id"])
 
 
+def tune_snapshot_problem(ray_dir: Path) -> str | None:
+    """Why Ray Tune's newest experiment snapshot in ``ray_dir`` cannot be restored, or None.
+
+    Tune copies its snapshot into the experiment directory in place, not by rename, and does so
+    continuously; a driver killed during the copy leaves it truncated, one killed before the
+    first copy leaves none. Tune's restore then starts the experiment afresh.
+    """
+    snapshots = sorted(ray_dir.glob(TUNE_SNAPSHOT_GLOB))  # Tune restores the newest by name
+    if not snapshots:
+        return f"{ray_dir} holds no experiment snapshot of Ray Tune"
+    newest = snapshots[-1]
+    try:
+        trials = json.loads(newest.read_text(encoding="utf-8"))["trial_data"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return f"Ray Tune's experiment snapshot {newest} is incomplete"
+    if not trials:
+        return f"Ray Tune's experiment snapshot {newest} holds no trial"
+    return None
+
+
 def _check_same_job(job: Sweep, sweep_dir: Path) -> None:
-    path = sweep_dir / JOB_FILE
+    path = SweepDir(sweep_dir).job_file
     if not path.exists():
         return
     old = read_json(path)
@@ -329,7 +336,7 @@ def _check_same_job(job: Sweep, sweep_dir: Path) -> None:
                          "sweep with --name")
 
 
-def run(job: Sweep, *, storage: str | os.PathLike = "artifacts", name: str | None = None,
+def run(job: Sweep, *, storage: str | os.PathLike = DEFAULT_STORAGE, name: str | None = None,
         resume: bool = False, overwrite: bool = False, retry_errors: bool = False,
         address: str | None = None, gpus: float | None = None, cpus: float | None = None,
         console=None,
@@ -371,7 +378,7 @@ def _no_sweep_to_resume(sweep_dir: Path) -> RelexError:
 def _clear_sweep_dir(sweep_dir: Path, *, keep_cache: bool) -> None:
     """Empty a sweep directory for a fresh start; the lease (ours) stays."""
     for p in sweep_dir.iterdir():
-        if _is_lease_file(p.name) or (keep_cache and p.name == "cache"):
+        if _is_lease_file(p.name) or (keep_cache and p.name == CACHE_DIR):
             continue
         if p.is_dir():
             shutil.rmtree(p)
@@ -384,18 +391,19 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
                 cpus: float | None, console, live: bool | None, num_cpus: int | None,
                 tables: Tables | None,
                 trainable: Callable | None, prepared: Prepared | None) -> SweepOutcome:
-    from relex.sweep.asha import STATE_FILE, make_scheduler
+    from relex.sweep.asha import make_scheduler
     from relex.sweep.callback import SweepCallback, register_callback
     from relex.sweep.results import ResultsWriter
-    from relex.sweep.trial import RAY_DIR, run_trial
+    from relex.sweep.trial import run_trial
     from relex.sweep.watchdog import Watchdog
 
     name = sweep_dir.name
-    ray_dir = sweep_dir / RAY_DIR
-    started_before = (ray_dir / "tuner.pkl").exists()
+    sweep = SweepDir(sweep_dir)
+    ray_dir = sweep.ray_dir
+    started_before = sweep.ray_started()
     if resume and not started_before:
         raise _no_sweep_to_resume(sweep_dir)
-    if not resume and (started_before or (sweep_dir / "trials.parquet").exists()):
+    if not resume and (started_before or sweep.has_results()):
         if not overwrite:
             raise RelexError(f"{sweep_dir} already holds a sweep; pass --resume to continue it, "
                              "--overwrite to start it again, or --name for a new one")
@@ -404,7 +412,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
         # an earlier start that failed in pre-flight: keep its cache, drop the rest; a directory
         # holding anything relex does not write there is not ours to empty
         foreign = sorted(p.name for p in sweep_dir.iterdir()
-                         if p.name not in SWEEP_ENTRIES and not _is_lease_file(p.name))
+                         if p.name not in ENTRIES and not _is_lease_file(p.name))
         if foreign:
             raise RelexError(f"{sweep_dir} exists and is not a relex sweep (it holds "
                              f"{', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
@@ -417,7 +425,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
         prepared, data = preflight(job, sweep_dir, console=console)
         if job.folds:
             write_fold_index(sweep_dir, data)
-            write_labels(sweep_dir, data.full.labels)
+            sweep.write_labels(data.full.labels)
         else:
             write_valid_index(sweep_dir, data.valid)
     else:
@@ -425,7 +433,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
     resolved = job.resolved()
     if prepared.skipped_bad_rows:  # bad rows dropped per data file (skip_bad_rows)
         resolved["skipped_bad_rows"] = prepared.skipped_bad_rows
-    atomic_write_text(sweep_dir / JOB_FILE, json.dumps(resolved, indent=1, sort_keys=True))
+    sweep.write_job(resolved)
 
     import ray
     from ray import tune
@@ -447,7 +455,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
                           f"worker, {job.workers_per_trial} workers per trial")
                           + (f", at most {job.max_concurrent} at once" if job.max_concurrent else "")
                           + f" -> {sweep_dir}", markup=False, highlight=False)
-        scheduler = make_scheduler(job.asha, sweep_dir / STATE_FILE, early_stop=not job.folds)
+        scheduler = make_scheduler(job.asha, sweep.asha_state_file, early_stop=not job.folds)
         scheduler.budget = make_budget(job, sweep_dir, trial_resources(job, res))
         writer = ResultsWriter(sweep_dir)
         if retry_errors:
@@ -462,26 +470,9 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
         fn = trainable or run_trial
         wrapped = tune.with_resources(tune.with_parameters(fn, prepared=prepared),
                                       tune_resources(job, res))
-        if resume:
-            # resume_errored: a failed trial restarts from its last checkpoint, not from scratch
-            tuner = tune.Tuner.restore(str(ray_dir), wrapped, resume_unfinished=True,
-                                       resume_errored=retry_errors, restart_errored=False)
-        else:
-            space = {"trial": tune.grid_search([t.spec() for t in job.trials])}
-            tuner = tune.Tuner(
-                wrapped, param_space=space,
-                tune_config=tune.TuneConfig(
-                    scheduler=scheduler,
-                    max_concurrent_trials=concurrent_trials(job, res, cluster, local),
-                    # a stopped trial's actor must end: the Ray Train run it owns ends with it
-                    reuse_actors=job.reuse_actors and job.workers_per_trial == 1,
-                    trial_name_creator=trial_name,
-                    trial_dirname_creator=trial_name),
-                run_config=tune.RunConfig(
-                    name=RAY_DIR, storage_path=str(sweep_dir),
-                    failure_config=tune.FailureConfig(max_failures=job.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[callback, *_tracker_callbacks(job, sweep_dir, name)], verbose=0))
+        tuner = _tuner(job, sweep_dir, wrapped, scheduler, callback, resume=resume,
+                       retry_errors=retry_errors, console=console,
+                       concurrent=concurrent_trials(job, res, cluster, local))
         # Tune's own console output (config box, tracebacks of failed trials) would tear through
         # the live leaderboard; the callback reports every trial, and each failed trial's full
         # traceback stays in <sweep_dir>/ray/<trial_id>/error.txt.
@@ -490,7 +481,8 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
         level = tune_log.level
         tune_log.setLevel(logging.CRITICAL)
         try:
-            tuner.fit()
+            if tuner is not None:
+                tuner.fit()
         finally:
             tune_log.setLevel(level)
             callback.stop_live()
@@ -502,7 +494,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
             oof = assemble_oof(sweep_dir, rows)
             if console is not None and oof:
                 console.print(f"out-of-fold probabilities of {len(oof)} configurations in "
-                              f"{sweep_dir / OOF_DIR}", markup=False, highlight=False)
+                              f"{sweep.oof_dir}", markup=False, highlight=False)
         counts: dict[str, int] = {}
         for r in rows:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -512,6 +504,50 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
             ray.shutdown()
         if watchdog is not None:
             watchdog.stop()
+
+
+def unfinished_trials(job: Sweep, sweep_dir: Path) -> list:
+    """The job's trials whose final result is not recorded yet (the driver writes ``final.json``
+    after the row; ``--retry-errors`` removes it from the failed ones)."""
+    sweep = SweepDir(sweep_dir)
+    return [t for t in job.trials if not sweep.trial(t.trial_id).is_final()]
+
+
+def _tuner(job: Sweep, sweep_dir: Path, trainable, scheduler, callback, *, resume: bool,
+           retry_errors: bool, console, concurrent: int | None = None):
+    """The Tuner of a start or a resume, over the trials still to run; None when none is left.
+    ``concurrent``: trials at once at most (:func:`concurrent_trials`)."""
+    from ray import tune
+
+    ray_dir = SweepDir(sweep_dir).ray_dir
+    pending = unfinished_trials(job, sweep_dir)
+    if not pending:
+        return None
+    # Tune does not store the search space: it is given on resume too, so a snapshot Tune fails
+    # to read is restarted over these trials rather than over an empty config
+    space = {"trial": tune.grid_search([t.spec() for t in pending])}
+    unusable = tune_snapshot_problem(ray_dir) if resume else None
+    if unusable and console is not None:
+        console.print(f"{unusable} (its driver was stopped while writing it): the unfinished "
+                      "trials start again from their first step; finished ones are kept",
+                      markup=False, highlight=False)
+    if resume and not unusable:
+        # resume_errored: a failed trial restarts from its last checkpoint, not from scratch
+        return tune.Tuner.restore(str(ray_dir), trainable, param_space=space,
+                                  resume_unfinished=True, resume_errored=retry_errors,
+                                  restart_errored=False)
+    return tune.Tuner(
+        trainable, param_space=space,
+        tune_config=tune.TuneConfig(
+            scheduler=scheduler, max_concurrent_trials=concurrent,
+            # a stopped trial's actor must end: the Ray Train run it owns ends with it
+            reuse_actors=job.reuse_actors and job.workers_per_trial == 1,
+            trial_name_creator=trial_name, trial_dirname_creator=trial_name),
+        run_config=tune.RunConfig(
+            name=ray_dir.name, storage_path=str(sweep_dir),
+            failure_config=tune.FailureConfig(max_failures=job.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[callback, *_tracker_callbacks(job, sweep_dir, sweep_dir.name)], verbose=0))
 
 
 def _tracker_callbacks(job: Sweep, sweep_dir: Path, name: str) -> list:
@@ -532,7 +568,7 @@ def print_summary(outcome: SweepOutcome, console, *, tables: Tables | None = Non
     if outcome.unfinished:
         parts.append(f"{outcome.unfinished} unfinished")
     console.print(f"{outcome.total} trials: {', '.join(parts) or 'none finished'}; results in "
-                  f"{outcome.sweep_dir}/trials.parquet", markup=False, highlight=False)
+                  f"{outcome.sweep_dir}/{TRIALS_FILE}", markup=False, highlight=False)
     if outcome.unfinished:
         console.print(f"the sweep stopped early; continue it with: relex sweep {outcome.job_path} "
                       f"--storage {outcome.sweep_dir.parent} --name {outcome.sweep_dir.name} --resume",

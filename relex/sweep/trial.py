@@ -11,7 +11,7 @@ state itself (weights and both Adam moments: 1.3 GB for a base-size model) would
 per evaluation, and copied again to local disk to resume. The two newest states are kept: the
 driver's experiment snapshot may still name the one before the newest.
 
-Files of a trial live in ``<sweep_dir>/trials/<trial_id>/``:
+Files of a trial live in ``<sweep_dir>/trials/<trial_id>/`` (:class:`relex.sweep.layout.TrialDir`):
 
 * ``run/`` — fit's output directory (the best checkpoint is ``run/best``);
 * ``states/`` — the resumable states the Tune checkpoints point to (dropped when the trial ends);
@@ -36,15 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from relex.io_utils import atomic_path, atomic_write_text, json_default
+from relex.io_utils import atomic_write_text
 from relex.metrics import EVAL_METRICS
-from relex.train.workers import POINTER_FILE  # the whole Tune checkpoint: {"state": <state dir, from the sweep dir>}
-
-TRIALS_DIR = "trials"  # <sweep_dir>/trials/<trial_id>/: relex's files of each trial
-RAY_DIR = "ray"  # <sweep_dir>/ray/: Ray Tune's experiment directory (state, checkpoints)
-STATES_DIR = "states"  # <trial dir>/states/step_<N>: resumable states the Tune checkpoints name
-FINAL_FILE = "final.json"  # written by the driver's callback when the trial's result is recorded
-ERROR_FILE = "error.json"  # the failure's one-line message, written by the failing trial
+from relex.sweep.layout import POINTER_FILE, SweepDir
 
 
 @dataclass
@@ -167,7 +161,6 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
     """Tune function trainable. ``config["trial"]`` = :meth:`relex.sweep.job.Trial.spec` (trial_id,
     config; in a fold sweep also config_id and fold); ``prepared`` comes from the driver's
     pre-flight (datasets and fold splits, resolved backbones, feature cache, sweep dir)."""
-    import numpy as np
     from ray import tune
 
     from relex.config import TrialConfig
@@ -176,10 +169,11 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
     spec = config["trial"]
     trial_id = spec["trial_id"]
     cfg = TrialConfig.from_dict(spec["config"], where=f"trial {trial_id}")
-    sweep_dir = Path(prepared.sweep_dir)
-    tdir = sweep_dir / TRIALS_DIR / trial_id
-    tdir.mkdir(parents=True, exist_ok=True)
-    if (tdir / FINAL_FILE).exists():
+    sweep = SweepDir(prepared.sweep_dir)
+    sweep_dir = sweep.path
+    tdir = sweep.trial(trial_id)
+    tdir.path.mkdir(parents=True, exist_ok=True)
+    if tdir.is_final():
         # Finished before the driver died, but Ray's experiment snapshot (taken every few
         # seconds) still had it running: its result is recorded, so do not run it again.
         return
@@ -191,7 +185,7 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
     try:
         resume_dir = _state_of(ckpt, sweep_dir, tmp_root) if ckpt is not None else None
         backbone_path = prepared.backbones.get(trial_id)  # resolved once by the driver
-        attempt = _append_attempt(tdir / "attempts.jsonl", {
+        attempt = _append_attempt(tdir.attempts_file, {
             "started_at": started, "resume_from": ckpt.path if ckpt is not None else None,
             "backbone_path": backbone_path, **where})
 
@@ -205,7 +199,7 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
             tune.report(report,
                         checkpoint=tune.Checkpoint.from_directory(str(pointer)) if pointer else None)
             if pointer is not None:
-                _prune_states(tdir / STATES_DIR, keep=2)
+                _prune_states(tdir.states, keep=2)
 
         if prepared.before_trial is not None:
             prepared.before_trial(cfg, trial_id)
@@ -215,16 +209,16 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
             from relex.sweep.trial_workers import fit_on_workers
 
             outcome = fit_on_workers(cfg, train, valid, tdir, evaluated, resume, prepared, backbone_path)
-            probs_path = sweep_dir / "valid_probs" / f"{trial_id}.npy"  # saved at the best evaluation
+            probs_path = sweep.probs_file(trial_id)  # written at the best evaluation
         else:
-            result = fit(cfg, train, valid, str(tdir / "run"),
-                         on_evaluate=on_evaluate, state_dir=tdir / STATES_DIR / "new",
+            result = fit(cfg, train, valid, str(tdir.run),
+                         on_evaluate=on_evaluate, state_dir=tdir.states / "new",
                          resume_from=resume, features_cache=prepared.features_cache,
                          backbone_path=backbone_path, progress=False)
             outcome = result.summary()
             probs_path = None
             if getattr(result, "valid_probs", None) is not None:
-                probs_path = _save_probs(sweep_dir, trial_id, np.asarray(result.valid_probs))
+                probs_path = sweep.write_probs(trial_id, result.valid_probs)
         summary = {
             "trial_id": trial_id, **{k: _f(outcome.get(k)) for k in EVAL_METRICS},
             "best_step": outcome["best_step"], "best_epoch": _f(outcome["best_epoch"]),
@@ -233,9 +227,9 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
             "valid_probs": str(probs_path) if probs_path and Path(probs_path).exists() else None,
             "started_at": started, "ended_at": time.time(), **where,
         }
-        atomic_write_text(tdir / "summary.json", json.dumps(summary, indent=1, default=json_default))
+        tdir.write_summary(summary)
     except Exception as e:
-        atomic_write_text(tdir / ERROR_FILE, json.dumps({"error": short_error(e), "at": time.time()}))
+        tdir.write_error(short_error(e))
         raise
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
@@ -258,13 +252,12 @@ class EvaluationRecord:
             metrics=dict(ev.metrics), best=dict(ev.best_metrics), best_step=int(ev.best_step),
             best_epoch=_f(ev.best_epoch), checkpoint=str(ev.best_dir), attempt=self.attempt,
             started_at=self.started, elapsed_s=time.time() - self.started, where=self.where)
-        sweep_dir = Path(self.sweep_dir)
+        sweep = SweepDir(self.sweep_dir)
         if ev.is_best:
-            _save_probs(sweep_dir, self.trial_id, ev.probs)
+            sweep.write_probs(self.trial_id, ev.probs)
         kept = None
         if ev.state:
-            states = sweep_dir / TRIALS_DIR / self.trial_id / STATES_DIR
-            kept = _keep_state(Path(ev.state), states, ev.step)
+            kept = _keep_state(Path(ev.state), sweep.trial(self.trial_id).states, ev.step)
         return report.to_result(), kept
 
 
@@ -303,13 +296,3 @@ def _state_of(ckpt, sweep_dir: Path, tmp_root: Path) -> Path:
                          "gone; restart this trial (relex sweep --overwrite, or a new --name)")
     return state
 
-
-def _save_probs(sweep_dir: Path, trial_id: str, probs) -> Path:
-    import numpy as np
-
-    path = sweep_dir / "valid_probs" / f"{trial_id}.npy"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, probs.astype(np.float32))
-    return path

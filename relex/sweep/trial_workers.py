@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 from typing import Any
 
 from ray.train.v2.api.callback import UserCallback
@@ -32,19 +31,20 @@ class ForwardToTune(UserCallback):
             self.queue.put((metrics[0], checkpoint.path if checkpoint is not None else None))
 
 
-def fit_on_workers(cfg, train, valid, tdir: Path, evaluated, resume: str | None, prepared,
+def fit_on_workers(cfg, train, valid, tdir, evaluated, resume: str | None, prepared,
                    backbone_path: str | None) -> dict[str, Any]:
     """Train the trial on ``cfg.workers`` Ray Train workers, reporting every evaluation to Tune;
-    the leader's summary (``run/metrics.json``)."""
+    the leader's summary (``run/metrics.json``). ``tdir``: the trial's
+    :class:`~relex.sweep.layout.TrialDir`."""
     from ray import tune
     from ray.util.queue import Empty, Queue
 
-    from relex.sweep.trial import STATES_DIR, _prune_states
+    from relex.sweep.trial import _prune_states
     from relex.train.distributed import WorkerRun
     from relex.train.workers import RayTrainReport, train_on_ray
 
     report = RayTrainReport(base=evaluated.sweep_dir, describe=evaluated)
-    job = WorkerRun(cfg, train, valid, str(tdir / "run"), state_dir=str(tdir / STATES_DIR / "new"),
+    job = WorkerRun(cfg, train, valid, str(tdir.run), state_dir=str(tdir.states / "new"),
                     resume_from=resume, features_cache=prepared.features_cache,
                     backbone_path=backbone_path, on_evaluate=report.on_evaluate,
                     after_evaluation=report.after_evaluation)
@@ -54,10 +54,10 @@ def fit_on_workers(cfg, train, valid, tdir: Path, evaluated, resume: str | None,
 
     def run() -> None:
         try:
-            train_on_ray(job, base=evaluated.sweep_dir, storage=tdir / "train",
+            train_on_ray(job, base=evaluated.sweep_dir, storage=tdir.path / "train",
                          gpu_per_worker=per_worker.get("gpu", 0), cpu_per_worker=per_worker.get("cpu", 1),
                          max_failures=prepared.worker_failures, callbacks=(ForwardToTune(queue),),
-                         states_root=tdir / STATES_DIR)
+                         states_root=tdir.states)
         except BaseException as e:  # raised again in the trial's own thread
             failed.append(e)
 
@@ -70,8 +70,8 @@ def fit_on_workers(cfg, train, valid, tdir: Path, evaluated, resume: str | None,
             continue
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint) if checkpoint else None)
         if checkpoint:  # Tune holds the new pointer: states before the one it replaced can go
-            _prune_states(tdir / STATES_DIR, keep=2)
+            _prune_states(tdir.states, keep=2)
     trainer.join()
     if failed:
         raise failed[0]
-    return json.loads((tdir / "run" / "metrics.json").read_text(encoding="utf-8"))
+    return json.loads((tdir.run / "metrics.json").read_text(encoding="utf-8"))

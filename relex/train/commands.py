@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from relex.config import CHOICES, TrialConfig
+from relex.data.split import DEFAULT_SPLIT_SEED, DEFAULT_VALID_FRACTION
 from relex.errors import RelexError
 from relex.tracking import LOGGERS, RunLoggers, check_loggers
 
@@ -101,7 +102,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     v = d.add_mutually_exclusive_group()
     v.add_argument("--valid", metavar="FILE", default=None, help="validation file")
     v.add_argument("--valid-fraction", metavar="F", type=str, default=None,
-                   help="hold out this stratified fraction of --train for validation (default: 0.1)")
+                   help="hold out this stratified fraction of --train for validation "
+                        f"(default: {DEFAULT_VALID_FRACTION:g}, as a sweep's valid)")
+    d.add_argument("--split-seed", metavar="N", type=int, default=DEFAULT_SPLIT_SEED,
+                   help=f"seed of that split (default: {DEFAULT_SPLIT_SEED}, as a sweep's split_seed; "
+                        "--seed does not move it, so a configuration validates on the same rows "
+                        "here and in a sweep)")
     d.add_argument("--out", metavar="DIR", required=True,
                    help="output directory: best/ (checkpoint), history.jsonl, metrics.json")
     d.add_argument("--labels", metavar="FILE", default=None,
@@ -124,7 +130,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 def _fraction(text: str | None) -> float:
     if text is None:
-        return 0.1
+        return DEFAULT_VALID_FRACTION
     try:
         f = float(text)
     except ValueError:
@@ -162,8 +168,8 @@ def train(args: argparse.Namespace) -> int:
         _warn_skipped(valid_ds)
         how = f"validation file {args.valid}"
     else:
-        train_ds, valid_ds = stratified_split(train_ds, fraction, seed=cfg.seed)
-        how = f"stratified {fraction:g} split of {train_path}"
+        train_ds, valid_ds = stratified_split(train_ds, fraction, seed=args.split_seed)
+        how = f"stratified {fraction:g} split of {train_path}, split seed {args.split_seed}"
 
     from relex.train.fit import fit
 

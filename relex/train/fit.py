@@ -231,7 +231,8 @@ def prepare(cfg: TrialConfig, train_ds, valid_ds, out_dir: str | os.PathLike, *,
     device = torch.device(device) if device is not None else default_device()
     amp = amp_mod.resolve(cfg.amp, device)
     report = Reporter(Reporter.pick(progress))
-    report.log(f"device {device}, precision: {amp.describe()}")
+    report.log(f"device {device}, precision: {amp.describe()}"
+               + ("; validation in fp32" if amp.enabled else ""))
     if backbone_path is None:
         backbone_path = resolve_backbone(cfg.backbone, corpus=train_ds.frame["sentence"].tolist(), cfg=cfg)
     cache = Path(features_cache) if features_cache is not None else cache_root() / "features"
@@ -397,16 +398,20 @@ def evaluate(run: Run, n_batches: int) -> bool:
     with contextlib.ExitStack() as weights:
         for t in run.techniques.values():  # EMA: evaluate (and save) the averaged weights
             weights.enter_context(t.evaluation_weights(run))
-        logits = predict_logits(run.model, run.valid_feats, batch_size=cfg.eval_batch_size, amp=run.amp)
+        # scored in float32 whatever the training precision: relex evaluate of the saved
+        # checkpoint reproduces these numbers on any machine (relex.train.amp)
+        logits = predict_logits(run.model, run.valid_feats, batch_size=cfg.eval_batch_size,
+                                amp=amp_mod.for_inference(None, run.device))
         probs = probs_from_logits(logits)
         labels = np.asarray(run.valid_feats.labels, dtype=np.int64)
         m = M.compute(labels, probs, run.labels.names, run.labels.negative, per_class=False)
-        metrics = {"micro_f1": m["micro_f1"], "auprc": m["auprc"], "mean_ap": m["mean_ap"],
-                   "accuracy": m["accuracy"],
+        # val_loss from the logits in float64, not from the rounded probabilities
+        metrics = {**{k: m[k] for k in EVAL_METRICS if k != "val_loss"},
                    "val_loss": M.mean_cross_entropy(logits, labels),
                    "train_loss": pos.loss_sum / pos.loss_steps if pos.loss_steps else float("nan"),
                    "lr": run.lr()}
-        is_best = pos.best_metrics is None or metrics["micro_f1"] > pos.best_metrics["micro_f1"]
+        primary = M.REGISTRY[M.PRIMARY]
+        is_best = pos.best_metrics is None or primary.better(metrics[M.PRIMARY], pos.best_metrics[M.PRIMARY])
         if is_best:
             ckpt.save(run.best_dir, run.model, run.tokenizer, cfg, run.labels,
                       info={"step": pos.step, "epoch": epoch, "metrics": metrics})
