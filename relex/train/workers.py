@@ -86,10 +86,18 @@ def start_ray(*, quiet: bool = False) -> tuple[bool, float]:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": not quiet,
                                   "logging_level": "WARNING"}
-        try:
-            ray.init(**kwargs) if os.environ.get("RAY_ADDRESS") else ray.init(address="local", **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise RelexError(f"cannot start or reach Ray: {str(e).splitlines()[0]}") from None
+        if not os.environ.get("RAY_ADDRESS"):
+            kwargs["address"] = "local"
+        for attempt in (1, 2):
+            try:
+                ray.init(**kwargs)
+                break
+            except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception for this one
+                # a node gets 30 s to register (fixed in Ray); a busy machine can miss it once
+                if attempt == 1 and "timed out during startup" in str(e):
+                    ray.shutdown()
+                    continue
+                raise RelexError(f"cannot start or reach Ray: {str(e).splitlines()[0]}") from None
     return owns, float(ray.cluster_resources().get("GPU", 0) or 0)
 
 
