@@ -150,3 +150,26 @@ def test_global_batch_size_must_divide_between_workers():
         TrialConfig(workers=4, global_batch_size=10).validate()
     assert TrialConfig(workers=4, batch_size=8).global_batch() == 32
     assert TrialConfig(workers=4, global_batch_size=32, batch_size=3).worker_batch() == 8
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--logger", "tensorboard"], "--logger is not available with --workers > 1"),
+    (["--resume", "STATE"], "the state was saved with a different configuration ("),
+])
+def test_relex_train_workers_refuses_before_any_worker_starts(two_workers, tmp_path, capsys,
+                                                              monkeypatch, extra, expected):
+    """One line, exit 2, before Ray: what cannot run is said before workers are launched."""
+    import relex.train.workers as workers
+    from relex.cli import main
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(workers, "start_ray", no_ray)
+    _, out = two_workers
+    argv = ["train", "--workers", "2", "--batch-size", "4", "--out", str(tmp_path / "o"),
+            "--tiny-hidden", "32", "--tiny-layers", "1", "--max-length", "80", "--quiet",
+            *[str(out / "state-at-3") if a == "STATE" else a for a in extra]]
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and expected in err, err
