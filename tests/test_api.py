@@ -231,9 +231,9 @@ def _env():
 
 # ----------------------------------------------------------------------------- ONNX
 def _onnx_ready():
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxscript")
-    return pytest.importorskip("onnxruntime")
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        found = pytest.importorskip(module, reason=f"{module} is missing: the onnx extra, pip install -e '.[onnx]'")
+    return found
 
 
 @pytest.mark.parametrize("which", ["run_dir", "erpe_run_dir"])

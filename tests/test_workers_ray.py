@@ -1,9 +1,8 @@
 """One run on two Ray Train workers (CPU, gloo), through the commands users run: `relex train
 --workers 2` survives losing a worker process, and a sweep of two-worker trials runs under ASHA.
 
-The commands run as subprocesses joining one local Ray instance of the module (started by the
-test, with retries: Ray gives a starting node 30 s to register, which a busy machine can miss),
-so a worker process can be SIGKILLed; the instance ends with the module.
+Each command runs as a subprocess with its own Ray (a descendant of the test process, so a worker
+can be SIGKILLed), and nothing is left running when the command ends.
 """
 
 from __future__ import annotations
@@ -28,42 +27,12 @@ TINY = ["--tiny-hidden", "32", "--tiny-layers", "1", "--tiny-heads", "2", "--max
         "--num-threads", "1", "--amp", "off", "--warmup-ratio", "0"]
 
 
-ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false"}
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    """A two-CPU Ray instance: the two workers of a run, one CPU each."""
-    from ray.cluster_utils import Cluster
-
-    saved = {k: os.environ.get(k) for k in ENV}
-    os.environ.update(ENV)
-    cluster = None
-    for attempt in range(3):
-        try:
-            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-            cluster.wait_for_nodes()
-            break
-        except Exception:
-            if cluster is not None:
-                cluster.shutdown()
-            cluster = None
-            if attempt == 2:
-                raise
-    try:
-        yield cluster.address
-    finally:
-        cluster.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _env(tmp_path: Path, address: str) -> dict[str, str]:
-    return {**os.environ, **ENV, "RAY_ADDRESS": address, "RELEX_CACHE": str(tmp_path / "cache"),
-            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "TOKENIZERS_PARALLELISM": "false", "RELEX_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("RAY_ADDRESS", None)
+    return env
 
 
 def _history(out: Path) -> list[dict]:
@@ -71,10 +40,10 @@ def _history(out: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
-def _train_workers() -> list[psutil.Process]:
-    """The Ray Train worker processes of this test's Ray instance (its processes are ours)."""
+def _train_workers(pid: int) -> list[psutil.Process]:
+    """The Ray Train worker processes of the command ``pid`` (its Ray is its own)."""
     found = []
-    for p in psutil.Process().children(recursive=True):
+    for p in psutil.Process(pid).children(recursive=True):
         try:
             if "RayTrainWorker" in " ".join(p.cmdline()):
                 found.append(p)
@@ -83,12 +52,12 @@ def _train_workers() -> list[psutil.Process]:
     return found
 
 
-def test_a_killed_worker_is_replaced_and_the_run_continues_from_its_state(ray_address, tmp_path):
+def test_a_killed_worker_is_replaced_and_the_run_continues_from_its_state(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "relex.cli", "train", "--workers", "2", "--out", str(out),
            "--save-state", "--batch-size", "8", "--global-batch-size", "16", "--epochs", "50",
            "--max-steps", "400", "--eval-every", "25", *TINY]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(tmp_path, ray_address), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 400
@@ -97,7 +66,7 @@ def test_a_killed_worker_is_replaced_and_the_run_continues_from_its_state(ray_ad
         while not (out / "state" / "state.json").exists() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.2)
         assert _history(out), "no evaluation was written"
-        victims = _train_workers()
+        victims = _train_workers(proc.pid)
         assert len(victims) == 2
         killed_at = _history(out)[-1]["step"]
         victims[-1].send_signal(signal.SIGKILL)
@@ -130,20 +99,18 @@ sweep = Sweep(
     asha=dict(metric="micro_f1", grace_period=1, reduction_factor=2),
     resources=dict(gpu=0, cpu=1),
     workers_per_trial=2,
-    max_concurrent=1,  # the instance holds one trial's two workers
     max_failures=1,
 )
 '''
 
 
-def test_a_sweep_of_two_worker_trials_runs_under_asha(ray_address, tmp_path):
+def test_a_sweep_of_two_worker_trials_runs_under_asha(tmp_path):
     data = json.loads(Path(SAMPLE_PATH).read_text(encoding="utf-8"))
     (tmp_path / "data.json").write_text(json.dumps(data[::2], ensure_ascii=False), encoding="utf-8")
     job = tmp_path / "job.py"
     job.write_text(JOB.format(data=str(tmp_path / "data.json")))
     p = subprocess.run([sys.executable, "-m", "relex.cli", "sweep", str(job), "--storage",
-                        str(tmp_path / "art"), "--address", ray_address], cwd=tmp_path,
-                       env=_env(tmp_path, ray_address),
+                        str(tmp_path / "art")], cwd=tmp_path, env=_env(tmp_path),
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "0 GPU + 1 CPU per worker, 2 workers per trial" in p.stdout + p.stderr

@@ -207,6 +207,7 @@ def read_pool(sweep_dir: str | os.PathLike, *, types: bool = True) -> Pool:
     """The candidates of a finished (or partly finished) sweep; see the module notes."""
     from relex.sweep.folds import read_fold_index
     from relex.sweep.layout import JOB_FILE, TRIALS_FILE, SweepDir
+    from relex.sweep.results import SCORED
     from relex.train import checkpoint as ckpt
 
     sweep = SweepDir(sweep_dir)
@@ -217,7 +218,7 @@ def read_pool(sweep_dir: str | os.PathLike, *, types: bool = True) -> Pool:
     label_file = read_json(sweep.labels_file)
     names, negative = list(label_file["names"]), label_file["negative"]
     index = {n: i for i, n in enumerate(names)}
-    rows = sweep.scored_rows()
+    rows = [r for r in sweep.trial_rows() if r.get("status") in SCORED]
     folds = int(resolved.get("folds") or 0)
     notes: list[str] = []
 

@@ -21,6 +21,7 @@ disk for one machine, a shared mount such as EFS/NFS for a cluster).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -222,6 +223,8 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
     """Connect to (or start) Ray; True when this call started it (and must shut it down)."""
     import ray
 
+    from relex.train.workers import init_ray
+
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -235,7 +238,7 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
         else:
             # a Ray of our own, never one that happens to run on this machine: a sweep must not
             # attach to (and die with) another cluster started by `ray start`
-            ray.init(address="local", num_cpus=num_cpus, **kwargs)
+            init_ray(address="local", num_cpus=num_cpus, **kwargs)  # retried once when late
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = address or os.environ.get("RAY_ADDRESS") or "local"
         raise RelexError(f"cannot start or reach Ray ({where}): {str(e).splitlines()[0]}") from None
@@ -391,52 +394,15 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
                 cpus: float | None, console, live: bool | None, num_cpus: int | None,
                 tables: Tables | None,
                 trainable: Callable | None, prepared: Prepared | None) -> SweepOutcome:
-    from relex.sweep.asha import make_scheduler
-    from relex.sweep.callback import SweepCallback, register_callback
-    from relex.sweep.results import ResultsWriter
-    from relex.sweep.trial import run_trial
-    from relex.sweep.watchdog import Watchdog
-
-    name = sweep_dir.name
     sweep = SweepDir(sweep_dir)
-    ray_dir = sweep.ray_dir
-    started_before = sweep.ray_started()
-    if resume and not started_before:
-        raise _no_sweep_to_resume(sweep_dir)
-    if not resume and (started_before or sweep.has_results()):
-        if not overwrite:
-            raise RelexError(f"{sweep_dir} already holds a sweep; pass --resume to continue it, "
-                             "--overwrite to start it again, or --name for a new one")
-        _clear_sweep_dir(sweep_dir, keep_cache=False)
-    elif not resume:
-        # an earlier start that failed in pre-flight: keep its cache, drop the rest; a directory
-        # holding anything relex does not write there is not ours to empty
-        foreign = sorted(p.name for p in sweep_dir.iterdir()
-                         if p.name not in ENTRIES and not _is_lease_file(p.name))
-        if foreign:
-            raise RelexError(f"{sweep_dir} exists and is not a relex sweep (it holds "
-                             f"{', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
-                             "choose another --name or --storage")
-        _clear_sweep_dir(sweep_dir, keep_cache=True)
+    _claim_dir(sweep, resume=resume, overwrite=overwrite)
     if resume:
         _check_same_job(job, sweep_dir)
-
-    if prepared is None:
-        prepared, data = preflight(job, sweep_dir, console=console)
-        if job.folds:
-            write_fold_index(sweep_dir, data)
-            sweep.write_labels(data.full.labels)
-        else:
-            write_valid_index(sweep_dir, data.valid)
-    else:
-        prepared = replace(prepared, sweep_dir=str(sweep_dir))
-    resolved = job.resolved()
-    if prepared.skipped_bad_rows:  # bad rows dropped per data file (skip_bad_rows)
-        resolved["skipped_bad_rows"] = prepared.skipped_bad_rows
-    sweep.write_job(resolved)
+    prepared = _prepare(job, sweep, prepared, console)
 
     import ray
-    from ray import tune
+
+    from relex.sweep.watchdog import Watchdog
 
     local = not (address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
     owns_ray = start_ray(address, num_cpus)
@@ -450,60 +416,104 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
         if job.workers_per_trial > 1:
             prepared = replace(prepared, worker_resources=res, worker_failures=job.max_failures)
         if console is not None:
-            console.print(f"sweep {name}: {len(job.trials)} trials, {res['gpu']:g} GPU + "
+            console.print(f"sweep {sweep.name}: {len(job.trials)} trials, {res['gpu']:g} GPU + "
                           f"{res['cpu']:g} CPU per " + ("trial" if job.workers_per_trial == 1 else
                           f"worker, {job.workers_per_trial} workers per trial")
                           + (f", at most {job.max_concurrent} at once" if job.max_concurrent else "")
                           + f" -> {sweep_dir}", markup=False, highlight=False)
-        scheduler = make_scheduler(job.asha, sweep.asha_state_file, early_stop=not job.folds)
-        scheduler.budget = make_budget(job, sweep_dir, trial_resources(job, res))
-        writer = ResultsWriter(sweep_dir)
-        if retry_errors:
-            retried = reopen_errored(sweep_dir, writer)
-            if console is not None:
-                console.print(f"retrying {len(retried)} failed trial(s): {', '.join(retried) or '-'}",
-                              markup=False, highlight=False)
-        callback = SweepCallback(job, sweep_dir, writer, scheduler.rungs, console=console, live=live,
-                                 tables=tables)
-        register_callback(callback)
-
-        fn = trainable or run_trial
-        wrapped = tune.with_resources(tune.with_parameters(fn, prepared=prepared),
-                                      tune_resources(job, res))
-        tuner = _tuner(job, sweep_dir, wrapped, scheduler, callback, resume=resume,
-                       retry_errors=retry_errors, console=console,
-                       concurrent=concurrent_trials(job, res, cluster, local))
-        # Tune's own console output (config box, tracebacks of failed trials) would tear through
-        # the live leaderboard; the callback reports every trial, and each failed trial's full
-        # traceback stays in <sweep_dir>/ray/<trial_id>/error.txt.
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        tune_log = logging.getLogger("ray.tune")
-        level = tune_log.level
-        tune_log.setLevel(logging.CRITICAL)
-        try:
-            if tuner is not None:
-                tuner.fit()
-        finally:
-            tune_log.setLevel(level)
-            callback.stop_live()
-            writer.flush()
-        if scheduler.budget.reason:
-            mark_unfinished(job, writer, scheduler.budget.reason, console)
-        rows = writer.trial_rows()
-        if job.folds:
-            oof = assemble_oof(sweep_dir, rows)
-            if console is not None and oof:
-                console.print(f"out-of-fold probabilities of {len(oof)} configurations in "
-                              f"{sweep.oof_dir}", markup=False, highlight=False)
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
-        return SweepOutcome(sweep_dir, counts, rows, total=len(job.trials), job_path=job.path)
+        return _tune(job, sweep, res, prepared, resume=resume, retry_errors=retry_errors,
+                     console=console, live=live, tables=tables, trainable=trainable,
+                     concurrent=concurrent_trials(job, res, cluster, local))
     finally:
         if owns_ray:
             ray.shutdown()
         if watchdog is not None:
             watchdog.stop()
+
+
+def _claim_dir(sweep: SweepDir, *, resume: bool, overwrite: bool) -> None:
+    """Check the sweep directory fits the request (resume one that started; start fresh only
+    over --overwrite or an earlier failed start) and clear it for a fresh start."""
+    started_before = sweep.ray_started()
+    if resume and not started_before:
+        raise _no_sweep_to_resume(sweep.path)
+    if resume:
+        return
+    if started_before or sweep.has_results():
+        if not overwrite:
+            raise RelexError(f"{sweep.path} already holds a sweep; pass --resume to continue it, "
+                             "--overwrite to start it again, or --name for a new one")
+        _clear_sweep_dir(sweep.path, keep_cache=False)
+        return
+    # an earlier start that failed in pre-flight: keep its cache, drop the rest; a directory
+    # holding anything relex does not write there is not ours to empty
+    foreign = sorted(p.name for p in sweep.path.iterdir()
+                     if p.name not in ENTRIES and not _is_lease_file(p.name))
+    if foreign:
+        raise RelexError(f"{sweep.path} exists and is not a relex sweep (it holds "
+                         f"{', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                         "choose another --name or --storage")
+    _clear_sweep_dir(sweep.path, keep_cache=True)
+
+
+def _prepare(job: Sweep, sweep: SweepDir, prepared: Prepared | None, console) -> Prepared:
+    """The pre-flight (unless the caller brings its own), the index files and job.json."""
+    if prepared is None:
+        prepared, data = preflight(job, sweep.path, console=console)
+        if job.folds:
+            write_fold_index(sweep.path, data)
+            sweep.write_labels(data.full.labels)
+        else:
+            write_valid_index(sweep.path, data.valid)
+    else:
+        prepared = replace(prepared, sweep_dir=str(sweep.path))
+    resolved = job.resolved()
+    if prepared.skipped_bad_rows:  # bad rows dropped per data file (skip_bad_rows)
+        resolved["skipped_bad_rows"] = prepared.skipped_bad_rows
+    sweep.write_job(resolved)
+    return prepared
+
+
+def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared, *, resume: bool,
+          retry_errors: bool, console, live: bool | None, tables: Tables | None,
+          trainable: Callable | None, concurrent: int | None) -> SweepOutcome:
+    """Run the trials on Ray Tune (started or restored) and record how they ended; at most
+    ``concurrent`` at once (:func:`concurrent_trials`)."""
+    from ray import tune
+
+    from relex.sweep.asha import make_scheduler
+    from relex.sweep.callback import SweepCallback, register_callback
+    from relex.sweep.results import ResultsWriter
+    from relex.sweep.trial import run_trial
+
+    scheduler = make_scheduler(job.asha, sweep.asha_state_file, early_stop=not job.folds)
+    scheduler.budget = make_budget(job, sweep.path, trial_resources(job, res))
+    writer = ResultsWriter(sweep.path)
+    if retry_errors:
+        retried = reopen_errored(sweep.path, writer)
+        if console is not None:
+            console.print(f"retrying {len(retried)} failed trial(s): {', '.join(retried) or '-'}",
+                          markup=False, highlight=False)
+    callback = SweepCallback(job, sweep.path, writer, scheduler.rungs, console=console, live=live,
+                             tables=tables)
+    register_callback(callback)
+    wrapped = tune.with_resources(tune.with_parameters(trainable or run_trial, prepared=prepared),
+                                  tune_resources(job, res))
+    tuner = _tuner(job, sweep.path, wrapped, scheduler, callback, resume=resume,
+                   retry_errors=retry_errors, console=console, concurrent=concurrent)
+    _fit_quietly(tuner, callback, writer)
+    if scheduler.budget.reason:
+        mark_unfinished(job, writer, scheduler.budget.reason, console)
+    rows = writer.trial_rows()
+    if job.folds:
+        oof = assemble_oof(sweep.path, rows)
+        if console is not None and oof:
+            console.print(f"out-of-fold probabilities of {len(oof)} configurations in "
+                          f"{sweep.oof_dir}", markup=False, highlight=False)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return SweepOutcome(sweep.path, counts, rows, total=len(job.trials), job_path=job.path)
 
 
 def unfinished_trials(job: Sweep, sweep_dir: Path) -> list:
@@ -514,9 +524,8 @@ def unfinished_trials(job: Sweep, sweep_dir: Path) -> list:
 
 
 def _tuner(job: Sweep, sweep_dir: Path, trainable, scheduler, callback, *, resume: bool,
-           retry_errors: bool, console, concurrent: int | None = None):
-    """The Tuner of a start or a resume, over the trials still to run; None when none is left.
-    ``concurrent``: trials at once at most (:func:`concurrent_trials`)."""
+           retry_errors: bool, console, concurrent: int | None):
+    """The Tuner of a start or a resume, over the trials still to run; None when none is left."""
     from ray import tune
 
     ray_dir = SweepDir(sweep_dir).ray_dir
@@ -548,6 +557,24 @@ def _tuner(job: Sweep, sweep_dir: Path, trainable, scheduler, callback, *, resum
             failure_config=tune.FailureConfig(max_failures=job.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[callback, *_tracker_callbacks(job, sweep_dir, sweep_dir.name)], verbose=0))
+
+
+def _fit_quietly(tuner, callback, writer) -> None:
+    """``tuner.fit()`` (None: no trial left to run) with Tune's own console output off: its config
+    box and tracebacks of failed trials would tear through the live leaderboard. The callback
+    reports every trial, and each failed trial's full traceback stays in
+    <sweep_dir>/ray/<trial_id>/error.txt."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    tune_log = logging.getLogger("ray.tune")
+    level = tune_log.level
+    tune_log.setLevel(logging.CRITICAL)
+    try:
+        if tuner is not None:
+            tuner.fit()
+    finally:
+        tune_log.setLevel(level)
+        callback.stop_live()
+        writer.flush()
 
 
 def _tracker_callbacks(job: Sweep, sweep_dir: Path, name: str) -> list:

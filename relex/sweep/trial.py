@@ -208,7 +208,8 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
         if cfg.workers > 1:
             from relex.sweep.trial_workers import fit_on_workers
 
-            outcome = fit_on_workers(cfg, train, valid, tdir, evaluated, resume, prepared, backbone_path)
+            outcome = fit_on_workers(cfg, train, valid, tdir, evaluated, resume, prepared, backbone_path,
+                                     prune_states=lambda: _prune_states(tdir.states, keep=2))
             probs_path = sweep.probs_file(trial_id)  # written at the best evaluation
         else:
             result = fit(cfg, train, valid, str(tdir.run),

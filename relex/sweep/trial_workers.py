@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from ray.train.v2.api.callback import UserCallback
 
@@ -32,14 +32,14 @@ class ForwardToTune(UserCallback):
 
 
 def fit_on_workers(cfg, train, valid, tdir, evaluated, resume: str | None, prepared,
-                   backbone_path: str | None) -> dict[str, Any]:
+                   backbone_path: str | None, prune_states: Callable[[], None]) -> dict[str, Any]:
     """Train the trial on ``cfg.workers`` Ray Train workers, reporting every evaluation to Tune;
     the leader's summary (``run/metrics.json``). ``tdir``: the trial's
-    :class:`~relex.sweep.layout.TrialDir`."""
+    :class:`~relex.sweep.layout.TrialDir`; ``prune_states()`` drops the states no checkpoint Tune
+    holds still names."""
     from ray import tune
     from ray.util.queue import Empty, Queue
 
-    from relex.sweep.trial import _prune_states
     from relex.train.distributed import WorkerRun
     from relex.train.workers import RayTrainReport, train_on_ray
 
@@ -70,7 +70,7 @@ def fit_on_workers(cfg, train, valid, tdir, evaluated, resume: str | None, prepa
             continue
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint) if checkpoint else None)
         if checkpoint:  # Tune holds the new pointer: states before the one it replaced can go
-            _prune_states(tdir.states, keep=2)
+            prune_states()
     trainer.join()
     if failed:
         raise failed[0]

@@ -18,30 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from relex.cli_args import one_line_errors, warn_skipped
 from relex.config import CHOICES, TrialConfig
 from relex.data.split import DEFAULT_SPLIT_SEED, DEFAULT_VALID_FRACTION
 from relex.errors import RelexError
 from relex.tracking import LOGGERS, RunLoggers, check_loggers
-
-
-def _one_line_errors(p: argparse.ArgumentParser) -> None:
-    """Argument errors as exactly one line on stderr (no usage block), exit code 2."""
-
-    def error(message: str) -> None:
-        p.exit(2, f"{p.prog}: error: {message} (see --help)\n")
-
-    p.error = error  # type: ignore[method-assign]
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1 (checked before any model is loaded)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _field_type(f: dataclasses.Field) -> str:
@@ -94,7 +75,7 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
 # ----------------------------------------------------------------------------- train
 def add_train_args(p: argparse.ArgumentParser) -> None:
     p.usage = "relex train [--train FILE] [--valid FILE | --valid-fraction F] --out DIR [options]"
-    _one_line_errors(p)
+    one_line_errors(p)
     d = p.add_argument_group("data and output")
     d.add_argument("--train", metavar="FILE", default=None,
                    help="training file: KLUE JSON, boostcamp CSV, JSONL or Parquet "
@@ -161,11 +142,11 @@ def train(args: argparse.Namespace) -> int:
     labels = args.labels
     neg = cfg.negative_label
     train_ds = read_dataset(train_path, labels=labels, negative=neg, skip_bad_rows=args.skip_bad_rows)
-    _warn_skipped(train_ds)
+    warn_skipped(train_ds)
     if args.valid:
         valid_ds = read_dataset(Path(args.valid), labels=train_ds.labels, negative=neg,
                                 skip_bad_rows=args.skip_bad_rows)
-        _warn_skipped(valid_ds)
+        warn_skipped(valid_ds)
         how = f"validation file {args.valid}"
     else:
         train_ds, valid_ds = stratified_split(train_ds, fraction, seed=args.split_seed)
@@ -236,11 +217,3 @@ def _train_on_workers(args: argparse.Namespace, cfg: TrialConfig, train_ds, vali
 
             ray.shutdown()
     return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-
-
-def _warn_skipped(ds) -> None:
-    if ds.skipped:
-        rows = "row" if ds.skipped == 1 else "rows"
-        print(f"relex: skipped {ds.skipped} bad {rows} of {ds.path} (--skip-bad-rows; first: "
-              f"{ds.bad_rows[0]})", file=sys.stderr)
-

@@ -217,7 +217,8 @@ def prepare(cfg: TrialConfig, train_ds, valid_ds, out_dir: str | os.PathLike, *,
             device: str | torch.device | None = None) -> Run:
     """Build a run ready for its first step (or for ``load_state``)."""
     from relex.model import build_model
-    from relex.model.backbone import quiet_transformers, resolve_backbone
+    from relex.model.backbone import resolve_backbone
+    from relex.model.quiet import quiet_transformers
     from relex.train import techniques
     from relex.train.inputs import tokenizer_and_features
 

@@ -88,17 +88,28 @@ def start_ray(*, quiet: bool = False) -> tuple[bool, float]:
                                   "logging_level": "WARNING"}
         if not os.environ.get("RAY_ADDRESS"):
             kwargs["address"] = "local"
-        for attempt in (1, 2):
-            try:
-                ray.init(**kwargs)
-                break
-            except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception for this one
-                # a node gets 30 s to register (fixed in Ray); a busy machine can miss it once
-                if attempt == 1 and "timed out during startup" in str(e):
-                    ray.shutdown()
-                    continue
-                raise RelexError(f"cannot start or reach Ray: {str(e).splitlines()[0]}") from None
+        try:
+            init_ray(**kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise RelexError(f"cannot start or reach Ray: {str(e).splitlines()[0]}") from None
     return owns, float(ray.cluster_resources().get("GPU", 0) or 0)
+
+
+def init_ray(**kwargs: Any) -> None:
+    """``ray.init(**kwargs)``, once more when a Ray started here missed its registration: a node
+    gets 30 s to register (fixed in Ray), which a busy machine can miss once."""
+    import ray
+
+    try:
+        ray.init(**kwargs)
+    except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception for this one
+        if "timed out during startup" not in str(e):
+            raise
+        ray.shutdown()
+        try:
+            ray.init(**kwargs)
+        except Exception as again:  # noqa: BLE001
+            raise RuntimeError(str(again)) from None
 
 
 class StatesSince:
