@@ -60,12 +60,14 @@ def test_a_killed_worker_is_replaced_and_the_run_continues_from_its_state(tmp_pa
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 400
+        deadline = time.time() + 900  # Ray's start and its workers' take minutes on a busy machine
         # the first evaluation's state written (Ray Train may not have registered it yet: the
         # workers find it anyway)
         while not (out / "state" / "state.json").exists() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.2)
-        assert _history(out), "no evaluation was written"
+        if not _history(out):
+            proc.kill()
+            pytest.fail("no evaluation was written: " + proc.communicate()[0][-3000:])
         victims = _train_workers(proc.pid)
         assert len(victims) == 2
         killed_at = _history(out)[-1]["step"]
