@@ -17,7 +17,12 @@ sentences; bf16 autocast. It prints:
    backward, clipping + optimizer), each phase timed with a device synchronisation around it;
 4. trials per GPU-hour with 1, 2 and 4 trials sharing the GPU (``--gpus-per-trial 1/0.5/0.25``
    in a sweep): that many worker processes train at once on the device; a trial is
-   ``--trial-epochs`` epochs of the full KLUE-RE training set; peak memory per trial.
+   ``--trial-epochs`` epochs of the full KLUE-RE training set; peak memory per trial;
+5. scaling of one run over data-parallel workers on this node (``relex train --workers N``):
+   training examples/s of relex's ``fit`` at 1, 2, 4 and 8 workers (``--scaling``), one GPU
+   each, ``--batch-size`` per worker; counts the machine has no GPUs for are skipped. The
+   workers are started by torch.distributed directly (``relex.train.distributed.run_local``,
+   NCCL), running the same ``fit`` as Ray Train's workers, so Ray need not be installed.
 
     python bench/gpu.py                          # a GPU machine: a few minutes on an H100/H200
     python bench/gpu.py --device cpu --quick     # the same code paths on a CPU, small sizes
@@ -237,6 +242,7 @@ def main(argv=None) -> int:
     p.add_argument("--trial-epochs", type=float, default=3.0,
                    help="a trial of the GPU-hour figure: this many epochs of the full training set")
     p.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak (default: known GPUs)")
+    p.add_argument("--scaling", default="1,2,4,8", help="workers of one run to measure (default 1,2,4,8)")
     p.add_argument("--worker", help=argparse_hidden())
     args = p.parse_args(argv)
     if args.worker:
@@ -254,6 +260,7 @@ def main(argv=None) -> int:
         args.train_rows, args.valid_rows, args.steps, args.pack_steps = 300, 100, 8, 6
         args.max_length = min(args.max_length, 128)
         args.packing = "1,2"
+        args.scaling = "1,2"
     C.set_threads(args.threads)
     info = C.machine()
     name = torch.cuda.get_device_name(0) if device == "cuda" else info["cpu"]
@@ -337,8 +344,60 @@ def main(argv=None) -> int:
                         "-" if r["peak_gib_max"] is None else f"{r['peak_gib_max']:.2f}"] for r in rows],
                       ["trials/GPU", "--gpus-per-trial", "ex/s total", "trials/hour", "vs 1", "peak GiB/trial"]))
         report["packing"] = rows
+
+        # 5. one run on 1, 2, 4, 8 workers
+        report["scaling"] = scaling([int(x) for x in args.scaling.split(",")], device=device, amp=amp,
+                                    backbone=backbone, train_ds=train_ds, valid_ds=valid_ds, args=args,
+                                    tmp=tmp)
     C.write_json(args.json, report)
     return 0
+
+
+# ---------------------------------------------------------------------------- scaling over workers
+def scaling(counts: list[int], *, device: str, amp: str, backbone: str, train_ds, valid_ds, args,
+            tmp: Path) -> list[dict]:
+    """Training examples/s of one run on each count of workers this node has devices for."""
+    import torch
+
+    from relex.config import TrialConfig
+
+    have = torch.cuda.device_count() if device == "cuda" else os.cpu_count() or 1
+    rows = []
+    for k in counts:
+        if k > have:
+            print(f"  {k} workers: skipped ({'GPUs' if device == 'cuda' else 'CPU cores'}: {have})")
+            continue
+        cfg = TrialConfig(backbone=backbone, max_length=args.max_length, batch_size=args.batch_size,
+                          lr=args.lr, seed=42, amp=amp, workers=k, epochs=1000, max_steps=args.steps,
+                          eval_every=0, num_threads=1 if device == "cpu" else 0)
+        out = tmp / f"scale{k}"
+        workers_fit(cfg, train_ds, valid_ds, out, backbone, device)
+        m = json.loads((out / "metrics.json").read_text())
+        rows.append({"workers": k, "global_batch": cfg.global_batch(), "steps": m["steps"],
+                     "examples_per_s": m["examples_per_s"], "micro_f1": m["micro_f1"]})
+        print(f"  {k} worker(s): {m['examples_per_s']:.1f} training ex/s", flush=True)
+    if rows:
+        base = rows[0]["examples_per_s"] / rows[0]["workers"]
+        print(f"
+one run over data-parallel workers ({args.batch_size} examples per worker per step, "
+              f"{args.steps} steps):")
+        print(C.table([[r["workers"], r["global_batch"], r["examples_per_s"],
+                        f"{r['examples_per_s'] / (base * r['workers']):.2f}", r["micro_f1"]] for r in rows],
+                      ["workers", "global batch", "ex/s", "scaling efficiency", "micro-F1"]))
+    return rows
+
+
+def workers_fit(cfg, train_ds, valid_ds, out: Path, backbone: str, device: str) -> None:
+    """relex's fit on ``cfg.workers`` processes of this node (one: the plain single-worker fit)."""
+    from relex.train.distributed import WorkerRun, prepare_inputs, run_local
+    from relex.train.fit import fit
+
+    if cfg.workers == 1:
+        fit(cfg, train_ds, valid_ds, out, progress=False, backbone_path=backbone, device=device)
+        return
+    bb, cache = prepare_inputs(cfg, train_ds, valid_ds, backbone_path=backbone)
+    job = WorkerRun(cfg, train_ds, valid_ds, str(out), features_cache=cache, backbone_path=bb)
+    run_local(cfg.workers, job.fit, backend="nccl" if device == "cuda" else "gloo")
 
 
 def argparse_hidden():

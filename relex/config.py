@@ -205,6 +205,15 @@ class TrainingConfig(_Fields):
                                    "lost trial repeats at most one epoch, for a state of about "
                                    "three model sizes per epoch (the best weights are written "
                                    "only when they improve, whatever this is)")
+    # data-parallel workers (relex.train.distributed): one trial trained by several processes
+    workers: int = _field(1, "data-parallel workers training this one run (one GPU each where "
+                          "there are GPUs, CPU processes with gloo otherwise), launched through "
+                          "Ray Train; each optimizer step takes batch_size examples per worker "
+                          "(see global_batch_size)")
+    global_batch_size: int = _field(0, "examples per micro-batch over all workers, split evenly "
+                                    "between them (0 = batch_size x workers); when set, it "
+                                    "replaces batch_size, so a run keeps its batches on any "
+                                    "number of workers that divides it")
     # runtime
     seed: int = _field(42, "random seed (runs with the same seed give the same metrics on CPU)")
     amp: str = _field("auto", "mixed precision: auto = bf16/fp16 on CUDA, bf16 on CPUs with native "
@@ -214,6 +223,15 @@ class TrainingConfig(_Fields):
     negative_label: str = _field(NEGATIVE_LABEL, "the label excluded from micro-F1 (KLUE: "
                                  "no_relation)")
 
+    def global_batch(self) -> int:
+        """Examples per micro-batch over all workers: what the sampler groups, whatever the
+        number of workers."""
+        return self.global_batch_size or self.batch_size * self.workers
+
+    def worker_batch(self) -> int:
+        """Examples per micro-batch on each worker."""
+        return self.global_batch() // self.workers
+
     def validate(self, *, where: str = "config") -> None:
         bad = _complainer(self, where)
         for name in ("loss", "scheduler", "amp", "hnm_mode"):
@@ -221,6 +239,12 @@ class TrainingConfig(_Fields):
         for name in ("batch_size", "grad_accum", "epochs", "eval_batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 bad(name, "must be at least 1")
+        if self.workers < 1:
+            bad("workers", "must be at least 1")
+        if self.global_batch_size < 0:
+            bad("global_batch_size", "must be 0 (batch_size x workers) or more")
+        elif self.global_batch_size % self.workers:
+            bad("global_batch_size", f"must divide evenly between workers={self.workers}")
         for name in ("max_steps", "eval_every", "patience", "num_threads"):
             if getattr(self, name) < 0:
                 bad(name, "must be 0 or more")

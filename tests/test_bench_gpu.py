@@ -65,3 +65,8 @@ def test_gpu_benchmark_runs_on_the_cpu(tmp_path):
         sample_rows = len(json.loads(SAMPLE_PATH.read_text(encoding="utf-8")))
         trial_examples = args["trial_epochs"] * (sample_rows - args["valid_rows"])
         assert p["trials_per_hour"] == pytest.approx(3600 * p["examples_per_s"] / trial_examples)
+    # one run on 1 and 2 gloo workers: the same steps, twice the examples per step
+    scaling = report["scaling"]
+    assert [r["workers"] for r in scaling] == [1, 2]
+    assert scaling[1]["global_batch"] == 2 * scaling[0]["global_batch"]
+    assert all(r["steps"] == 8 and r["examples_per_s"] > 0 for r in scaling)

@@ -367,4 +367,40 @@ def test_a_ray_that_does_not_come_up_is_one_line_and_shut_down(monkeypatch):
     message = str(e.value)
     assert message.startswith("cannot start or reach Ray (local): The current node timed out during startup.")
     assert "\n" not in message
-    assert calls == ["init", "shutdown"]
+    assert calls == ["init", "shutdown", "init", "shutdown"]  # retried once, then given up
+
+
+def test_workers_per_trial_sets_every_trial_and_sizes_what_a_trial_holds(tmp_path):
+    from relex.sweep.runner import (DRIVER_SLOT, check_workers_fit, concurrent_trials,
+                                    trial_resources, tune_resources)
+
+    p = _job(tmp_path, f"sweep = Sweep(name='w', train={str(SAMPLE_PATH)!r}, valid=0.2,\n"
+                       "  space=dict(lr=grid([1e-5, 3e-5])), resources=dict(gpu=1, cpu=4),\n"
+                       "  workers_per_trial=4)\n")
+    job = load_job(p)
+    assert [t.config.workers for t in job.trials] == [4, 4]
+    assert job.resolved()["workers_per_trial"] == 4
+    res = decide_resources(job, {"CPU": 64, "GPU": 8})
+    assert trial_resources(job, res) == {"cpu": 16, "gpu": 4}
+    assert tune_resources(job, res) == DRIVER_SLOT  # Ray Train reserves the workers
+    # a machine of 8 GPUs holds two 4-GPU trials at once; a cluster's autoscaler decides there
+    assert concurrent_trials(job, res, {"CPU": 64, "GPU": 8}, local=True) == 2
+    assert concurrent_trials(job, res, {"CPU": 64, "GPU": 8}, local=False) is None
+    with pytest.raises(RelexError, match="each trial's 4 workers ask for 4 GPUs in all but this "
+                                         "machine has 2"):
+        check_workers_fit(job, res, {"CPU": 64, "GPU": 2}, local=True)
+    one = load_job(_job(tmp_path, f"sweep = Sweep(name='o', train={str(SAMPLE_PATH)!r}, valid=0.2)\n",
+                        name="one.py"))
+    assert tune_resources(one, {"cpu": 2, "gpu": 1}) == {"cpu": 2, "gpu": 1}
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("space=dict(workers=2)", "set Sweep(workers_per_trial=N), not space['workers']"),
+    ("workers_per_trial=0", "workers_per_trial=0 is invalid: expected an integer >= 1"),
+    ("workers_per_trial=2, space=dict(global_batch_size=3)",
+     "global_batch_size=3 is invalid: must divide evenly between workers=2"),
+])
+def test_bad_workers_per_trial_is_one_line(tmp_path, body, expected):
+    p = _job(tmp_path, f"sweep = Sweep(name='w', train={str(SAMPLE_PATH)!r}, valid=0.2, {body})\n")
+    with pytest.raises(RelexError, match=re.escape(expected)):
+        load_job(p)

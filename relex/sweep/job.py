@@ -149,7 +149,11 @@ class Sweep:
         seeds: the seed axis (an int or a list of ints); every grid point runs once per seed.
         asha: ASHA settings: metric, mode, grace_period, reduction_factor, max_t (in
             evaluations; 0 = no cap).
-        resources: per trial: ``gpu`` (default: 1 if the cluster has GPUs, else 0) and ``cpu``.
+        resources: per trial: ``gpu`` (default: 1 if the cluster has GPUs, else 0) and ``cpu``;
+            per worker when ``workers_per_trial`` > 1.
+        workers_per_trial: data-parallel workers of each trial (a Ray Train run of that many
+            workers, each with ``resources``; see :mod:`relex.train.workers`); sets every
+            trial's ``workers``.
         max_concurrent: trials at once at most (0: as many as resources allow).
         max_failures: retries of a failed trial before it is recorded as ERROR.
         reuse_actors: reuse Ray actors between trials (saves start-up time of small trials).
@@ -192,6 +196,7 @@ class Sweep:
     seeds: int | Sequence[int] = (42,)
     asha: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, Any] = field(default_factory=dict)  # resolved: gpu/cpu, None = at run time
+    workers_per_trial: int = 1
     max_concurrent: int = 0
     max_failures: int = 0
     reuse_actors: bool = True
@@ -391,6 +396,7 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Sweep:
 
     max_concurrent = _int(sweep.max_concurrent, "max_concurrent", where, 0)
     max_failures = _int(sweep.max_failures, "max_failures", where, 0)
+    workers = _int(sweep.workers_per_trial, "workers_per_trial", where, 1)
     split_seed = _int(data["split_seed"], "split_seed", where, 0)
     checkpoint_budget = parse_size(sweep.checkpoint_budget, where)
     keep_checkpoints = resolve_keep(
@@ -420,6 +426,8 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Sweep:
         raise RelexError(f"{where}: space: set seeds with Sweep(seeds=[...]), not space['seed']")
     if "negative_label" in sweep.space:
         raise RelexError(f"{where}: space: set negative_label on Sweep(...), not in space")
+    if "workers" in sweep.space:
+        raise RelexError(f"{where}: space: set Sweep(workers_per_trial=N), not space['workers']")
     known = TrialConfig.field_names()
     for k in sweep.space:
         if k not in known:
@@ -447,7 +455,7 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Sweep:
             for seed in seeds:
                 cid = f"t{configs:0{width}d}"
                 values = {**base_config, **fixed, **dict(zip(axes, combo)), "seed": seed,
-                          "negative_label": negative_label}
+                          "negative_label": negative_label, "workers": workers}
                 cfg = TrialConfig.from_dict(values, where=f"{where}: trial {cid}")
                 key = cfg.to_json()
                 if key in seen:
@@ -464,7 +472,8 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Sweep:
 
     job = replace(sweep, train=train, valid=valid, labels=labels, negative_label=negative_label,
                   seeds=seeds, asha=asha, resources=resources, max_concurrent=max_concurrent,
-                  max_failures=max_failures, reuse_actors=bool(sweep.reuse_actors),
+                  max_failures=max_failures, workers_per_trial=workers,
+                  reuse_actors=bool(sweep.reuse_actors),
                   split_seed=split_seed, folds=folds, fold_seed=fold_seed, base=base_dir, top=top,
                   skip_bad_rows=data["skip_bad_rows"], loggers=loggers,
                   time_budget=parse_duration(sweep.time_budget, where),

@@ -90,6 +90,51 @@ def decide_resources(job: Sweep, cluster: dict[str, float], *, gpus: float | Non
     return {"cpu": cpu, "gpu": gpu}
 
 
+# ------------------------------------------------------------------------- workers per trial
+# A trial of several workers is a Ray Train run: Tune holds only a token slot for the trial
+# itself (the driver of the run: no CPU, which the workers may need to the last one; Tune refuses
+# an empty request), and Ray Train reserves the workers' placement group (N bundles of the
+# per-worker resources) when the trial starts.
+DRIVER_SLOT = {"cpu": 0, "gpu": 0, "memory": 2**20}
+
+
+def trial_resources(job: Sweep, res: dict[str, float]) -> dict[str, float]:
+    """What one trial holds in all: its workers' resources."""
+    n = job.workers_per_trial
+    return {"cpu": res["cpu"] * n, "gpu": res["gpu"] * n}
+
+
+def check_workers_fit(job: Sweep, res: dict[str, float], cluster: dict[str, float], local: bool) -> None:
+    """On a Ray relex started here, a trial's workers must fit on the machine."""
+    total = trial_resources(job, res)
+    for key, have in (("gpu", float(cluster.get("GPU", 0) or 0)), ("cpu", float(cluster.get("CPU", 0) or 0))):
+        if local and total[key] > have:
+            raise RelexError(f"each trial's {job.workers_per_trial} workers ask for {total[key]:g} "
+                             f"{key.upper()}s in all but this machine has {have:g}; lower "
+                             f"workers_per_trial or the per-worker resources")
+
+
+def tune_resources(job: Sweep, res: dict[str, float]) -> dict[str, float]:
+    """What Tune reserves per trial: the trial itself, or the driver of its Ray Train run."""
+    if job.workers_per_trial == 1:
+        return {"cpu": res["cpu"], "gpu": res["gpu"]}
+    return dict(DRIVER_SLOT)
+
+
+def concurrent_trials(job: Sweep, res: dict[str, float], cluster: dict[str, float],
+                      local: bool) -> int | None:
+    """Trials at once: the job's limit; with several workers per trial on a Ray relex started
+    here, at most as many as the machine holds whole (Tune does not see the workers' resources;
+    on a cluster, waiting placement groups are what asks the autoscaler for nodes)."""
+    cap = job.max_concurrent or None
+    if job.workers_per_trial == 1 or not local:
+        return cap
+    total = trial_resources(job, res)
+    fits = min(int(float(cluster.get(key.upper(), 0) or 0) // total[key])
+               for key in ("cpu", "gpu") if total[key] > 0)
+    return max(1, min(cap or fits, fits))
+
+
 # ------------------------------------------------------------------------- pre-flight
 def preflight(job: Sweep, sweep_dir: Path, *, console=None) -> tuple[Prepared, SweepData]:
     """Read the data, resolve backbones and build features once, on the driver: what the trials
@@ -178,6 +223,8 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
     """Connect to (or start) Ray; True when this call started it (and must shut it down)."""
     import ray
 
+    from relex.train.workers import init_ray
+
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -191,7 +238,7 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> bool:
         else:
             # a Ray of our own, never one that happens to run on this machine: a sweep must not
             # attach to (and die with) another cluster started by `ray start`
-            ray.init(address="local", num_cpus=num_cpus, **kwargs)
+            init_ray(address="local", num_cpus=num_cpus, **kwargs)  # retried once when late
     except Exception as e:  # Ray raises a bare Exception when its node misses the start-up wait
         ray.shutdown()  # whatever half of a local Ray came up goes with this call
         where = address or os.environ.get("RAY_ADDRESS") or "local"
@@ -378,14 +425,20 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
     # joined is not ours to end)
     watchdog = Watchdog.start(ray_session_dir(), lease) if owns_ray and local else None
     try:
-        res = decide_resources(job, ray.cluster_resources(), gpus=gpus, cpus=cpus, local=local)
+        cluster = ray.cluster_resources()
+        res = decide_resources(job, cluster, gpus=gpus, cpus=cpus, local=local)
+        check_workers_fit(job, res, cluster, local)
+        if job.workers_per_trial > 1:
+            prepared = replace(prepared, worker_resources=res, worker_failures=job.max_failures)
         if console is not None:
             console.print(f"sweep {sweep.name}: {len(job.trials)} trials, {res['gpu']:g} GPU + "
-                          f"{res['cpu']:g} CPU per trial"
+                          f"{res['cpu']:g} CPU per " + ("trial" if job.workers_per_trial == 1 else
+                          f"worker, {job.workers_per_trial} workers per trial")
                           + (f", at most {job.max_concurrent} at once" if job.max_concurrent else "")
                           + f" -> {sweep_dir}", markup=False, highlight=False)
         return _tune(job, sweep, res, prepared, resume=resume, retry_errors=retry_errors,
-                     console=console, live=live, tables=tables, trainable=trainable)
+                     console=console, live=live, tables=tables, trainable=trainable,
+                     concurrent=concurrent_trials(job, res, cluster, local))
     finally:
         if owns_ray:
             ray.shutdown()
@@ -438,8 +491,9 @@ def _prepare(job: Sweep, sweep: SweepDir, prepared: Prepared | None, console) ->
 
 def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared, *, resume: bool,
           retry_errors: bool, console, live: bool | None, tables: Tables | None,
-          trainable: Callable | None) -> SweepOutcome:
-    """Run the trials on Ray Tune (started or restored) and record how they ended."""
+          trainable: Callable | None, concurrent: int | None) -> SweepOutcome:
+    """Run the trials on Ray Tune (started or restored) and record how they ended; at most
+    ``concurrent`` at once (:func:`concurrent_trials`)."""
     from ray import tune
 
     from relex.sweep.asha import make_scheduler
@@ -448,7 +502,7 @@ def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared
     from relex.sweep.trial import run_trial
 
     scheduler = make_scheduler(job.asha, sweep.asha_state_file, early_stop=not job.folds)
-    scheduler.budget = make_budget(job, sweep.path, res)
+    scheduler.budget = make_budget(job, sweep.path, trial_resources(job, res))
     writer = ResultsWriter(sweep.path)
     if retry_errors:
         retried = reopen_errored(sweep.path, writer)
@@ -459,9 +513,9 @@ def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared
                              tables=tables)
     register_callback(callback)
     wrapped = tune.with_resources(tune.with_parameters(trainable or run_trial, prepared=prepared),
-                                  {"cpu": res["cpu"], "gpu": res["gpu"]})
+                                  tune_resources(job, res))
     tuner = _tuner(job, sweep.path, wrapped, scheduler, callback, resume=resume,
-                   retry_errors=retry_errors, console=console)
+                   retry_errors=retry_errors, console=console, concurrent=concurrent)
     _fit_quietly(tuner, callback, writer, sweep.path)
     if scheduler.budget.reason:
         mark_unfinished(job, writer, scheduler.budget.reason, console)
@@ -485,7 +539,7 @@ def unfinished_trials(job: Sweep, sweep_dir: Path) -> list:
 
 
 def _tuner(job: Sweep, sweep_dir: Path, trainable, scheduler, callback, *, resume: bool,
-           retry_errors: bool, console):
+           retry_errors: bool, console, concurrent: int | None):
     """The Tuner of a start or a resume, over the trials still to run; None when none is left."""
     from ray import tune
 
@@ -509,9 +563,10 @@ def _tuner(job: Sweep, sweep_dir: Path, trainable, scheduler, callback, *, resum
     return tune.Tuner(
         trainable, param_space=space,
         tune_config=tune.TuneConfig(
-            scheduler=scheduler, max_concurrent_trials=job.max_concurrent or None,
-            reuse_actors=job.reuse_actors, trial_name_creator=trial_name,
-            trial_dirname_creator=trial_name),
+            scheduler=scheduler, max_concurrent_trials=concurrent,
+            # a stopped trial's actor must end: the Ray Train run it owns ends with it
+            reuse_actors=job.reuse_actors and job.workers_per_trial == 1,
+            trial_name_creator=trial_name, trial_dirname_creator=trial_name),
         run_config=tune.RunConfig(
             name=ray_dir.name, storage_path=str(sweep_dir),
             failure_config=tune.FailureConfig(max_failures=job.max_failures),

@@ -53,6 +53,10 @@ class Prepared:
     backbones: dict[str, str] = field(default_factory=dict)  # trial id -> backbone directory
     features_cache: str | None = None
     before_trial: Callable[[Any, str], None] | None = None  # the job's per-trial hook
+    # a trial on several workers (workers_per_trial > 1): each worker's cpu and gpu, and how
+    # often Ray Train restarts a trial's workers after losing one
+    worker_resources: dict[str, float] = field(default_factory=dict)
+    worker_failures: int = 0
     skipped_bad_rows: dict[str, int] = field(default_factory=dict)  # data file -> rows dropped
 
     def split(self, fold: int | None) -> tuple[Any, Any]:
@@ -185,18 +189,14 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
             "started_at": started, "resume_from": ckpt.path if ckpt is not None else None,
             "backbone_path": backbone_path, **where})
 
+        evaluated = EvaluationRecord(trial_id, str(sweep_dir), attempt, started, where)
+
         def on_evaluate(ev) -> None:
-            report = TrialReport(
-                trial_id=trial_id, step=int(ev.step), epoch=_f(ev.epoch), is_best=bool(ev.is_best),
-                metrics=dict(ev.metrics), best=dict(ev.best_metrics), best_step=int(ev.best_step),
-                best_epoch=_f(ev.best_epoch), checkpoint=str(ev.best_dir), attempt=attempt,
-                started_at=started, elapsed_s=time.time() - started, where=where)
-            if ev.is_best:  # kept now: ASHA may stop the trial before fit returns
-                sweep.write_probs(trial_id, ev.probs)
+            report, kept = evaluated(ev)
             pointer = None
-            if ev.state:  # written on the sweep's storage already: Tune gets a pointer to it
-                pointer = _keep_state(Path(ev.state), sweep_dir, tdir.states, ev.step, tmp_root)
-            tune.report(report.to_result(),
+            if kept is not None:  # on the sweep's storage already: Tune gets a pointer to it
+                pointer = _pointer_to(kept, sweep_dir, tmp_root)
+            tune.report(report,
                         checkpoint=tune.Checkpoint.from_directory(str(pointer)) if pointer else None)
             if pointer is not None:
                 _prune_states(tdir.states, keep=2)
@@ -204,21 +204,28 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
         if prepared.before_trial is not None:
             prepared.before_trial(cfg, trial_id)
         train, valid = prepared.split(spec.get("fold"))
-        result = fit(cfg, train, valid, str(tdir.run),
-                     on_evaluate=on_evaluate, state_dir=tdir.states / "new",
-                     resume_from=str(resume_dir) if resume_dir else None,
-                     features_cache=prepared.features_cache, backbone_path=backbone_path,
-                     progress=False)
-        probs_path = None
-        if getattr(result, "valid_probs", None) is not None:
-            probs_path = sweep.write_probs(trial_id, result.valid_probs)
-        bm = dict(result.best_metrics or {})
+        resume = str(resume_dir) if resume_dir else None
+        if cfg.workers > 1:
+            from relex.sweep.trial_workers import fit_on_workers
+
+            outcome = fit_on_workers(cfg, train, valid, tdir, evaluated, resume, prepared, backbone_path,
+                                     prune_states=lambda: _prune_states(tdir.states, keep=2))
+            probs_path = sweep.probs_file(trial_id)  # written at the best evaluation
+        else:
+            result = fit(cfg, train, valid, str(tdir.run),
+                         on_evaluate=on_evaluate, state_dir=tdir.states / "new",
+                         resume_from=resume, features_cache=prepared.features_cache,
+                         backbone_path=backbone_path, progress=False)
+            outcome = result.summary()
+            probs_path = None
+            if getattr(result, "valid_probs", None) is not None:
+                probs_path = sweep.write_probs(trial_id, result.valid_probs)
         summary = {
-            "trial_id": trial_id, **{k: _f(bm.get(k)) for k in EVAL_METRICS},
-            "best_step": result.best_step, "best_epoch": _f(result.best_epoch),
-            "epochs_run": _f(result.epochs_run), "steps": result.steps, "wall_s": _f(result.wall_s),
-            "checkpoint": str(result.best_dir) if result.best_dir else None,
-            "valid_probs": str(probs_path) if probs_path else None,
+            "trial_id": trial_id, **{k: _f(outcome.get(k)) for k in EVAL_METRICS},
+            "best_step": outcome["best_step"], "best_epoch": _f(outcome["best_epoch"]),
+            "epochs_run": _f(outcome["epochs_run"]), "steps": outcome["steps"],
+            "wall_s": _f(outcome["wall_s"]), "checkpoint": outcome.get("best_dir"),
+            "valid_probs": str(probs_path) if probs_path and Path(probs_path).exists() else None,
             "started_at": started, "ended_at": time.time(), **where,
         }
         tdir.write_summary(summary)
@@ -229,19 +236,47 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
         shutil.rmtree(tmp_root, ignore_errors=True)
 
 
-def _keep_state(written: Path, sweep_dir: Path, states: Path, step: int, tmp_root: Path) -> Path:
-    """Move the state fit just wrote (already on the sweep's storage) to its own step directory
-    and return a checkpoint directory that points to it."""
+class EvaluationRecord:
+    """What a trial keeps of each evaluation, wherever it trains (in the Tune trial's process, or
+    on the leader of its Ray Train workers): the best evaluation's validation probabilities (now:
+    ASHA may stop the trial before fit returns) and the state fit wrote, moved to its own step
+    directory. Returns the Tune result and the kept state (or None). Picklable."""
+
+    def __init__(self, trial_id: str, sweep_dir: str, attempt: int, started: float,
+                 where: dict[str, str]):
+        self.trial_id, self.sweep_dir, self.attempt = trial_id, sweep_dir, attempt
+        self.started, self.where = started, where
+
+    def __call__(self, ev) -> tuple[dict[str, Any], Path | None]:
+        report = TrialReport(
+            trial_id=self.trial_id, step=int(ev.step), epoch=_f(ev.epoch), is_best=bool(ev.is_best),
+            metrics=dict(ev.metrics), best=dict(ev.best_metrics), best_step=int(ev.best_step),
+            best_epoch=_f(ev.best_epoch), checkpoint=str(ev.best_dir), attempt=self.attempt,
+            started_at=self.started, elapsed_s=time.time() - self.started, where=self.where)
+        sweep = SweepDir(self.sweep_dir)
+        if ev.is_best:
+            sweep.write_probs(self.trial_id, ev.probs)
+        kept = None
+        if ev.state:
+            kept = _keep_state(Path(ev.state), sweep.trial(self.trial_id).states, ev.step)
+        return report.to_result(), kept
+
+
+def _keep_state(written: Path, states: Path, step: int) -> Path:
+    """Move the state fit just wrote (already on the sweep's storage) to its own step directory."""
     states.mkdir(parents=True, exist_ok=True)
     kept = states / f"step_{step:08d}"
     if kept.exists():  # a resumed attempt evaluating the same step again
         shutil.rmtree(kept)
     os.replace(written, kept)
-    pointer = tmp_root / "pointer"
-    pointer.mkdir(exist_ok=True)
-    # relative: the sweep directory may be resumed from another mount point
-    atomic_write_text(pointer / POINTER_FILE, json.dumps({"state": str(kept.relative_to(sweep_dir))}))
-    return pointer
+    return kept
+
+
+def _pointer_to(kept: Path, sweep_dir: Path, tmp_root: Path) -> Path:
+    """A checkpoint directory that points to the state ``kept``."""
+    from relex.train.workers import write_pointer
+
+    return write_pointer(tmp_root / "pointer", kept, sweep_dir)
 
 
 def _prune_states(states: Path, keep: int) -> None:

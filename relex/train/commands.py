@@ -101,7 +101,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="a TrialConfig JSON file (e.g. a checkpoint's config.json); flags override it")
     d.add_argument("--save-state", action="store_true",
                    help="write a resumable training state to OUT/state every --checkpoint-every "
-                        "evaluations (it refers to OUT/best rather than copying it)")
+                        "evaluations (it refers to OUT/best rather than copying it); with "
+                        "--workers > 1 a lost worker continues from it")
     d.add_argument("--resume", metavar="STATE", default=None,
                    help="continue exactly from a saved training state directory (e.g. OUT/state)")
     d.add_argument("--quiet", action="store_true", help="no progress output")
@@ -162,20 +163,15 @@ def train(args: argparse.Namespace) -> int:
         print(f"relex train: {len(train_ds)} training / {len(valid_ds)} validation examples ({how}); "
               f"backbone {cfg.backbone}", file=sys.stderr)
     t0 = time.perf_counter()
-    with RunLoggers(loggers, out, cfg, run_name=out.resolve().name) as trackers:
-        res = fit(cfg, train_ds, valid_ds, out, progress=progress, resume_from=args.resume,
-                  state_dir=out / "state" if args.save_state else None, backbone_path=backbone_path,
-                  on_evaluate=lambda ev: trackers.log(ev.step, {**ev.metrics, "epoch": ev.epoch}))
-    wall = time.perf_counter() - t0
-    m = res.best_metrics
-    print(f"micro_f1  {m['micro_f1']:.2f}")
-    print(f"auprc     {m['auprc']:.2f}")
-    print(f"mean_ap   {m['mean_ap']:.2f}")
-    print(f"accuracy  {m['accuracy']:.2f}")
-    print(f"best step {res.best_step} (epoch {res.best_epoch:.2f}) of {res.steps} steps; stop: {res.stop_reason}")
-    print(f"wall time {wall:.1f}s, {res.examples_per_s:.1f} training examples/s ({res.device}, amp {res.amp})")
-    print(f"checkpoint {res.best_dir}")
-    print(f"history   {out / 'history.jsonl'}, summary {out / 'metrics.json'}")
+    if cfg.workers > 1:
+        summary = _train_on_workers(args, cfg, train_ds, valid_ds, out, backbone_path, progress)
+    else:
+        with RunLoggers(loggers, out, cfg, run_name=out.resolve().name) as trackers:
+            res = fit(cfg, train_ds, valid_ds, out, progress=progress, resume_from=args.resume,
+                      state_dir=out / "state" if args.save_state else None, backbone_path=backbone_path,
+                      on_evaluate=lambda ev: trackers.log(ev.step, {**ev.metrics, "epoch": ev.epoch}))
+        summary = res.summary()
+    _print_summary(summary, time.perf_counter() - t0, out)
     return 0
 
 
@@ -191,3 +187,49 @@ def klue_default_backbone(cfg: TrialConfig, args: argparse.Namespace, train_ds) 
         print(f"relex train: KLUE-RE data: backbone {PRETRAINED} (pretrained on KLUE-RE's sentences; "
               "--backbone relex/tiny trains from scratch)", file=sys.stderr)
     return cfg.replace(backbone=PRETRAINED)
+
+
+def _print_summary(s: dict[str, Any], wall: float, out: Path) -> None:
+    print(f"micro_f1  {s['micro_f1']:.2f}")
+    print(f"auprc     {s['auprc']:.2f}")
+    print(f"mean_ap   {s['mean_ap']:.2f}")
+    print(f"accuracy  {s['accuracy']:.2f}")
+    print(f"best step {s['best_step']} (epoch {s['best_epoch']:.2f}) of {s['steps']} steps; stop: {s['stop_reason']}")
+    print(f"wall time {wall:.1f}s, {s['examples_per_s']:.1f} training examples/s ({s['device']}, amp {s['amp']})")
+    print(f"checkpoint {s['best_dir']}")
+    print(f"history   {out / 'history.jsonl'}, summary {out / 'metrics.json'}")
+
+
+def _train_on_workers(args: argparse.Namespace, cfg: TrialConfig, train_ds, valid_ds, out: Path,
+                      backbone_path, progress) -> dict[str, Any]:
+    """``--workers N``: one run on N Ray Train workers (this machine's Ray, or RAY_ADDRESS's);
+    the leader writes OUT as one worker would. Its summary (metrics.json)."""
+    import json
+
+    from relex.train.distributed import WorkerRun, prepare_inputs
+    from relex.train.fit import check_state
+    from relex.train.workers import RayTrainReport, start_ray, train_on_ray
+
+    if args.logger:
+        raise RelexError("--logger is not available with --workers > 1 yet; log a one-worker run, "
+                         "or read OUT/history.jsonl")
+    if args.resume:
+        check_state(Path(args.resume), cfg, train_ds, valid_ds)  # before any worker starts
+    backbone_path, cache = prepare_inputs(cfg, train_ds, valid_ds, backbone_path=backbone_path)
+    out.mkdir(parents=True, exist_ok=True)
+    report = RayTrainReport(base=str(out))
+    job = WorkerRun(cfg, train_ds, valid_ds, str(out.resolve()),
+                    state_dir=str((out / "state").resolve()) if args.save_state else None,
+                    resume_from=str(Path(args.resume).resolve()) if args.resume else None,
+                    features_cache=cache, backbone_path=backbone_path, progress=progress,
+                    on_evaluate=report.on_evaluate, after_evaluation=report.after_evaluation)
+    owns_ray, gpus = start_ray(quiet=args.quiet)
+    try:
+        train_on_ray(job, base=str(out), storage=out / "ray-train", gpu_per_worker=1 if gpus else 0,
+                     states_root=job.state_dir)
+    finally:
+        if owns_ray:
+            import ray
+
+            ray.shutdown()
+    return json.loads((out / "metrics.json").read_text(encoding="utf-8"))

@@ -50,6 +50,8 @@ from relex.train.step import train_step
 _SCHEDULERS = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
 # config fields that may differ between a saved state and the run that resumes it
 _RESUME_FREE = ("num_threads", "checkpoint_every")
+# how the batches are split between workers may change too, as long as the global batch stays
+_RESHARDING_FREE = ("workers", "global_batch_size", "batch_size")
 
 
 class TrainingDiverged(RelexError):
@@ -160,6 +162,10 @@ class Run:
     state_dir: Path | None = None
     on_evaluate: Callable[[EvalEvent], None] | None = None
     t_start: float = field(default_factory=time.perf_counter)
+    # data-parallel training (relex.train.distributed): this process's share of the run and the
+    # DistributedDataParallel wrapper the training forward goes through; None on one worker
+    dist: Any = None
+    train_module: torch.nn.Module | None = None
 
     @property
     def best_dir(self) -> Path:
@@ -174,6 +180,11 @@ class Run:
 
     def lr(self) -> float:
         return float(max(g["lr"] for g in self.optimizer.param_groups))
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """The training forward: through the data-parallel wrapper when there is one, so the
+        backward averages the gradients of every worker."""
+        return (self.train_module if self.train_module is not None else self.model)(batch)
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -278,7 +289,8 @@ def epoch_batches(run: Run, epoch: int) -> list[np.ndarray]:
         w = t.sampling_weights(len(lengths))
         if w is not None:
             kw = dict(weights=np.asarray(w, dtype=np.float64), num_samples=len(lengths))
-    return length_grouped_batches(lengths, run.cfg.batch_size, seed=run.cfg.seed + epoch, shuffle=True, **kw)
+    # the global batch: every worker draws the same batches and takes its share of each
+    return length_grouped_batches(lengths, run.cfg.global_batch(), seed=run.cfg.seed + epoch, shuffle=True, **kw)
 
 
 def example_weights(run: Run) -> torch.Tensor | None:
@@ -317,7 +329,7 @@ def train(run: Run) -> FitResult:
             while pos.batch_in_epoch < len(batches) and not stop:
                 group = batches[pos.batch_in_epoch:pos.batch_in_epoch + cfg.grad_accum]
                 t0 = time.perf_counter()
-                loss = float(train_step(run, [micro_batch(run, idx, weights) for idx in group]))
+                loss = float(_train_step(run, group, weights))
                 if not math.isfinite(loss):  # float(): the step's one host sync
                     raise TrainingDiverged(
                         f"training diverged: the loss is {loss} at step {pos.step + 1} (epoch "
@@ -331,16 +343,37 @@ def train(run: Run) -> FitResult:
                 run.report.step(pos.step, pos.epoch + pos.batch_in_epoch / len(batches), loss, run.lr())
                 stop = _after_step(run, len(batches))
             if not stop and pos.epoch < cfg.epochs - 1:
-                for t in run.techniques.values():
-                    t.end_of_epoch(run)
+                _end_of_epoch(run)
             if not stop:
                 pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
-        if pos.last_eval_step != pos.step or pos.best_metrics is None:
+        if pos.last_eval_step != pos.step or pos.evaluations == 0:
             # the last step was not evaluated yet (or nothing was): evaluate it
-            evaluate(run, max(1, len(epoch_batches(run, min(pos.epoch, cfg.epochs - 1)))))
+            _evaluate(run, max(1, len(epoch_batches(run, min(pos.epoch, cfg.epochs - 1)))))
     finally:
         run.report.close()
+    if run.dist is not None and not run.dist.leader:
+        return None  # the leader (rank 0) evaluated, wrote and holds the result
     return result(run)
+
+
+def _train_step(run: Run, group: list[np.ndarray], weights: torch.Tensor | None) -> torch.Tensor:
+    if run.dist is not None:
+        return run.dist.train_step(run, group, weights)
+    return train_step(run, [micro_batch(run, idx, weights) for idx in group])
+
+
+def _end_of_epoch(run: Run) -> None:
+    if run.dist is not None:
+        run.dist.end_of_epoch(run)
+        return
+    for t in run.techniques.values():
+        t.end_of_epoch(run)
+
+
+def _evaluate(run: Run, n_batches: int) -> bool:
+    if run.dist is not None:
+        return run.dist.evaluate(run, n_batches)
+    return evaluate(run, n_batches)
 
 
 def _after_step(run: Run, n_batches: int) -> bool:
@@ -351,7 +384,7 @@ def _after_step(run: Run, n_batches: int) -> bool:
     due = ((cfg.eval_every > 0 and pos.step % cfg.eval_every == 0)
            or (cfg.eval_every == 0 and end_of_epoch)
            or at_max or (end_of_epoch and pos.epoch == cfg.epochs - 1))
-    stop = evaluate(run, n_batches) if due else False
+    stop = _evaluate(run, n_batches) if due else False
     if at_max and not stop:
         pos.stop_reason = "max_steps"
     return stop or at_max
@@ -450,16 +483,30 @@ def save_state(run: Run, path: str | os.PathLike) -> Path:
     return state_io.save(path, _state_objects(run), meta)
 
 
-def load_state(run: Run, path: str | os.PathLike) -> None:
-    """Continue ``run`` from the state in ``path`` exactly (same config and data required)."""
-    path = Path(path)
+def check_state(path: Path, cfg: TrialConfig, train_ds, valid_ds) -> dict[str, Any]:
+    """The meta data of the state in ``path`` if ``cfg`` and the data may continue it; else a
+    RelexError naming what differs."""
     meta = state_io.read_meta(path)
-    state_io.check_config(path, meta["config"], run.cfg, _RESUME_FREE)
-    for key, ds in (("train_hash", run.train_ds), ("valid_hash", run.valid_ds)):
+    state_io.check_config(path, meta["config"], cfg, _RESUME_FREE + _RESHARDING_FREE)
+    saved = TrialConfig.from_dict(meta["config"], where=str(path / state_io.STATE))
+    if saved.global_batch() != cfg.global_batch():
+        # the position counts global batches: the same batches must come, split any way
+        raise RelexError(f"{path}: the state was trained with {saved.global_batch()} examples per "
+                         f"batch over its {saved.workers} worker(s); resume it with "
+                         f"--global-batch-size {saved.global_batch()} (or the same --batch-size and "
+                         "--workers)")
+    for key, ds in (("train_hash", train_ds), ("valid_hash", valid_ds)):
         h = getattr(ds, "content_hash", None)
         if meta.get(key) is not None and h is not None and meta[key] != h:
             which = "training" if key == "train_hash" else "validation"
             raise RelexError(f"{path}: the state was saved with a different {which} set")
+    return meta
+
+
+def load_state(run: Run, path: str | os.PathLike) -> None:
+    """Continue ``run`` from the state in ``path`` exactly (same config and data required)."""
+    path = Path(path)
+    meta = check_state(path, run.cfg, run.train_ds, run.valid_ds)
     best = Path(meta["best_dir"])
     ckpt.check(best)  # the state refers to it: it must still be there
     state_io.load(path, _state_objects(run))
@@ -503,7 +550,8 @@ def fit(
     features_cache: str | os.PathLike | None = None,
     backbone_path: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
-) -> FitResult:
+    dist=None,
+) -> FitResult | None:
     """Train ``cfg`` on ``train_ds``, evaluate on ``valid_ds``, keep the best in ``out_dir/best``.
 
     ``state_dir``: write the resumable state there every ``cfg.checkpoint_every`` evaluations.
@@ -511,7 +559,10 @@ def fit(
     terminal, plain lines otherwise), True / "rich", "plain", False / "off" (silent).
     ``features_cache``: feature cache directory (default ``cache_root()/features``).
     ``backbone_path``: an already resolved backbone directory (skips ``resolve_backbone``).
-    ``device``: default CUDA when available, else CPU.
+    ``device``: default CUDA when available, else CPU. ``dist``: this process's
+    :class:`relex.train.distributed.Distributed` when several workers train the run (the
+    process group already set up); only its leader writes and returns the result, the others
+    return None.
 
     Deterministic under ``cfg.seed`` on CPU: two runs give identical metrics. Raises
     :class:`TrainingDiverged` when the training loss becomes NaN/inf.
@@ -523,6 +574,8 @@ def fit(
                       backbone_path=backbone_path, device=target)
         run.state_dir = Path(state_dir) if state_dir is not None else None
         run.on_evaluate = on_evaluate
+        if dist is not None:
+            dist.attach(run)
         if resume_from is not None:
-            load_state(run, resume_from)
+            load_state(run, resume_from) if dist is None else dist.resume(run, resume_from)
         return train(run)

@@ -12,17 +12,28 @@ from typing import Sequence
 import torch
 
 
-def train_step(run, micro_batches: Sequence[tuple[dict, torch.Tensor | None]]) -> torch.Tensor:
-    """One optimizer step over ``(batch, example_weights)`` pairs; their mean loss, detached."""
-    scale = 1.0 / len(micro_batches)
+def train_step(run, micro_batches: Sequence[tuple[dict, torch.Tensor | None]],
+               shares: Sequence[float] | None = None) -> torch.Tensor:
+    """One optimizer step over ``(batch, example_weights)`` pairs; their mean loss, detached.
+
+    ``shares`` (several workers): each micro-batch's loss is scaled by this worker's share of
+    the global micro-batch times the number of workers, so the gradients the workers average
+    are those of the whole global batch; averaged over the workers, the returned losses give the
+    global batch's loss.
+    """
+    weighted = shares is not None
+    shares = list(shares) if weighted else [1.0] * len(micro_batches)
     losses = []
-    for batch, weights in micro_batches:
+    for (batch, weights), share in zip(micro_batches, shares):
+        factor = share / len(micro_batches)
+
         def forward_backward() -> torch.Tensor:
             loss = forward_loss(run, batch, weights)                  # forward → loss
-            run.scaler.scale(loss * scale).backward()                 # backward
+            run.scaler.scale(loss * factor).backward()                # backward
             return loss
 
-        losses.append(forward_backward().detach())
+        loss = forward_backward().detach()
+        losses.append(loss * share if weighted else loss)
         for technique in run.techniques.values():                     # FGM, AWP: perturb,
             technique.after_backward(run, forward_backward)           # again, restore
     if run.cfg.grad_clip > 0:                                         # clip
@@ -46,5 +57,5 @@ def forward_loss(run, batch: dict, weights: torch.Tensor | None) -> torch.Tensor
         if loss is not None:
             return loss
     with run.amp.autocast():
-        logits = run.model(batch)
+        logits = run.forward(batch)
     return run.loss_fn(logits.float(), batch["labels"], weights)

@@ -62,6 +62,6 @@ class RDrop(Technique):
 
     def forward_loss(self, run, batch: dict, weights) -> torch.Tensor:
         with run.amp.autocast():
-            logits = run.model(double_batch(batch))
+            logits = run.forward(double_batch(batch))
         first, second = split_logits(logits.float())
         return rdrop_loss(first, second, batch["labels"], self.cfg.rdrop, run.loss_fn, weights)
