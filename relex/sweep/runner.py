@@ -36,13 +36,14 @@ from relex.sweep.folds import FOLDS_FILE, OOF_DIR, SweepData, assemble_oof, read
 from relex.sweep.job import _NAME_RE, Sweep, check_gpus_per_trial
 from relex.sweep.lease import LEASE_FILE, Lease
 from relex.sweep.results import FINISHED, Tables
-from relex.sweep.trial import Prepared
+from relex.sweep.search import STUDY_FILE
+from relex.sweep.trial import Prepared, backbone_key
 
 JOB_FILE = "job.json"
 # everything relex writes in a sweep directory (a start that failed early leaves a subset)
 SWEEP_ENTRIES = {JOB_FILE, "cache", "ray", "trials", "valid_probs", "valid_index.parquet",
                  "labels.json", "asha_state.json", "trials.parquet", "history.parquet",
-                 "tensorboard", "mlruns", "wandb", LEASE_FILE, "usage.json", FOLDS_FILE, OOF_DIR}
+                 "tensorboard", "mlruns", "wandb", LEASE_FILE, "usage.json", FOLDS_FILE, OOF_DIR, STUDY_FILE}
 
 
 def _is_lease_file(name: str) -> bool:
@@ -125,29 +126,21 @@ def preflight(job: Sweep, sweep_dir: Path, *, console=None) -> tuple[Prepared, S
     cache = sweep_dir / "cache"
     corpus = list(train.frame["sentence"])
     backbones: dict[str, str] = {}
-    resolved: dict[tuple, str] = {}
-    for t in job.trials:
-        cfg = t.config
-        key = (cfg.backbone,) + ((cfg.tiny_hidden, cfg.tiny_layers, cfg.tiny_heads, cfg.tiny_vocab)
-                                 if cfg.backbone == "relex/tiny" else ())
-        if key not in resolved:
-            say(f"backbone {cfg.backbone}")
-            resolved[key] = resolve_backbone(cfg.backbone, corpus=corpus, cfg=cfg,
-                                             cache_dir=cache / "backbones")
-        backbones[t.trial_id] = resolved[key]
-
     feats_cache = cache / "features"
     built: set[tuple] = set()
-    for t in job.trials:
-        cfg = t.config
-        key = (backbones[t.trial_id], cfg.marker, cfg.max_length)
-        if key in built:
+    for cfg in job.feature_configs():
+        key = backbone_key(cfg)
+        if key not in backbones:
+            say(f"backbone {cfg.backbone}")
+            backbones[key] = resolve_backbone(cfg.backbone, corpus=corpus, cfg=cfg,
+                                              cache_dir=cache / "backbones")
+        if (key, cfg.marker, cfg.max_length) in built:
             continue
-        built.add(key)
+        built.add((key, cfg.marker, cfg.max_length))
         say(f"features {cfg.marker}, max_length {cfg.max_length}")
         # the trainer's own tokenizer → features sequence: trials find exactly these in the cache
         for tr, va in splits:
-            tokenizer_and_features(cfg, tr, va, backbones[t.trial_id], feats_cache)
+            tokenizer_and_features(cfg, tr, va, backbones[key], feats_cache)
     prepared = Prepared(sweep_dir=str(sweep_dir), train=train, valid=valid, splits=data.splits,
                         backbones=backbones, features_cache=str(feats_cache),
                         before_trial=job.before_trial, skipped_bad_rows=data.skipped)
@@ -220,13 +213,16 @@ def mark_unfinished(job: Sweep, writer, reason: str, console) -> None:
     """After a budget ended the sweep: trials never started (or cut off before their first
     evaluation) are NOT_STARTED, those stopped at a checkpoint PAUSED; --resume runs both."""
     counts = {"NOT_STARTED": 0, "PAUSED": 0}
-    for t in job.trials:
-        row = writer.trials.get(t.trial_id, {})
+    # a searched sweep knows the trials it suggested: those have rows
+    known = ([(t.trial_id, t.config.to_dict()) for t in job.trials] if not job.searched
+             else [(tid, {}) for tid in writer.trials])
+    for tid, config in known:
+        row = writer.trials.get(tid, {})
         if row.get("status") in FINISHED:
             continue
         status = "PAUSED" if row.get("evaluations") else "NOT_STARTED"
         counts[status] += 1
-        writer.set_trial({"trial_id": t.trial_id, **t.config.to_dict(), "status": status})
+        writer.set_trial({"trial_id": tid, **config, "status": status})
     writer.flush()
     if console is not None:
         console.print(f"{reason}: {counts['PAUSED']} trial(s) paused at a checkpoint, "
@@ -271,6 +267,9 @@ def _check_same_job(job: Sweep, sweep_dir: Path) -> None:
     if old.get("trials") != new["trials"]:
         raise RelexError(f"{sweep_dir}: the job's trials differ from those the sweep started with; "
                          "resume with the same job file, or start a new sweep with --name")
+    if old.get("search") != new.get("search"):
+        raise RelexError(f"{sweep_dir}: the job's sampled space or search settings differ from "
+                         "the sweep's; resume with the same job file")
     if old.get("asha") != new["asha"]:
         raise RelexError(f"{sweep_dir}: the job's ASHA settings differ from the sweep's; "
                          "resume with the same job file")
@@ -393,7 +392,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
     try:
         res = decide_resources(job, ray.cluster_resources(), gpus=gpus, cpus=cpus, local=local)
         if console is not None:
-            console.print(f"sweep {name}: {len(job.trials)} trials, {res['gpu']:g} GPU + "
+            console.print(f"sweep {name}: {job.total} trials, {res['gpu']:g} GPU + "
                           f"{res['cpu']:g} CPU per trial"
                           + (f", at most {job.max_concurrent} at once" if job.max_concurrent else "")
                           + f" -> {sweep_dir}", markup=False, highlight=False)
@@ -412,7 +411,15 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
         fn = trainable or run_trial
         wrapped = tune.with_resources(tune.with_parameters(fn, prepared=prepared),
                                       {"cpu": res["cpu"], "gpu": res["gpu"]})
-        if resume:
+        run_config = tune.RunConfig(
+            name=RAY_DIR, storage_path=str(sweep_dir),
+            failure_config=tune.FailureConfig(max_failures=job.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[callback, *_tracker_callbacks(job, sweep_dir, name)], verbose=0)
+        if job.searched:
+            tuner = _searched_tuner(job, sweep_dir, wrapped, scheduler, run_config, writer,
+                                    _concurrency(job, ray.cluster_resources(), res))
+        elif resume:
             # resume_errored: a failed trial restarts from its last checkpoint, not from scratch
             tuner = tune.Tuner.restore(str(ray_dir), wrapped, resume_unfinished=True,
                                        resume_errored=retry_errors, restart_errored=False)
@@ -424,11 +431,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
                     scheduler=scheduler, max_concurrent_trials=job.max_concurrent or None,
                     reuse_actors=job.reuse_actors, trial_name_creator=trial_name,
                     trial_dirname_creator=trial_name),
-                run_config=tune.RunConfig(
-                    name=RAY_DIR, storage_path=str(sweep_dir),
-                    failure_config=tune.FailureConfig(max_failures=job.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[callback, *_tracker_callbacks(job, sweep_dir, name)], verbose=0))
+                run_config=run_config)
         # Tune's own console output (config box, tracebacks of failed trials) would tear through
         # the live leaderboard; the callback reports every trial, and each failed trial's full
         # traceback stays in <sweep_dir>/ray/<trial_id>/error.txt.
@@ -453,12 +456,42 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
         counts: dict[str, int] = {}
         for r in rows:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
-        return SweepOutcome(sweep_dir, counts, rows, total=len(job.trials), job_path=job.path)
+        return SweepOutcome(sweep_dir, counts, rows, total=job.total, job_path=job.path)
     finally:
         if owns_ray:
             ray.shutdown()
         if watchdog is not None:
             watchdog.stop()
+
+
+def _concurrency(job: Sweep, cluster: dict[str, float], res: dict[str, float]) -> int:
+    """Trials a searcher lets run at once: the job's max_concurrent, else what fits the
+    cluster now (a searcher that never waits for results would only draw at random)."""
+    if job.max_concurrent:
+        return job.max_concurrent
+    fits = [float(cluster.get(k, 0) or 0) // res[r] for k, r in (("CPU", "cpu"), ("GPU", "gpu"))
+            if res[r] > 0]
+    return max(1, int(min(fits))) if fits else 1
+
+
+def _searched_tuner(job: Sweep, sweep_dir: Path, wrapped, scheduler, run_config, writer,
+                    concurrency: int):
+    """A TPE sweep's Tuner. Started or resumed alike: the searcher rebuilds its state from the
+    study journal and the recorded rows (see relex.sweep.search), so a resume is a new Tune run
+    in the same experiment directory rather than Tuner.restore, whose searcher restore is a
+    stale pickle."""
+    from ray import tune
+
+    from relex.sweep.search import make_search_alg
+
+    search_alg = make_search_alg(job, sweep_dir, writer.trials, concurrency)
+    return tune.Tuner(
+        wrapped, param_space={},
+        tune_config=tune.TuneConfig(
+            search_alg=search_alg, scheduler=scheduler, num_samples=-1,
+            reuse_actors=job.reuse_actors, trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name),
+        run_config=run_config)
 
 
 def _tracker_callbacks(job: Sweep, sweep_dir: Path, name: str) -> list:
