@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from relex.errors import RelexError
+from relex.sweep.space import format_float
 
 DEFAULT_ROOT = Path("artifacts")
 
@@ -73,7 +74,7 @@ def _fmt_value(v: Any) -> str:
         return "on" if v else "off"
     if isinstance(v, float):
         f = _num(v)
-        return "-" if f is None else f"{f:g}"
+        return "-" if f is None else format_float(f)
     return str(v)
 
 

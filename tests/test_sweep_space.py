@@ -135,3 +135,39 @@ def test_tpe_job_counts_its_trials_and_builds_features_for_each_grid_point(tmp_p
     assert job.searched and job.trials == [] and job.total == 2 * 5 * 2
     assert [c.max_length for c in job.feature_configs()] == [64, 96]
     assert all(math.isclose(c.lr, 1e-5) for c in job.feature_configs())
+
+
+def test_dry_run_shows_the_space_the_count_and_a_few_samples(tmp_path, capsys):
+    p = _job(tmp_path, f"sweep = Sweep(name='s', train={str(SAMPLE_PATH)!r}, num_samples=20,\n"
+                       "  search_seed=5, space=dict(lr=loguniform(1e-5, 1e-3), epochs=2))\n")
+    assert main(["sweep", str(p), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    job = load_job(p)
+    assert "sweep s: 20 trials" in out
+    assert "search: random (seed 5), 20 sampled configuration(s) x 1 seed(s); lr=loguniform(1e-05, 0.001)" in out
+    assert "the first 12 of 20 trials:" in out
+    table = out.split("the first 12 of 20 trials:\n")[1].splitlines()
+    assert table[0].split() == ["trial", "lr"] and len(table) == 13
+    for line, trial in zip(table[1:], job.trials):
+        tid, lr = line.split()
+        assert tid == trial.trial_id and float(lr) == pytest.approx(trial.config.lr, rel=5e-3)
+
+
+def test_tpe_dry_run_shows_its_first_suggestions(tmp_path, capsys):
+    pytest.importorskip("optuna")
+    from relex.sweep.search import first_suggestions
+
+    p = _job(tmp_path, f"sweep = Sweep(name='s', train={str(SAMPLE_PATH)!r}, num_samples=8,\n"
+                       "  search='tpe', seeds=[1, 2], space=dict(lr=loguniform(1e-5, 1e-3),\n"
+                       "  warmup_ratio=uniform(0.0, 0.2, q=0.1)))\n")
+    assert main(["sweep", str(p), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "sweep s: 16 trials" in out and "search: tpe (seed 0)" in out
+    table = out.split("later ones follow the results):\n")[1].splitlines()
+    assert table[0].split() == ["suggestion", "lr", "warmup_ratio"]
+    expected = first_suggestions(load_job(p), 3)
+    for line, params, sid in zip(table[1:], expected, ["s000", "s001", "s002"]):
+        got = line.split()
+        assert got[0] == sid and float(got[1]) == pytest.approx(params["lr"], rel=5e-3)
+        assert float(got[2]) == params["warmup_ratio"] and params["warmup_ratio"] in (0.0, 0.1, 0.2)
+        assert 1e-5 <= params["lr"] <= 1e-3

@@ -64,10 +64,22 @@ def open_studies(job, sweep_dir: Path | None) -> list:
     storage = (JournalStorage(JournalFileBackend(str(sweep_dir / STUDY_FILE)))
                if sweep_dir is not None else None)
     direction = "maximize" if job.asha["mode"] == "max" else "minimize"
-    return [optuna.create_study(storage=storage, study_name=f"point-{g}", load_if_exists=True,
-                                direction=direction,
-                                sampler=optuna.samplers.TPESampler(seed=job.search_seed + g))
-            for g in range(len(job.points))]
+    studies = []
+    for g in range(len(job.points)):
+        study = optuna.create_study(storage=storage, study_name=f"point-{g}", load_if_exists=True,
+                                    direction=direction)
+        study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(job.search_seed, g, study))
+        studies.append(study)
+    return studies
+
+
+def sampler_seed(search_seed: int, point: int, study) -> int:
+    """The sampler's seed, from the search seed, the grid point and how many suggestions the
+    study holds: a resumed study must not replay the random draws it started with."""
+    import numpy as np
+
+    asked = len(study.get_trials(deepcopy=False))
+    return int(np.random.SeedSequence([search_seed, point, asked]).generate_state(1)[0])
 
 
 def distributions(job) -> dict[str, Any]:
@@ -81,7 +93,8 @@ def first_suggestions(job, n: int) -> list[dict[str, Any]]:
     """What the sweep's first grid point will try first (a fresh in-memory study, same seed)."""
     study = open_studies(job, None)[0]
     dists = distributions(job)
-    return [study.ask(fixed_distributions=dists).params for _ in range(n)]
+    return [{k: job.space[k].tidy(v) for k, v in study.ask(fixed_distributions=dists).params.items()}
+            for _ in range(n)]
 
 
 @functools.cache

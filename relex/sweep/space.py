@@ -216,6 +216,18 @@ def check_distributions(space: dict[str, Any], where: str) -> None:
             TrialConfig.from_dict({**fixed, key: bound}, where=f"{at}: bound")
 
 
+def format_float(f: float) -> str:
+    """A value as written in a job file (3e-05, 0.1); a sampled one, which has every digit,
+    to three significant digits, small ones in scientific notation (6.51e-04, 0.238)."""
+    text = f"{f:g}"
+    if len(text) <= 7:
+        return text
+    if abs(f) >= 0.01:
+        return f"{f:.3g}"
+    mantissa, exponent = f"{f:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
+
+
 def sampled_axes(space: dict[str, Any]) -> list[str]:
     return [k for k, v in space.items() if isinstance(v, Distribution)]
 
@@ -226,4 +238,4 @@ def draw(space: dict[str, Any], random_state) -> dict[str, Any]:
 
 
 __all__ = ["Distribution", "uniform", "loguniform", "randint", "choice", "check_distributions",
-           "sampled_axes", "draw", "FEATURE_FIELDS"]
+           "sampled_axes", "draw", "format_float", "FEATURE_FIELDS"]

@@ -197,7 +197,8 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
             resume_dir = _newest_state(tdir / STATES_DIR)
         backbone_path = prepared.backbones.get(backbone_key(cfg))  # resolved once by the driver
         attempt = _append_attempt(tdir / "attempts.jsonl", {
-            "started_at": started, "resume_from": ckpt.path if ckpt is not None else None,
+            "started_at": started,
+            "resume_from": ckpt.path if ckpt is not None else (str(resume_dir) if resume_dir else None),
             "backbone_path": backbone_path, **where})
 
         def on_evaluate(ev) -> None:
