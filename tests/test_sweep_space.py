@@ -171,3 +171,71 @@ def test_tpe_dry_run_shows_its_first_suggestions(tmp_path, capsys):
         assert got[0] == sid and float(got[1]) == pytest.approx(params["lr"], rel=5e-3)
         assert float(got[2]) == params["warmup_ratio"] and params["warmup_ratio"] in (0.0, 0.1, 0.2)
         assert 1e-5 <= params["lr"] <= 1e-3
+
+
+def _base_sweep(tmp_path, scores):
+    """A finished grid sweep over lr (no Ray): job.json and trials.parquet as the runner writes them."""
+    from relex.sweep.results import TRIALS_SCHEMA, to_table, write_table
+    from relex.sweep.runner import JOB_FILE
+
+    lrs = list(scores)
+    base = load_job(_job(tmp_path, f"sweep = Sweep(name='stage1', train={str(SAMPLE_PATH)!r}, valid=0.25,\n"
+                                   f"  space=dict(lr=grid({lrs!r}), head='cls'))\n", "stage1.py"))
+    bdir = tmp_path / "art" / "stage1"
+    bdir.mkdir(parents=True)
+    (bdir / JOB_FILE).write_text(json.dumps(base.resolved()))
+    rows = [{"trial_id": t.trial_id, "status": "TERMINATED", **t.config.to_dict(),
+             "micro_f1": scores[t.config.lr]} for t in base.trials]
+    write_table(bdir / "trials.parquet", to_table(rows, TRIALS_SCHEMA))
+    return bdir
+
+
+def test_narrow_draws_around_the_base_sweeps_best(tmp_path):
+    bdir = _base_sweep(tmp_path, {1e-5: 40.0, 1e-4: 60.0, 1e-3: 50.0})
+    job = load_job(_job(tmp_path, f"from relex.sweep import narrow\n"
+                                  f"sweep = Sweep(name='stage2', base={str(bdir)!r}, top=1, num_samples=30,\n"
+                                  "  space=dict(lr=narrow(loguniform(1e-6, 1e-2), 0.25),\n"
+                                  "             warmup_ratio=narrow(uniform(0.0, 0.4, q=0.05), 0.25)))\n"))
+    lrs = [t.config.lr for t in job.trials]
+    assert len(lrs) == 30 and {t.lineage for t in job.trials} == {"stage1/t001"}
+    # a quarter of four decades around 1e-4: half a decade each side
+    assert all(10 ** -4.5 * 0.999 <= lr <= 10 ** -3.5 * 1.001 for lr in lrs)
+    assert min(lrs) < 6e-5 and max(lrs) > 1.6e-4  # the narrowed range is used, not a point
+    # warm-up: a quarter of [0, 0.4] around the base's 0.1 (the default), on the q grid
+    assert {t.config.warmup_ratio for t in job.trials} <= {0.05, 0.1, 0.15}
+    assert all(t.config.head == "cls" for t in job.trials)  # the base configuration's settings
+    assert job.resolved()["search"]["space"]["lr"] == {"kind": "loguniform", "low": 1e-6,
+                                                       "high": 1e-2, "narrow": 0.25}
+
+
+def test_a_staged_tpe_study_starts_from_the_base_trials_in_range(tmp_path):
+    pytest.importorskip("optuna")
+    from relex.sweep.search import _searcher_class
+
+    bdir = _base_sweep(tmp_path, {1e-5: 40.0, 1e-4: 60.0, 1e-3: 50.0, 3e-2: 10.0})
+    job = load_job(_job(tmp_path, f"from relex.sweep import narrow\n"
+                                  f"sweep = Sweep(name='stage2', base={str(bdir)!r}, top=1, num_samples=4,\n"
+                                  "  search='tpe', space=dict(lr=narrow(loguniform(1e-6, 1e-1), 0.5)))\n"))
+    sweep_dir = tmp_path / "art" / "stage2"
+    sweep_dir.mkdir(parents=True)
+    searcher = _searcher_class()(job, sweep_dir, {})
+    study = searcher.studies[0]
+    given = study.get_trials(deepcopy=False)
+    # half of five decades around 1e-4: 1e-5.25 .. 1e-2.75 holds 1e-5, 1e-4 and 1e-3, not 3e-2
+    assert sorted((t.params["lr"], t.value, t.user_attrs["from"]) for t in given) == [
+        (1e-5, 40.0, "stage1/t000"), (1e-4, 60.0, "stage1/t001"), (1e-3, 50.0, "stage1/t002")]
+    specs = []
+    while (s := searcher.suggest(f"ray-{len(specs)}")) != searcher.FINISHED:
+        specs.append(s["trial"])
+    assert [s["trial_id"] for s in specs] == ["s000", "s001", "s002", "s003"]  # num_samples new ones
+    assert all(10 ** -5.25 <= s["config"]["lr"] <= 10 ** -2.75 for s in specs)
+    assert all(s["config"]["head"] == "cls" for s in specs)
+    assert len(study.get_trials(deepcopy=False)) == 3 + 4
+
+
+def test_narrow_needs_a_base(tmp_path):
+    p = _job(tmp_path, f"from relex.sweep import narrow\n"
+                       f"sweep = Sweep(name='s', train={str(SAMPLE_PATH)!r},\n"
+                       "  space=dict(lr=narrow(loguniform(1e-6, 1e-2), 0.25)))\n")
+    with pytest.raises(RelexError, match=r"lr=narrow\(...\) narrows around a base sweep's configurations; set base="):
+        load_job(p)

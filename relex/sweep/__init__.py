@@ -5,6 +5,6 @@ Only the job-file API is imported here, so job files load without Ray.
 """
 
 from relex.sweep.job import Sweep, grid
-from relex.sweep.space import choice, loguniform, randint, uniform
+from relex.sweep.space import choice, loguniform, narrow, randint, uniform
 
-__all__ = ["Sweep", "grid", "uniform", "loguniform", "randint", "choice"]
+__all__ = ["Sweep", "grid", "uniform", "loguniform", "randint", "choice", "narrow"]

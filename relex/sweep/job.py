@@ -39,8 +39,8 @@ from relex.config import TrialConfig
 from relex.metrics import EVAL_METRICS
 from relex.errors import RelexError
 from relex.sweep.folds import fold_trial_id
-from relex.sweep.space import (Distribution, check_distributions, choice, draw, loguniform,
-                               randint, sampled_axes, uniform)
+from relex.sweep.space import (Distribution, Narrow, check_distributions, choice, draw,
+                               loguniform, narrow, randint, sampled_axes, uniform)
 from relex.sweep.budget import parse_duration, positive
 from relex.tracking import check_loggers
 
@@ -545,14 +545,18 @@ def _check_together(job: Sweep, raw: Sweep, where: str) -> None:
     if not job.sampled and job.num_samples != 1:
         raise RelexError(f"{where}: num_samples={job.num_samples} needs a sampled axis in space "
                          "(uniform, loguniform, randint or choice)")
+    narrowed = [k for k, v in job.space.items() if isinstance(v, Narrow)]
+    if narrowed and job.base is None:
+        raise RelexError(f"{where}: space: {narrowed[0]}=narrow(...) narrows around a base sweep's "
+                         "configurations; set base=")
     if job.searched:
         _check_tpe(job, where)
 
 
 def _check_tpe(job: Sweep, where: str) -> None:
-    if job.folds or job.base is not None:
-        raise RelexError(f"{where}: search='tpe' runs on one validation split without a base "
-                         "sweep; use search='random' for fold or staged sweeps")
+    if job.folds:
+        raise RelexError(f"{where}: search='tpe' runs on one validation split; use "
+                         "search='random' for a fold sweep")
     from relex.sweep.search import require_optuna
 
     require_optuna(where)
@@ -568,6 +572,7 @@ class GridPoint:
 
     values: dict[str, Any]  # constants, grid values and the base configuration's values
     lineage: str | None = None
+    space: dict[str, Distribution] = field(default_factory=dict)  # what its samples draw from
 
 
 def _grid_points(job: Sweep, where: str) -> list[GridPoint]:
@@ -579,9 +584,13 @@ def _grid_points(job: Sweep, where: str) -> list[GridPoint]:
         from relex.sweep.stages import top_configurations
 
         bases = top_configurations(job.base, job.top, job.asha["metric"], job.asha["mode"], where)
-    return [GridPoint({**base, **fixed, **dict(zip(axes, combo)),
-                       "negative_label": job.negative_label}, lineage)
-            for lineage, base in bases for combo in combos]
+    points = [GridPoint({**base, **fixed, **dict(zip(axes, combo)),
+                         "negative_label": job.negative_label}, lineage)
+              for lineage, base in bases for combo in combos]
+    for p in points:  # a narrowed axis draws around the value of the base configuration
+        p.space = {k: d.around(p.values[k]) if isinstance(d, Narrow) else d
+                   for k, d in job.space.items() if isinstance(d, Distribution)}
+    return points
 
 
 def _samples(job: Sweep) -> list[dict[str, Any]]:
@@ -592,7 +601,7 @@ def _samples(job: Sweep) -> list[dict[str, Any]]:
     import numpy as np
 
     rng = np.random.RandomState(job.search_seed)
-    return [[draw(job.space, rng) for _ in range(job.num_samples)] for _ in job.points]
+    return [[draw(p.space, rng) for _ in range(job.num_samples)] for p in job.points]
 
 
 def _expand(job: Sweep, where: str) -> list[Trial]:
@@ -626,4 +635,4 @@ def _expand(job: Sweep, where: str) -> list[Trial]:
 
 
 __all__ = ["Sweep", "grid", "Grid", "Trial", "GridPoint", "load_job", "exec_job_file",
-           "ASHA_DEFAULTS", "METRICS", "uniform", "loguniform", "randint", "choice"]
+           "ASHA_DEFAULTS", "METRICS", "uniform", "loguniform", "randint", "choice", "narrow"]

@@ -23,6 +23,10 @@ pickle; fanning a suggestion out over seeds and rebuilding it from the study nee
 numbers as the identity, so this searcher asks Optuna itself and takes Ray's conversion of the
 space (``OptunaSearch.convert_search_space``). ``ConcurrencyLimiter`` bounds how many trials
 run at once, so TPE sees finished results before it suggests again.
+
+The sampler is Optuna's TPE, multivariate (it models the axes jointly), with the constant liar
+(a suggestion still running counts as a poor result, so suggestions made side by side spread
+out) and ``max(3, min(10, N // 3))`` random draws before it models the results.
 """
 
 from __future__ import annotations
@@ -65,12 +69,22 @@ def open_studies(job, sweep_dir: Path | None) -> list:
                if sweep_dir is not None else None)
     direction = "maximize" if job.asha["mode"] == "max" else "minimize"
     studies = []
-    for g in range(len(job.points)):
+    for g, point in enumerate(job.points):
         study = optuna.create_study(storage=storage, study_name=f"point-{g}", load_if_exists=True,
                                     direction=direction)
-        study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(job.search_seed, g, study))
+        if job.base is not None and not study.get_trials(deepcopy=False):
+            _hand_over(job, point, study)
+        study.sampler = optuna.samplers.TPESampler(
+            seed=sampler_seed(job.search_seed, g, study), n_startup_trials=startup_trials(job),
+            multivariate=True, constant_liar=True)
         studies.append(study)
     return studies
+
+
+def startup_trials(job) -> int:
+    """Random draws before TPE models the results: Optuna's 10, fewer for a small budget (with
+    12 samples, 10 random draws would leave TPE two suggestions)."""
+    return max(3, min(10, job.num_samples // 3))
 
 
 def sampler_seed(search_seed: int, point: int, study) -> int:
@@ -82,17 +96,50 @@ def sampler_seed(search_seed: int, point: int, study) -> int:
     return int(np.random.SeedSequence([search_seed, point, asked]).generate_state(1)[0])
 
 
-def distributions(job) -> dict[str, Any]:
-    """The sampled axes as Optuna distributions (Ray Tune's conversion)."""
+def distributions(point) -> dict[str, Any]:
+    """A grid point's sampled axes as Optuna distributions (Ray Tune's conversion)."""
     from ray.tune.search.optuna import OptunaSearch
 
-    return OptunaSearch.convert_search_space({k: job.space[k].tune_domain() for k in job.sampled})
+    return OptunaSearch.convert_search_space({k: d.tune_domain() for k, d in point.space.items()})
+
+
+def evaluated_points(job, point) -> list[tuple[dict[str, Any], float, str]]:
+    """A staged sweep's base trials that fall in a grid point's space (the same other settings,
+    every sampled value within its narrowed range): (parameters, seed-mean score, their trial
+    ids). The study starts with them as finished trials, so nothing is re-run."""
+    from relex.sweep.stages import read_base
+
+    resolved, rows = read_base(job.base, str(job.path))
+    name = resolved.get("name") or job.base.name
+    metric = job.asha["metric"]
+    others = {k: v for k, v in point.values.items() if k not in point.space}
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("status") not in SCORED or r.get(metric) is None:
+            continue
+        if any(r.get(k) != v for k, v in others.items()):
+            continue
+        params = {k: r.get(k) for k in point.space}
+        if all(d.contains(params[k]) for k, d in point.space.items()):
+            groups.setdefault(tuple(params.items()), []).append(r)
+    return [(dict(key), sum(float(r[metric]) for r in rs) / len(rs),
+             f"{name}/{'+'.join(r['trial_id'] for r in rs)}") for key, rs in groups.items()]
+
+
+def _hand_over(job, point, study) -> None:
+    """Add the base sweep's evaluated points to a new study of a staged sweep."""
+    import optuna
+
+    dists = distributions(point)
+    study.add_trials([optuna.trial.create_trial(params=params, distributions=dists, value=value,
+                                                user_attrs={"from": trials})
+                      for params, value, trials in evaluated_points(job, point)])
 
 
 def first_suggestions(job, n: int) -> list[dict[str, Any]]:
     """What the sweep's first grid point will try first (a fresh in-memory study, same seed)."""
     study = open_studies(job, None)[0]
-    dists = distributions(job)
+    dists = distributions(job.points[0])
     return [{k: job.space[k].tidy(v) for k, v in study.ask(fixed_distributions=dists).params.items()}
             for _ in range(n)]
 
@@ -108,7 +155,10 @@ def _searcher_class():
             super().__init__(metric=f"best_{job.asha['metric']}", mode=job.asha["mode"])
             self.job = job
             self.studies = open_studies(job, sweep_dir)
-            self.dists = distributions(job)
+            self.dists = [distributions(p) for p in job.points]
+            # the base sweep's trials a staged study starts with (numbers 0 .. given - 1)
+            self.given = [sum("from" in t.user_attrs for t in s.get_trials(deepcopy=False))
+                          for s in self.studies]
             self.queue: list[dict[str, Any]] = []  # specs to hand out before asking anew
             self.live: dict[str, str] = {}  # Ray trial id -> relex trial id
             self.results: dict[str, float | None] = {}  # relex trial id -> its score (None: failed)
@@ -119,7 +169,7 @@ def _searcher_class():
         def _specs(self, point: int, number: int, params: dict[str, Any]) -> list[dict[str, Any]]:
             from relex.config import TrialConfig
 
-            cid = config_id(point, number, len(self.job.points))
+            cid = self._config_id(point, number)
             base = self.job.points[point]
             params = {k: self.job.space[k].tidy(v) for k, v in params.items()}
             out = []
@@ -127,15 +177,19 @@ def _searcher_class():
                 cfg = TrialConfig.from_dict({**base.values, **params, "seed": seed},
                                             where=f"suggestion {cid}")
                 self.owner[tid] = (point, number)
-                out.append({"trial_id": tid, "config": cfg.to_dict(), "config_id": cid})
+                spec = {"trial_id": tid, "config": cfg.to_dict(), "config_id": cid}
+                out.append({**spec, "lineage": base.lineage} if base.lineage else spec)
             return out
+
+        def _config_id(self, point: int, number: int) -> str:
+            return config_id(point, number - self.given[point], len(self.job.points))
 
         def _reconcile(self, rows: dict[str, dict[str, Any]]) -> None:
             """Resume: tell what finished untold, queue the unfinished trials of asked suggestions."""
             from optuna.trial import TrialState
 
             for point, study in enumerate(self.studies):
-                for trial in study.get_trials(deepcopy=False):
+                for trial in study.get_trials(deepcopy=False)[self.given[point]:]:
                     specs = self._specs(point, trial.number, trial.params)
                     for spec in specs:
                         row = rows.get(spec["trial_id"], {})
@@ -150,7 +204,8 @@ def _searcher_class():
 
         def _next_point(self) -> int | None:
             """The grid point with the fewest suggestions still short of num_samples."""
-            counts = [len(s.get_trials(deepcopy=False)) for s in self.studies]
+            counts = [len(s.get_trials(deepcopy=False)) - given
+                      for s, given in zip(self.studies, self.given)]
             open_points = [g for g, n in enumerate(counts) if n < self.job.num_samples]
             return min(open_points, key=lambda g: counts[g]) if open_points else None
 
@@ -163,7 +218,7 @@ def _searcher_class():
                 point = self._next_point()
                 if point is None:
                     return self.FINISHED
-                trial = self.studies[point].ask(fixed_distributions=self.dists)
+                trial = self.studies[point].ask(fixed_distributions=self.dists[point])
                 self.queue.extend(self._specs(point, trial.number, trial.params))
             spec = self.queue.pop(0)
             self.live[trial_id] = spec["trial_id"]
@@ -180,7 +235,7 @@ def _searcher_class():
         def _tell_if_done(self, point: int, number: int) -> None:
             """Tell the study the seed mean once every seed's trial has a score; a failed seed
             keeps the suggestion untold (--retry-errors re-runs it)."""
-            cid = config_id(point, number, len(self.job.points))
+            cid = self._config_id(point, number)
             values = [self.results.get(t, "missing") for t in seed_trial_ids(cid, self.job.seeds)]
             if any(v == "missing" or v is None for v in values):
                 return

@@ -67,6 +67,10 @@ class Distribution:
     def is_log(self) -> bool:
         return False
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is one this distribution can draw."""
+        raise NotImplementedError
+
     def to_json(self) -> dict[str, Any]:
         """What ``job.json`` records of this axis (the searched space is part of what ran)."""
         return {"kind": type(self).__name__.lower(),
@@ -89,6 +93,10 @@ class Uniform(Distribution):
 
     def bounds(self) -> list[Any]:
         return [float(self.low), float(self.high)]
+
+    def contains(self, value: Any) -> bool:
+        return (isinstance(value, (int, float)) and self.low <= value <= self.high
+                and (self.q is None or _multiple(value - self.low, self.q)))
 
     def tune_domain(self):
         from ray import tune
@@ -138,6 +146,9 @@ class RandInt(Distribution):
     def bounds(self) -> list[Any]:
         return [self.low, self.high - 1]
 
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, int) and self.low <= value < self.high
+
     def tune_domain(self):
         from ray import tune
 
@@ -160,6 +171,9 @@ class Choice(Distribution):
     def bounds(self) -> list[Any]:
         return list(self.values)
 
+    def contains(self, value: Any) -> bool:
+        return value in self.values
+
     def tune_domain(self):
         from ray import tune
 
@@ -170,6 +184,56 @@ class Choice(Distribution):
 
     def __repr__(self) -> str:
         return f"choice({self.values!r})"
+
+
+class Narrow(Distribution):
+    """A staged sweep's axis: ``dist`` narrowed to ``width`` of its range around the value each
+    base configuration had (in log space for ``loguniform``), within the original bounds."""
+
+    def __init__(self, dist: Distribution, width: float):
+        if not isinstance(dist, (Uniform, RandInt)):
+            raise RelexError(f"narrow() takes uniform, loguniform or randint, got {dist!r}")
+        if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width < 1:
+            raise RelexError(f"narrow({dist!r}, {width!r}): width must be a fraction in (0, 1)")
+        self.dist, self.width = dist, float(width)
+        self.kinds = dist.kinds
+
+    def bounds(self) -> list[Any]:
+        return self.dist.bounds()
+
+    def around(self, center: Any) -> Distribution:
+        """The distribution a grid point grown from a base configuration with ``center`` draws from."""
+        d = self.dist
+        center = min(max(center, d.bounds()[0]), d.bounds()[1])  # a base value outside the range
+        if isinstance(d, RandInt):
+            half = self.width * (d.high - 1 - d.low) / 2
+            low = max(d.low, math.floor(center - half))
+            return RandInt(low, max(min(d.high - 1, math.ceil(center + half)), low) + 1)
+        log = d.is_log()
+        lo, hi, c = (math.log(d.low), math.log(d.high), math.log(center)) if log else (d.low, d.high, center)
+        half = self.width * (hi - lo) / 2
+        low, high = max(lo, c - half), min(hi, c + half)
+        if log:
+            return LogUniform(math.exp(low), math.exp(high))
+        if d.q is not None:  # keep the bounds on the q grid
+            low = float(f"{math.floor(low / d.q + 1e-9) * d.q:.12g}")
+            high = max(float(f"{math.ceil(high / d.q - 1e-9) * d.q:.12g}"), low + d.q)
+        return Uniform(low, high, d.q)
+
+    def tidy(self, value: Any) -> Any:
+        return self.dist.tidy(value)
+
+    def tune_domain(self):
+        return self.dist.tune_domain()
+
+    def is_log(self) -> bool:
+        return self.dist.is_log()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.dist.to_json(), "narrow": self.width}
+
+    def __repr__(self) -> str:
+        return f"narrow({self.dist!r}, {self.width!r})"
 
 
 def _multiple(x: float, q: float) -> bool:
@@ -189,6 +253,12 @@ def loguniform(low: float, high: float) -> LogUniform:
 def randint(low: int, high: int) -> RandInt:
     """An integer from ``low`` to ``high - 1``."""
     return RandInt(low, high)
+
+
+def narrow(dist: Distribution, width: float) -> Narrow:
+    """In a staged sweep (``base=``): draw from ``width`` of ``dist``'s range around the value of
+    each base configuration the new grid grows from."""
+    return Narrow(dist, width)
 
 
 def choice(values: Sequence[Any]) -> Choice:
@@ -237,5 +307,5 @@ def draw(space: dict[str, Any], random_state) -> dict[str, Any]:
     return {k: v.sample(random_state) for k, v in space.items() if isinstance(v, Distribution)}
 
 
-__all__ = ["Distribution", "uniform", "loguniform", "randint", "choice", "check_distributions",
+__all__ = ["Distribution", "uniform", "loguniform", "randint", "choice", "narrow", "check_distributions",
            "sampled_axes", "draw", "format_float", "FEATURE_FIELDS"]
