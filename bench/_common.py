@@ -183,8 +183,6 @@ def run_sweep(job_file: Path, storage: Path, *, prepared_dir: Path | None = None
 
     Returns the outcome, the seconds of each part and the sweep's trials/history tables.
     """
-    import pandas as pd
-
     from relex.sweep.job import load_job
     from relex.sweep.runner import preflight, run
 
@@ -206,9 +204,10 @@ def run_sweep(job_file: Path, storage: Path, *, prepared_dir: Path | None = None
     finally:
         ray.shutdown()
     t2 = time.perf_counter()
-    sweep_dir = Path(outcome.sweep_dir)
-    trials = pd.read_parquet(sweep_dir / "trials.parquet")
-    history = pd.read_parquet(sweep_dir / "history.parquet")
+    from relex.sweep.layout import SweepDir
+
+    sweep = SweepDir(outcome.sweep_dir)
+    sweep_dir, trials, history = sweep.path, sweep.trials(), sweep.history()
     return {"job": job, "outcome": outcome, "preflight_s": t1 - t0, "run_s": t2 - t1,
             "trials": trials, "history": history, "sweep_dir": sweep_dir}
 

@@ -149,7 +149,7 @@ def main(argv=None) -> int:
 
 
 def run_all(args, data: Path, labels: str | None, threads: int, work: Path) -> dict:
-    import pandas as pd
+    from relex.sweep.layout import SweepDir
 
     files = write_slices(data, args.rows, args.held_out, work, seed=0)
     job = work / "ens_job.py"
@@ -158,7 +158,7 @@ def run_all(args, data: Path, labels: str | None, threads: int, work: Path) -> d
     relex_cli("sweep", job, "--storage", work / "artifacts", "--overwrite", log=work / "sweep.log")
     sweep_s = time.perf_counter() - t0
     sweep_dir = work / "artifacts" / "ens"
-    trials = pd.read_parquet(sweep_dir / "trials.parquet")
+    trials = SweepDir(sweep_dir).trials()
     print(f"sweep: {len(trials)} trials {trials['status'].value_counts().to_dict()} in {sweep_s:.0f}s "
           f"({args.rows} rows, {args.valid:.0%} validation; held-out file {args.held_out} rows)", flush=True)
     best = trials.sort_values(["micro_f1", "trial_id"], ascending=[False, True]).iloc[0]

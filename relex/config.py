@@ -39,6 +39,9 @@ MARKER_STYLES = (
     "typed_entity_marker",
     "typed_entity_marker_punct",
 )
+# The label excluded from micro-F1 when a data set, job or command names none (KLUE-RE's negative
+# class); every default of a negative label in relex is this one.
+NEGATIVE_LABEL = "no_relation"
 HEADS = ("cls", "marker", "rbert")
 LOSSES = ("ce", "focal")
 SCHEDULERS = ("linear", "cosine", "constant")
@@ -206,7 +209,7 @@ class TrainingConfig(_Fields):
                               "bf16 (AVX512-BF16, AMX), else off")
     num_threads: int = _field(0, "torch CPU threads (0 = torch's default)")
     # labels
-    negative_label: str = _field("no_relation", "the label excluded from micro-F1 (KLUE: "
+    negative_label: str = _field(NEGATIVE_LABEL, "the label excluded from micro-F1 (KLUE: "
                                  "no_relation)")
 
     def validate(self, *, where: str = "config") -> None:

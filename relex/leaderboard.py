@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from relex.errors import RelexError
+from relex.metrics import COLUMN_METRICS, EVAL_METRICS, PRIMARY, REGISTRY
+from relex.sweep.layout import SweepDir, latest_sweep
+from relex.sweep.results import ERROR, FINISHED, RUNNING, SCORED, STOPPED_EARLY
 from relex.sweep.space import format_float
 
-DEFAULT_ROOT = Path("artifacts")
 
 def _technique_columns() -> tuple[str, ...]:
     """The config fields every leaderboard shows (``metadata["column"]`` in relex.config)."""
@@ -96,23 +98,23 @@ def _short_backbone(v: Any) -> str:
 COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = (
     [("trial", "trial_id", str), ("backbone", "backbone", _short_backbone)]
     + [(t, t, _fmt_value) for t in TECHNIQUES]
-    + [("micro-F1", "micro_f1", _fmt_metric), ("AUPRC", "auprc", _fmt_metric),
-       ("mean AP", "mean_ap", _fmt_metric), ("accuracy", "accuracy", _fmt_metric), ("best step", "best_step", _fmt_int),
+    + [(REGISTRY[m].title, m, REGISTRY[m].format) for m in COLUMN_METRICS]
+    + [("best step", "best_step", _fmt_int),
        ("status", "status", lambda v: "-" if v is None else str(v)), ("time", "wall_s", _fmt_time),
        ("ckpt", "checkpoint", _fmt_checkpoint)]
 )
 
 
-NUMERIC_HEADERS = {"rank", "micro-F1", "AUPRC", "mean AP", "accuracy", "best step", "time", "fgm",
+NUMERIC_HEADERS = {"rank", *(m.title for m in REGISTRY.values()), "best step", "time", "fgm",
                    "rdrop", "llrd", "hnm", "lr", "seed", "n", "± sd", "95% CI"}
 
 
-def rank(rows: Sequence[dict[str, Any]], metric: str = "micro_f1") -> list[dict[str, Any]]:
+def rank(rows: Sequence[dict[str, Any]], metric: str = PRIMARY) -> list[dict[str, Any]]:
     """Sort by ``metric`` (best first); rows without a finite score go last, by trial id."""
     scored = [r for r in rows if _num(r.get(metric)) is not None]
     unscored = [r for r in rows if _num(r.get(metric)) is None]
-    lower_better = metric == "val_loss"
-    scored.sort(key=lambda r: (_num(r[metric]) * (1 if lower_better else -1), str(r.get("trial_id"))))
+    spec = REGISTRY[metric]
+    scored.sort(key=lambda r: (spec.sort_key(_num(r[metric])), str(r.get("trial_id"))))
     unscored.sort(key=lambda r: str(r.get("trial_id")))
     return scored + unscored
 
@@ -153,15 +155,15 @@ def by_configuration(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault(str(r.get("config_id") or r.get("trial_id")), []).append(r)
     out = []
     for cid, rs in groups.items():
-        done = [r for r in rs if r.get("status") in ("TERMINATED", "STOPPED_EARLY")]
+        done = [r for r in rs if r.get("status") in SCORED]
         row = {**rs[0], "trial_id": cid, "folds": f"{len(done)}/{len(rs)}",
                "wall_s": sum(_num(r.get("wall_s")) or 0.0 for r in rs)}
         statuses = {r.get("status") for r in rs}
-        row["status"] = next((s for s in ("ERROR", "RUNNING") if s in statuses), rs[0].get("status"))
-        for key in ("micro_f1", "auprc", "accuracy", "val_loss"):
+        row["status"] = next((s for s in (ERROR, RUNNING) if s in statuses), rs[0].get("status"))
+        for key in EVAL_METRICS:
             values = [_num(r.get(key)) for r in done if _num(r.get(key)) is not None]
             row[key] = statistics.fmean(values) if values else None
-            if key == "micro_f1":
+            if key == PRIMARY:
                 row["micro_f1_sd"] = statistics.stdev(values) if len(values) > 1 else None
         row["best_step"] = None
         out.append(row)
@@ -210,7 +212,7 @@ def rich_table(rows: Sequence[dict[str, Any]], *, title: str | None = None, top:
     table = Table(title=title, caption=caption, header_style="bold", pad_edge=False)
     for h in headers(cols):
         table.add_column(h, justify="right" if h in NUMERIC_HEADERS else "left", no_wrap=True)
-    styles = {"ERROR": "red", "STOPPED_EARLY": "dim", "RUNNING": "cyan"}
+    styles = {ERROR: "red", STOPPED_EARLY: "dim", RUNNING: "cyan"}
     for i, (row, r) in enumerate(zip(cells(shown, cols), shown)):
         style = "bold green" if i == 0 and _num(r.get("micro_f1")) is not None else styles.get(r.get("status"))
         table.add_row(*row, style=style)
@@ -354,29 +356,11 @@ def _write_by_config(rows, args, sweep_dir: Path, out) -> None:
 
 
 # ------------------------------------------------------------------------------ loading
-def latest_sweep(root: Path = DEFAULT_ROOT) -> Path:
-    """The most recently updated sweep directory under ``root``."""
-    found = [p.parent for p in root.glob("*/trials.parquet")] if root.is_dir() else []
-    if not found:
-        raise RelexError(f"{root}: no sweep results found (run `relex sweep JOB.py` first)")
-    return max(found, key=lambda p: (p / "trials.parquet").stat().st_mtime)
-
-
 def load_rows(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    from relex.sweep.results import TRIALS_FILE, read_rows
-
-    d = Path(sweep_dir)
-    if not d.is_dir():
-        raise RelexError(f"{d}: no such sweep directory")
-    f = d / TRIALS_FILE
-    if not f.exists():
-        raise RelexError(f"{d}: no {TRIALS_FILE} (not a sweep directory, or no trial has finished yet)")
-    try:
-        rows = read_rows(f)
-    except Exception as e:  # a damaged file is the user's to fix
-        raise RelexError(f"{f}: cannot read ({type(e).__name__}: {e})") from None
+    sweep = SweepDir(sweep_dir).require_results()
+    rows = sweep.trial_rows()
     if not rows:
-        raise RelexError(f"{f}: the sweep has no trials yet")
+        raise RelexError(f"{sweep.trials_file}: the sweep has no trials yet")
     return rows
 
 
@@ -408,8 +392,6 @@ def leaderboard(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         n = len(rows)
-        from relex.sweep.results import FINISHED
-
         done = sum(r.get("status") in FINISHED for r in rows)
         Console().print(rich_table(rows, top=args.top,
                                    title=f"{sweep_dir.name}: {done}/{n} trials finished"))

@@ -23,20 +23,23 @@ set) every metric raises ``ValueError``: a NaN never reaches a leaderboard.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, auc, average_precision_score, classification_report, f1_score,
-                             precision_recall_curve)
+
+from relex.config import NEGATIVE_LABEL
+
+# scikit-learn is imported where a metric is computed: the registry alone (read by the leaderboard
+# and the job check) should not cost its seconds of import time
 
 # KLUE-AUPRC points that ties may move before the report and `evaluate` warn about it
 TIE_WARN_POINTS = 0.5
 
-# The figures of one evaluation, named as every report, table and Parquet file names them.
-EVAL_METRICS = ("micro_f1", "auprc", "mean_ap", "accuracy", "val_loss")
 
 
 def micro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int, negative_id: int | None) -> float:
+    from sklearn.metrics import f1_score
 
     positive = [i for i in range(num_classes) if i != negative_id]
     return float(f1_score(labels, preds, average="micro", labels=positive, zero_division=0) * 100.0)
@@ -44,6 +47,8 @@ def micro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int, negative_i
 
 def _area(target: np.ndarray, scores: np.ndarray) -> float:
     """Trapezoidal area under one class's precision-recall curve (KLUE's rule), 0–1."""
+    from sklearn.metrics import auc, precision_recall_curve
+
     precision, recall, _ = precision_recall_curve(target, scores)
     return float(auc(recall, precision))
 
@@ -65,6 +70,8 @@ def auprc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, list[int]]:
 
 def mean_ap(labels: np.ndarray, probs: np.ndarray) -> float:
     """Mean over classes with a gold example of ``average_precision_score`` ×100 (tie-free)."""
+    from sklearn.metrics import average_precision_score
+
     scores = [average_precision_score(labels == c, probs[:, c])
               for c in range(probs.shape[1]) if (labels == c).any()]
     if not scores:
@@ -121,7 +128,7 @@ def compute(
     labels: Sequence[int] | np.ndarray,
     probs: np.ndarray,
     label_names: Sequence[str],
-    negative: str | None = "no_relation",
+    negative: str | None = NEGATIVE_LABEL,
     *,
     per_class: bool = True,
 ) -> dict[str, Any]:
@@ -132,6 +139,7 @@ def compute(
     (label names), ``n``, and with ``per_class`` a ``per_class`` dict of
     precision/recall/f1 (×100) and support per label name.
     """
+    from sklearn.metrics import classification_report
 
     y = np.asarray(labels, dtype=np.int64)
     p = np.asarray(probs, dtype=np.float64)
@@ -149,7 +157,7 @@ def compute(
         "micro_f1": micro_f1(y, preds, len(names), neg_id),
         "auprc": area,
         "mean_ap": mean_ap(y, p),
-        "accuracy": float(accuracy_score(y, preds) * 100.0),
+        "accuracy": float(np.mean(preds == y) * 100.0),
         "auprc_classes": len(names) - len(skipped),
         "auprc_skipped": [names[i] for i in skipped],
         "n": int(y.size),
@@ -183,3 +191,87 @@ def mean_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     zmax = z.max(axis=1)
     lse = zmax + np.log(np.exp(z - zmax[:, None]).sum(axis=1))
     return float(np.mean(lse - z[np.arange(len(z)), np.asarray(labels)]))
+
+
+def accuracy(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Fraction of argmax predictions equal to gold, ×100."""
+    return float(np.mean(np.asarray(probs).argmax(axis=1) == np.asarray(labels)) * 100.0)
+
+
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of gold ids under probabilities (clipped away from 0)."""
+    p = np.clip(np.asarray(probs, dtype=np.float64)[np.arange(len(labels)), np.asarray(labels)], 1e-12, None)
+    return float(-np.mean(np.log(p)))
+
+
+# ----------------------------------------------------------------------------- the registry
+@dataclass(frozen=True)
+class Metric:
+    """One figure of an evaluation, as every table, report, tracker and decision names it.
+
+    ``score(labels, probs, negative_id)`` computes it from gold ids and probabilities;
+    ``needs_probs`` says whether it reads the probabilities beyond their argmax.
+    """
+    name: str
+    title: str  # table headers
+    higher_is_better: bool
+    needs_probs: bool
+    score: Callable[[np.ndarray, np.ndarray, int | None], float]
+    digits: int = 2
+    long_title: str = ""  # the report's wording where a short header would be ambiguous
+    column: bool = True  # a leaderboard column
+    selectable: bool = False  # `relex ensemble --metric` may choose members by it
+    effect: bool = False  # the report estimates each setting's effect on it
+
+    @property
+    def mode(self) -> str:
+        """"max" or "min": which end of the scale is better (ASHA's and Ray's word)."""
+        return "max" if self.higher_is_better else "min"
+
+    @property
+    def heading(self) -> str:
+        return self.long_title or self.title
+
+    def format(self, value: Any) -> str:
+        """``value`` as tables print it; "-" for a missing or non-finite one."""
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            return "-"
+        return f"{f:.{self.digits}f}" if np.isfinite(f) else "-"
+
+    def better(self, a: float, b: float) -> bool:
+        """Is ``a`` strictly better than ``b``?"""
+        return a > b if self.higher_is_better else a < b
+
+    def sort_key(self, value: float) -> float:
+        """Ascending order of this key is best first."""
+        return -value if self.higher_is_better else value
+
+
+REGISTRY: dict[str, Metric] = {m.name: m for m in (
+    Metric("micro_f1", "micro-F1", True, False, selectable=True, effect=True,
+           score=lambda y, p, neg: micro_f1(y, np.asarray(p).argmax(axis=1), np.asarray(p).shape[1], neg)),
+    Metric("auprc", "AUPRC", True, True, long_title="AUPRC (KLUE)", selectable=True, effect=True,
+           score=lambda y, p, neg: auprc(y, p)[0]),
+    Metric("mean_ap", "mean AP", True, True, effect=True, score=lambda y, p, neg: mean_ap(y, p)),
+    Metric("accuracy", "accuracy", True, False, score=lambda y, p, neg: accuracy(y, p)),
+    Metric("val_loss", "val loss", False, True, digits=4, column=False,
+           score=lambda y, p, neg: nll(p, y)),
+)}
+
+# The figures of one evaluation, named as every report, table and Parquet file names them.
+EVAL_METRICS = tuple(REGISTRY)
+# What a sweep ranks trials by and keeps each trial's best checkpoint for.
+PRIMARY = "micro_f1"
+COLUMN_METRICS = tuple(m for m, spec in REGISTRY.items() if spec.column)
+SELECTION_METRICS = tuple(m for m, spec in REGISTRY.items() if spec.selectable)
+EFFECT_METRICS = tuple(m for m, spec in REGISTRY.items() if spec.effect)
+
+
+def metric(name: str) -> Metric:
+    """The registry's entry for ``name`` (KeyError naming the known ones otherwise)."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}: one of {', '.join(REGISTRY)}") from None

@@ -12,7 +12,6 @@ sweep (the base configuration each trial grew from) and ``job_fields`` overrides
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,7 +22,8 @@ from relex.data.io import read_dataset
 from relex.data.sample import SAMPLE_PATH
 from relex.data.split import stratified_split
 from relex.metrics import softmax
-from relex.sweep.results import HISTORY_SCHEMA, TRIALS_SCHEMA, to_table, write_table
+from relex.sweep.layout import SweepDir, write_table
+from relex.sweep.results import HISTORY_SCHEMA, TRIALS_SCHEMA, to_table
 from relex.sweep.runner import write_valid_index
 
 EVALUATIONS = 8
@@ -70,13 +70,14 @@ def make_sweep(root: Path, *, axes: dict[str, list[Any]], seeds: list[int],
         if valid is not None:
             row["valid_probs"] = str(_write_probs(d, tid, valid, quality=f1[best], rng=rng))
         trials.append(row)
-    write_table(d / "trials.parquet", to_table(trials, TRIALS_SCHEMA))
-    write_table(d / "history.parquet", to_table(history, HISTORY_SCHEMA))
+    sweep = SweepDir(d)
+    write_table(sweep.trials_file, to_table(trials, TRIALS_SCHEMA))
+    write_table(sweep.history_file, to_table(history, HISTORY_SCHEMA))
     job = {"name": name, "train": str(SAMPLE_PATH), "valid": 0.2, "split_seed": 0,
            "axes": list(axes) + (["seed"] if len(seeds) > 1 else []),
            "asha": {"metric": "micro_f1", "mode": "max", "grace_period": 2,
                     "reduction_factor": 2.0, "max_t": 0}, **(job_fields or {})}
-    (d / "job.json").write_text(json.dumps(job))
+    sweep.write_job(job)
     return d
 
 
@@ -93,7 +94,4 @@ def _write_probs(d: Path, tid: str, valid, *, quality: float, rng) -> Path:
     logits = rng.normal(0, 1.0, size=(len(gold), len(valid.labels)))
     right = rng.random(len(gold)) < quality / 100.0
     logits[np.arange(len(gold))[right], gold[right]] += 4.0
-    path = d / "valid_probs" / f"{tid}.npy"
-    path.parent.mkdir(exist_ok=True)
-    np.save(path, softmax(logits).astype(np.float32))
-    return path
+    return SweepDir(d).write_probs(tid, softmax(logits))

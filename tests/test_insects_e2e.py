@@ -75,7 +75,8 @@ def test_sweep_skip_bad_rows_in_preflight(bad_sample, tmp_path):
 
 def test_sweep_flag_in_the_plan_and_resume_guard(bad_sample, tmp_path, capsys):
     from relex.sweep.job import load_job
-    from relex.sweep.runner import JOB_FILE, _check_same_job
+    from relex.sweep.layout import JOB_FILE
+    from relex.sweep.runner import _check_same_job
 
     job_file = write_job(tmp_path / "job.py", name="plan", train=str(bad_sample), valid=0.25, space=TINY)
     rc, out, _ = cli(["sweep", job_file, "--dry-run", "--skip-bad-rows"], capsys)

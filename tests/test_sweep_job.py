@@ -236,7 +236,8 @@ def test_resume_refuses_changed_data_settings(tmp_path):
     import json
 
     from relex.errors import RelexError
-    from relex.sweep.runner import JOB_FILE, _check_same_job
+    from relex.sweep.layout import JOB_FILE
+    from relex.sweep.runner import _check_same_job
 
     first = load_job(_job(tmp_path, f"sweep = Sweep(name='r', train={str(SAMPLE_PATH)!r}, valid=0.2)\n"))
     sweep_dir = tmp_path / "r"
@@ -296,7 +297,7 @@ def test_staged_sweep_from_a_finished_sweep_without_ray(tmp_path):
     """The base's configurations are ranked by their mean over seeds; the new grid runs around
     the top ones and inherits the base's data settings."""
     from relex.sweep.results import TRIALS_SCHEMA, to_table, write_table
-    from relex.sweep.runner import JOB_FILE
+    from relex.sweep.layout import JOB_FILE
 
     base = load_job(_job(tmp_path, f"sweep = Sweep(name='stage1', train={str(SAMPLE_PATH)!r}, valid=0.25,\n"
                                    "  split_seed=9, seeds=[1, 2], space=dict(head=grid(['cls', 'marker', 'rbert'])))\n"))
@@ -325,7 +326,7 @@ def test_kfold_and_stage2_job_files(tmp_path, monkeypatch, capsys):
     assert job.folds == 5 and len(job.trials) == 10 and {t.config_id for t in job.trials} == {"t000", "t001"}
     # the stage-2 job needs a finished smoke sweep under artifacts/: stand one in
     from relex.sweep.results import TRIALS_SCHEMA, to_table, write_table
-    from relex.sweep.runner import JOB_FILE
+    from relex.sweep.layout import JOB_FILE
 
     monkeypatch.chdir(tmp_path)
     rc = main(["sweep", str(ROOT / "jobs" / "smoke_stage2.py"), "--dry-run"])

@@ -176,7 +176,7 @@ def test_tpe_dry_run_shows_its_first_suggestions(tmp_path, capsys):
 def _base_sweep(tmp_path, scores):
     """A finished grid sweep over lr (no Ray): job.json and trials.parquet as the runner writes them."""
     from relex.sweep.results import TRIALS_SCHEMA, to_table, write_table
-    from relex.sweep.runner import JOB_FILE
+    from relex.sweep.layout import JOB_FILE
 
     lrs = list(scores)
     base = load_job(_job(tmp_path, f"sweep = Sweep(name='stage1', train={str(SAMPLE_PATH)!r}, valid=0.25,\n"

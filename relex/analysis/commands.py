@@ -68,7 +68,7 @@ def add_report_args(p: argparse.ArgumentParser) -> None:
 
 
 def report(args: argparse.Namespace) -> int:
-    from relex.leaderboard import latest_sweep
+    from relex.sweep.layout import latest_sweep
 
     for flag in ("examples", "curves"):
         if getattr(args, flag) < 0:

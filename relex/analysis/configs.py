@@ -21,9 +21,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from relex.analysis.sweep_results import SCORED_STATUSES, finite
+from relex.analysis.sweep_results import finite
+from relex.metrics import COLUMN_METRICS, EVAL_METRICS, PRIMARY
+from relex.sweep.results import ERROR, RUNNING, SCORED, STOPPED_EARLY, TERMINATED
 
-SUMMARY_METRICS = ("micro_f1", "auprc", "mean_ap", "accuracy")
 
 
 def config_fields() -> list[str]:
@@ -49,23 +50,22 @@ class ConfigSummary:
 
     @property
     def n(self) -> int:
-        return len(self.values.get("micro_f1", []))
+        return len(self.values.get(PRIMARY, []))
 
-    def mean(self, metric: str = "micro_f1") -> float | None:
+    def mean(self, metric: str = PRIMARY) -> float | None:
         v = self.values.get(metric) or []
         return float(np.mean(v)) if v else None
 
-    def sd(self, metric: str = "micro_f1") -> float | None:
+    def sd(self, metric: str = PRIMARY) -> float | None:
         v = self.values.get(metric) or []
         return float(np.std(v, ddof=1)) if len(v) > 1 else None
 
     def status_text(self) -> str:
         """"2 done, 1 stopped": how the configuration's trials ended."""
-        short = {"TERMINATED": "done", "STOPPED_EARLY": "stopped", "ERROR": "error",
-                 "RUNNING": "running"}
+        short = {TERMINATED: "done", STOPPED_EARLY: "stopped", ERROR: "error", RUNNING: "running"}
         return ", ".join(f"{n} {short.get(s, s.lower())}" for s, n in sorted(self.statuses.items()))
 
-    def ci(self, metric: str = "micro_f1") -> tuple[float, float] | None:
+    def ci(self, metric: str = PRIMARY) -> tuple[float, float] | None:
         """95% t-interval of the mean over seeds (None with fewer than two), kept inside the
         metrics' 0–100 range (a mean cannot leave it)."""
         from scipy import stats
@@ -84,7 +84,7 @@ def lineage(row: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def by_config(rows: Sequence[dict[str, Any]], metric: str = "micro_f1") -> list[ConfigSummary]:
+def by_config(rows: Sequence[dict[str, Any]], metric: str = PRIMARY) -> list[ConfigSummary]:
     """Finished trials grouped per configuration, best mean first, each with its verdict."""
     fields = config_fields()
     groups: dict[tuple, ConfigSummary] = {}
@@ -95,11 +95,11 @@ def by_config(rows: Sequence[dict[str, Any]], metric: str = "micro_f1") -> list[
         grew_from = lineage(r)
         if grew_from and grew_from not in g.lineage:
             g.lineage.append(grew_from)
-        if r.get("status") not in SCORED_STATUSES or finite(r.get(metric)) is None:
+        if r.get("status") not in SCORED or finite(r.get(metric)) is None:
             continue
         g.trial_ids.append(str(r["trial_id"]))
         g.seeds.append(int(r["seed"]))
-        for m in SUMMARY_METRICS:
+        for m in COLUMN_METRICS:
             if finite(r.get(m)) is not None:
                 g.values.setdefault(m, []).append(float(r[m]))
     scored = sorted((g for g in groups.values() if g.n), key=lambda g: -g.mean(metric))
@@ -126,9 +126,6 @@ def noise_verdict(top: Sequence[float], other: Sequence[float]) -> str:
 
 
 # ------------------------------------------------------------------- identical results
-METRICS_COMPARED = ("micro_f1", "auprc", "accuracy", "val_loss")
-
-
 @dataclass
 class IdenticalGroup:
     trial_ids: list[str]
@@ -142,11 +139,12 @@ def identical_results(rows: Sequence[dict[str, Any]],
     by_metrics: dict[tuple, list[str]] = {}
     by_probs: dict[str, list[str]] = {}
     for r in rows:
-        if r.get("status") not in SCORED_STATUSES:
+        if r.get("status") not in SCORED:
             continue
         tid = str(r["trial_id"])
-        sig = tuple(finite(r.get(m)) for m in METRICS_COMPARED)
-        if all(v is not None for v in sig):
+        # every metric the trial recorded (a sweep from before mean AP has None there)
+        sig = tuple(finite(r.get(m)) for m in EVAL_METRICS)
+        if finite(r.get(PRIMARY)) is not None:
             by_metrics.setdefault(sig, []).append(tid)
         path = probs_path(tid) if probs_path else None
         if path is not None and path.exists():

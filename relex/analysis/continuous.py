@@ -25,6 +25,8 @@ import pandas as pd
 
 from relex.analysis.document import Figure, Para, Section, Table
 from relex.analysis.sweep_results import SweepResults, finite
+from relex.metrics import Metric
+from relex.sweep.results import STOPPED_EARLY
 from relex.sweep.space import format_float
 
 NUMERIC_KINDS = ("uniform", "loguniform", "randint")
@@ -88,10 +90,12 @@ def best_so_far(res: SweepResults, metric: str, mode: str) -> pd.DataFrame:
     return t[["trial_id", "seconds", metric, "best"]].reset_index(drop=True)
 
 
-def section(res: SweepResults, metric: str, mode: str, title: str, plots: bool) -> Section | None:
+def section(res: SweepResults, by: Metric, plots: bool) -> Section | None:
+    """The section, scored by metric ``by`` (the report's primary one)."""
     space = sampled_space(res)
     if not space:
         return None
+    metric, mode, title = by.name, by.mode, by.heading
     search = res.job.get("search") or {}
     sec = Section("Sampled axes", anchor="sampled")
     sec.add(Para(f"{search.get('method', 'random')} search, {search.get('num_samples', '?')} "
@@ -149,7 +153,7 @@ def _curve_table(curve: pd.DataFrame, metric: str, title: str) -> Table:
 
 def _scatter(res, axis: str, spec, metric: str, title: str, P) -> Figure:
     scored = res.scored
-    stopped = (scored["status"] == "STOPPED_EARLY").to_numpy()
+    stopped = (scored["status"] == STOPPED_EARLY).to_numpy()
     return Figure(P.score_against_value(scored[axis].to_numpy(dtype=float),
                                         scored[metric].to_numpy(dtype=float), stopped,
                                         axis, title, log=spec["kind"] == "loguniform"),

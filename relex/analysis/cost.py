@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from relex.analysis.sweep_results import SweepResults, finite
+from relex.sweep.results import STOPPED_EARLY, TERMINATED
 
 # config fields that decide how many evaluations a trial runs
 BUDGET_FIELDS = ("epochs", "max_steps", "eval_every", "batch_size", "grad_accum")
@@ -43,7 +44,7 @@ def gpu_count(value) -> int:
 
 
 def _planned_evaluations(trials: pd.DataFrame) -> dict[tuple, int]:
-    done = trials[trials["status"] == "TERMINATED"]
+    done = trials[trials["status"] == TERMINATED]
     fields = [f for f in BUDGET_FIELDS if f in trials.columns]
     out: dict[tuple, int] = {}
     for _, r in done.iterrows():
@@ -76,7 +77,7 @@ def sweep_cost(res: SweepResults) -> Cost:
     planned = _planned_evaluations(t)
     fields = [f for f in BUDGET_FIELDS if f in t.columns]
     saved = saved_gpu = 0.0
-    stopped = t[t["status"] == "STOPPED_EARLY"]
+    stopped = t[t["status"] == STOPPED_EARLY]
     for _, r in stopped.iterrows():
         factor = _full_run_factor(r, planned, fields)
         if factor is not None:

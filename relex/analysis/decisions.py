@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from relex.metrics import nll
+
 ECE_TRUST_LIMIT = 0.05  # top-label ECE above this: EM label-shift estimates are not trusted
 _EPS = 1e-12
 DECISION_NAMES = ("temperature", "type_constraint", "label_shift", "no_relation_bias")
@@ -53,12 +55,6 @@ def _renormalize(probs: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------ temperature
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     return _softmax(_log(probs) / float(temperature))
-
-
-def nll(probs: np.ndarray, y: np.ndarray) -> float:
-    """Mean negative log-likelihood of the gold labels."""
-    p = np.asarray(probs, dtype=np.float64)[np.arange(len(y)), np.asarray(y)]
-    return float(-np.mean(np.log(np.clip(p, _EPS, None))))
 
 
 def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:

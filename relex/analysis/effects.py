@@ -33,9 +33,9 @@ import pandas as pd
 
 from relex.analysis.commands import BUDGETS
 from relex.analysis.sweep_results import SweepResults, finite
+from relex.metrics import EFFECT_METRICS
+from relex.sweep.results import TERMINATED
 
-BASE_METRICS = ("micro_f1", "auprc")
-OPTIONAL_METRICS = ("mean_ap",)  # compared when the sweep recorded them
 CONFIDENCE = 0.95
 RESAMPLES = 9999
 FEW_PAIRS = 6  # below this a bootstrap interval is too narrow to trust (said in the report)
@@ -91,7 +91,8 @@ class Comparer:
         if budget not in BUDGETS:
             raise ValueError(f"budget must be one of {BUDGETS}")
         self.budget = budget
-        self.metrics = [m for m in (*BASE_METRICS, *OPTIONAL_METRICS)
+        # the registry's effect metrics the sweep recorded (mean AP is missing from older sweeps)
+        self.metrics = [m for m in EFFECT_METRICS
                         if m in res.trials.columns and res.scored[m].notna().any()]
         self.rows = res.scored.set_index("trial_id")
         hist = res.history
@@ -117,7 +118,7 @@ class Comparer:
 
     def values(self, trial_ids: Sequence[str]) -> list[dict[str, float | None]] | None:
         """Each trial's metrics under the rule, or None when the group is not comparable."""
-        finished = all(self.rows.at[t, "status"] == "TERMINATED" for t in trial_ids)
+        finished = all(self.rows.at[t, "status"] == TERMINATED for t in trial_ids)
         if finished:
             return [{m: finite(self.rows.at[t, m]) for m in self.metrics} for t in trial_ids]
         if self.budget == "finished":

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from relex import metrics as M
 from relex.analysis import selection as S
 from relex.analysis.decisions import Decisions, cross_fit_effects, fit_decisions, fit_type_pairs
 from relex.errors import RelexError
@@ -201,19 +202,19 @@ class Pool:
 
 def read_pool(sweep_dir: str | os.PathLike, *, types: bool = True) -> Pool:
     """The candidates of a finished (or partly finished) sweep; see the module notes."""
-    from relex.sweep.folds import OOF_DIR, read_fold_index
-    from relex.sweep.results import TRIALS_FILE, read_rows
-    from relex.sweep.runner import JOB_FILE
+    from relex.sweep.folds import read_fold_index
+    from relex.sweep.layout import JOB_FILE, TRIALS_FILE, SweepDir
     from relex.train import checkpoint as ckpt
 
-    sweep_dir = Path(sweep_dir)
-    if not (sweep_dir / TRIALS_FILE).is_file() or not (sweep_dir / JOB_FILE).is_file():
+    sweep = SweepDir(sweep_dir)
+    sweep_dir = sweep.path
+    if not sweep.trials_file.is_file() or not sweep.job_file.is_file():
         raise RelexError(f"{sweep_dir}: not a sweep directory (no {TRIALS_FILE} or {JOB_FILE})")
-    resolved = read_json(sweep_dir / JOB_FILE)
-    label_file = read_json(sweep_dir / "labels.json")
+    resolved = read_json(sweep.job_file)
+    label_file = read_json(sweep.labels_file)
     names, negative = list(label_file["names"]), label_file["negative"]
     index = {n: i for i, n in enumerate(names)}
-    rows = [r for r in read_rows(sweep_dir / TRIALS_FILE) if r.get("status") in ("TERMINATED", "STOPPED_EARLY")]
+    rows = sweep.scored_rows()
     folds = int(resolved.get("folds") or 0)
     notes: list[str] = []
 
@@ -233,20 +234,20 @@ def read_pool(sweep_dir: str | os.PathLike, *, types: bool = True) -> Pool:
         for r in rows:
             by_config.setdefault(str(r["config_id"]), []).append(r)
         for cid, rs in sorted(by_config.items()):
-            oof = sweep_dir / OOF_DIR / f"{cid}.npy"
+            oof = sweep.oof_file(cid)
             if not oof.exists() or len(rs) != folds or not all(usable(r) for r in rs):
                 continue
             candidates[cid] = np.load(oof).astype(np.float64)
             members[cid] = [Member(r["trial_id"], Path(r["checkpoint"]), 1.0 / folds, cid, int(r["fold"]))
                             for r in sorted(rs, key=lambda r: r["fold"])]
     else:
-        import pyarrow.parquet as pq
-
-        frame = pq.read_table(sweep_dir / "valid_index.parquet").to_pandas()
+        frame = sweep.valid_index()
+        if frame is None:
+            raise RelexError(f"{sweep.valid_index_file}: missing; the sweep's validation rows are unknown")
         for r in rows:
-            probs = r.get("valid_probs")
-            if probs and Path(probs).exists() and usable(r):
-                candidates[r["trial_id"]] = np.load(probs).astype(np.float64)
+            probs = sweep.probs(r["trial_id"], r.get("valid_probs"))
+            if probs is not None and usable(r):
+                candidates[r["trial_id"]] = probs.astype(np.float64)
                 members[r["trial_id"]] = [Member(r["trial_id"], Path(r["checkpoint"]), 1.0, r.get("config_id"))]
     if not candidates:
         raise RelexError(f"{sweep_dir}: no finished trial has validation probabilities and a checkpoint"
@@ -297,7 +298,7 @@ def selection_rule(method: str, metric: str, negative_id: int, *, k: int = 5, ro
     raise ValueError(method)
 
 
-def build(sweep_dir: str | os.PathLike, *, method: str = "greedy", metric: str = "micro_f1",
+def build(sweep_dir: str | os.PathLike, *, method: str = "greedy", metric: str = M.PRIMARY,
           k: int = 5, rounds: int = 25, config: str | None = None, seed: int = 0,
           temperature: bool = True, bias: bool = True, type_constraint: bool = True) -> Ensemble:
     """Choose members from a sweep, fit the decisions, score both honestly (see module notes)."""
@@ -344,8 +345,10 @@ def build(sweep_dir: str | os.PathLike, *, method: str = "greedy", metric: str =
     return Ensemble(members, pool.names, pool.negative, decisions, info)
 
 
-def _metrics(probs: np.ndarray, pool: Pool) -> dict[str, float]:
-    from relex import metrics as M
+# the honest scores ensemble.json records (mean AP was never part of them)
+SCORED_METRICS = ("micro_f1", "auprc", "accuracy")
 
+
+def _metrics(probs: np.ndarray, pool: Pool) -> dict[str, float]:
     m = M.compute(pool.y, probs, pool.names, pool.negative, per_class=False)
-    return {"micro_f1": m["micro_f1"], "auprc": m["auprc"], "accuracy": m["accuracy"]}
+    return {k: m[k] for k in SCORED_METRICS}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from relex.metrics import PRIMARY, SELECTION_METRICS
 from relex.train.commands import _positive_int
 
 
@@ -25,8 +26,8 @@ def add_ensemble_args(p: argparse.ArgumentParser) -> None:
                      help="greedy forward selection with replacement (Caruana et al. 2004; the default)")
     how.add_argument("--config", metavar="ID",
                      help="one trial, or in a fold sweep one configuration's folds (e.g. t002)")
-    p.add_argument("--metric", choices=("micro_f1", "auprc"), default="micro_f1",
-                   help="what the selection maximises (default: micro_f1)")
+    p.add_argument("--metric", choices=SELECTION_METRICS, default=PRIMARY,
+                   help=f"what the selection maximises (default: {PRIMARY})")
     p.add_argument("--rounds", type=_positive_int, default=25, metavar="N",
                    help="greedy selection rounds (default: 25)")
     p.add_argument("--seed", type=int, default=0,

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from relex.errors import RelexError
+from relex.sweep.results import ERROR, STOPPED_EARLY
 
 DPI = 110
 GOOD, BAD, NEUTRAL, ACCENT = "#1e7d45", "#b3261e", "#8a93a6", "#3558c8"
@@ -152,7 +153,7 @@ def cost(statuses: Sequence[str], seconds: Sequence[float], saved: float) -> byt
     ax = fig.subplots()
     names = list(statuses) + (["saved by ASHA (est.)"] if saved > 0 else [])
     vals = list(seconds) + ([saved] if saved > 0 else [])
-    colors = [{"ERROR": BAD, "STOPPED_EARLY": NEUTRAL}.get(s, ACCENT) for s in statuses] + \
+    colors = [{ERROR: BAD, STOPPED_EARLY: NEUTRAL}.get(s, ACCENT) for s in statuses] + \
         ([GOOD] if saved > 0 else [])
     y = np.arange(len(names))[::-1]
     ax.barh(y, vals, color=colors)

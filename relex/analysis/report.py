@@ -26,11 +26,11 @@ from relex.analysis.cost import Cost, sweep_cost
 from relex.analysis.document import Document, Figure, Marked, Para, Section, Table
 from relex.analysis.errors import ErrorAnalysis, analyse
 from relex.analysis.sweep_results import SweepResults, finite, load_sweep
+from relex.sweep.results import ERROR, STOPPED_EARLY
 from relex.leaderboard import _fmt_metric as f2
 from relex.leaderboard import _fmt_time as fmt_seconds
 from relex.leaderboard import _fmt_value as fmt_value
 
-METRIC_TITLES = {"micro_f1": "micro-F1", "auprc": "AUPRC (KLUE)", "mean_ap": "mean AP"}
 TOP_CONFIGS_PLOTTED = 25
 TOP_INTERACTIONS = 5
 TOP_TYPE_PAIRS = 15
@@ -98,7 +98,7 @@ class ReportBuilder:
         best = self.best_trial()
         doc.sections = [s for s in (
             self.summary(best), self.config_section(), self.effects_section(),
-            continuous.section(self.res, "micro_f1", "max", METRIC_TITLES["micro_f1"], self.plots),
+            continuous.section(self.res, M.REGISTRY[M.PRIMARY], self.plots),
             self.errors_section(best), self.curves_section(), self.honesty_section(),
             self.cost_section()) if s is not None]
         return doc
@@ -134,11 +134,11 @@ class ReportBuilder:
                                         f"AUPRC {f2(best.get('auprc'))}, mean AP {f2(best.get('mean_ap'))}"])
         facts += self._findings()
         sec.add(Table(["", ""], facts, header=False))
-        for g in C.identical_results(self.rows, lambda t: res.dir / "valid_probs" / f"{t}.npy"):
+        for g in C.identical_results(self.rows, res.sweep.probs_file):
             sec.add(Para(f"Suspicious: trials {', '.join(g.trial_ids)} have identical {g.what} "
                          "although their configurations or seeds differ; a setting may not have "
                          "been applied.", "warn"))
-        errors = res.trials[res.trials["status"] == "ERROR"]
+        errors = res.trials[res.trials["status"] == ERROR]
         if len(errors):
             sec.add(Para(f"{len(errors)} trial(s) failed: "
                          + "; ".join(f"{r.trial_id}: {r.error}" for r in errors.itertuples()), "warn"))
@@ -233,7 +233,7 @@ class ReportBuilder:
             rows.append([e.axis, f"{fmt_value(e.value)} vs {fmt_value(e.reference)}", str(e.pairs)]
                         + [interval_cell(e.stats.get(m)) for m in metrics] + [(verdict, style)])
         sec.add(Table(["axis", "value vs reference", "pairs"]
-                      + [f"Δ {METRIC_TITLES[m]} [95% CI]" for m in metrics] + ["micro-F1 verdict"],
+                      + [f"Δ {M.REGISTRY[m].heading} [95% CI]" for m in metrics] + ["micro-F1 verdict"],
                       rows, right={2}))
         dropped = [(e, e.unmatched, e.not_comparable) for e in effects if e.unmatched or e.not_comparable]
         for e, unmatched, excluded in dropped:
@@ -250,7 +250,7 @@ class ReportBuilder:
             forest = [(f"{e.axis}: {fmt_value(e.value)} vs {fmt_value(e.reference)}",
                        {m: (s.estimate, s.low, s.high) for m, s in e.stats.items()})
                       for e in effects if e.stats]
-            sec.add(Figure(P.effects(forest, {m: METRIC_TITLES[m] for m in metrics[:2]}),
+            sec.add(Figure(P.effects(forest, {m: M.REGISTRY[m].heading for m in metrics[:2]}),
                            "effects with 95% intervals", "Difference from the reference value "
                            "with its 95% interval; grey: the interval contains 0."))
         self._interactions(sec)
@@ -270,7 +270,7 @@ class ReportBuilder:
         rows = [[f"{x.axes[0]}={fmt_value(x.values[0])} × {x.axes[1]}={fmt_value(x.values[1])}",
                  str(max(s.n for s in x.stats.values()))]
                 + [interval_cell(x.stats.get(m)) for m in metrics] for x in found]
-        sec.add(Table(["interaction", "quadruples"] + [f"{METRIC_TITLES[m]} [95% CI]" for m in metrics],
+        sec.add(Table(["interaction", "quadruples"] + [f"{M.REGISTRY[m].heading} [95% CI]" for m in metrics],
                       rows, caption=f"Two-axis interactions (largest {len(found)})", right={1}))
         sec.add(Para("Interaction: y(a,b) − y(a₀,b) − y(a,b₀) + y(a₀,b₀) against the references "
                      "a₀, b₀; positive when the two values together do better than their "
@@ -380,7 +380,7 @@ class ReportBuilder:
             h = res.history[res.history["trial_id"] == r["trial_id"]].sort_values("iteration")
             if h.empty:
                 continue
-            stopped = r.get("status") == "STOPPED_EARLY"
+            stopped = r.get("status") == STOPPED_EARLY
             curves.append((f"{r['trial_id']} {config_label(r, res.axes)}", h["iteration"].to_numpy(),
                            h["micro_f1"].to_numpy(dtype=float), stopped))
             reached = [m for m in res.rung_milestones if m <= int(h["iteration"].max())]

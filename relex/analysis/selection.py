@@ -21,21 +21,16 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from relex import metrics as M
-from relex.analysis.decisions import nll
+from relex.metrics import SELECTION_METRICS, nll
 
-SELECTION_METRICS = ("micro_f1", "auprc")
 Weights = dict[str, float]
 
 
 def score(probs: np.ndarray, y: np.ndarray, negative_id: int, metric: str) -> tuple[float, float]:
     """(metric ×100, −NLL): larger is better in both."""
-    if metric == "micro_f1":
-        value = M.micro_f1(y, probs.argmax(axis=1), probs.shape[1], negative_id)
-    elif metric == "auprc":
-        value = M.auprc(y, probs)[0]
-    else:
+    if metric not in SELECTION_METRICS:
         raise ValueError(f"unknown selection metric {metric!r}")
-    return value, -nll(probs, y)
+    return M.REGISTRY[metric].score(y, probs, negative_id), -nll(probs, y)
 
 
 def average(candidates: Mapping[str, np.ndarray], weights: Weights, rows=None) -> np.ndarray:

@@ -20,19 +20,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from relex.config import NEGATIVE_LABEL
 from relex.errors import RelexError
-from relex.io_utils import read_json
-from relex.sweep.results import HISTORY_FILE, TRIALS_FILE
+from relex.sweep.layout import LABELS_FILE, VALID_INDEX_FILE, SweepDir
+from relex.sweep.results import SCORED
 
-# statuses whose best metrics mean something (an ERROR trial's partial scores do not)
-SCORED_STATUSES = ("TERMINATED", "STOPPED_EARLY")
 TEXT_COLUMNS = ("sentence", "subj_word", "subj_start", "subj_end", "subj_type",
                 "obj_word", "obj_start", "obj_end", "obj_type", "source")
 
 
 @dataclass
 class SweepResults:
-    dir: Path
+    sweep: SweepDir
     trials: pd.DataFrame  # one row per trial, ordered by trial id
     history: pd.DataFrame  # one row per evaluation
     job: dict[str, Any]
@@ -45,6 +44,10 @@ class SweepResults:
     _probs: dict[str, np.ndarray | None] = field(default_factory=dict, repr=False)
 
     @property
+    def dir(self) -> Path:
+        return self.sweep.path
+
+    @property
     def seeds(self) -> list[int]:
         return sorted({int(s) for s in self.trials["seed"].dropna()})
 
@@ -52,7 +55,7 @@ class SweepResults:
     def scored(self) -> pd.DataFrame:
         """Trials that ended normally with a micro-F1: the ones any comparison can use."""
         t = self.trials
-        return t[t["status"].isin(SCORED_STATUSES) & t["micro_f1"].notna()]
+        return t[t["status"].isin(SCORED) & t["micro_f1"].notna()]
 
     def probs(self, trial_id: str) -> np.ndarray | None:
         """The trial's best-checkpoint validation probabilities, or None when not saved."""
@@ -61,21 +64,12 @@ class SweepResults:
         return self._probs[trial_id]
 
     def _read_probs(self, trial_id: str) -> np.ndarray | None:
-        # the sweep directory's own copy first: a directory copied from a cluster keeps its
-        # files, not the absolute paths recorded on the cluster
-        path = self.dir / "valid_probs" / f"{trial_id}.npy"
-        if not path.exists():
-            recorded = self.trials.set_index("trial_id").get("valid_probs", pd.Series()).get(trial_id)
-            path = Path(recorded) if isinstance(recorded, str) else path
-        if not path.exists():
-            return None
-        try:
-            probs = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise RelexError(f"{path}: cannot read validation probabilities ({e})") from None
-        if self.labels is not None and (probs.ndim != 2 or probs.shape[1] != len(self.labels)):
-            raise RelexError(f"{path}: shape {probs.shape} does not match the "
-                             f"{len(self.labels)} labels of labels.json")
+        recorded = self.trials.set_index("trial_id").get("valid_probs", pd.Series()).get(trial_id)
+        probs = self.sweep.probs(trial_id, recorded if isinstance(recorded, str) else None)
+        if probs is not None and self.labels is not None and (
+                probs.ndim != 2 or probs.shape[1] != len(self.labels)):
+            raise RelexError(f"{self.sweep.probs_file(trial_id)}: shape {probs.shape} does not "
+                             f"match the {len(self.labels)} labels of {LABELS_FILE}")
         return probs
 
     def gold(self) -> np.ndarray | None:
@@ -87,17 +81,6 @@ class SweepResults:
 
 
 # ------------------------------------------------------------------------------ loading
-def _read_parquet(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path)
-    except Exception as e:  # a damaged file is the user's to fix
-        raise RelexError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return read_json(path) if path.exists() else {}
-
-
 def _axes(trials: pd.DataFrame, job: dict[str, Any]) -> list[str]:
     """The grid axes that actually vary between trials, seed excluded."""
     from relex.config import TrialConfig
@@ -121,31 +104,24 @@ def _milestones(job: dict[str, Any], history: pd.DataFrame) -> list[int]:
 
 
 def load_sweep(sweep_dir: str | Path) -> SweepResults:
-    d = Path(sweep_dir)
-    if not d.is_dir():
-        raise RelexError(f"{d}: no such sweep directory")
-    if not (d / TRIALS_FILE).exists():
-        raise RelexError(f"{d}: no {TRIALS_FILE} (not a sweep directory, or no trial has "
-                         "finished yet)")
-    trials = _read_parquet(d / TRIALS_FILE).sort_values("trial_id").reset_index(drop=True)
+    sweep = SweepDir(sweep_dir).require_results()
+    trials = sweep.trials()
     if trials.empty:
-        raise RelexError(f"{d / TRIALS_FILE}: the sweep has no trials yet")
-    history = (_read_parquet(d / HISTORY_FILE) if (d / HISTORY_FILE).exists()
-               else pd.DataFrame(columns=["trial_id", "iteration", "micro_f1"]))
-    job = _read_json(d / "job.json")
-    labels = _read_json(d / "labels.json")
-    res = SweepResults(dir=d, trials=trials, history=history, job=job, axes=_axes(trials, job),
+        raise RelexError(f"{sweep.trials_file}: the sweep has no trials yet")
+    history = sweep.history()
+    job = sweep.job()
+    labels = sweep.labels()
+    res = SweepResults(sweep=sweep, trials=trials, history=history, job=job, axes=_axes(trials, job),
                        labels=labels.get("names"), negative=labels.get("negative"),
                        rung_milestones=_milestones(job, history))
-    res.valid, res.valid_note = _validation_rows(d, job, res.labels, res.negative)
+    res.valid, res.valid_note = _validation_rows(sweep, job, res.labels, res.negative)
     return res
 
 
-def _validation_rows(d: Path, job: dict[str, Any], labels, negative):
-    path = d / "valid_index.parquet"
-    if not path.exists():
-        return None, "the sweep directory has no valid_index.parquet"
-    index = _read_parquet(path).sort_values("row").reset_index(drop=True)
+def _validation_rows(sweep: SweepDir, job: dict[str, Any], labels, negative):
+    index = sweep.valid_index()
+    if index is None:
+        return None, f"the sweep directory has no {VALID_INDEX_FILE}"
     if all(c in index.columns for c in TEXT_COLUMNS):
         return index, None
     text, why = _rows_from_data(job, labels, negative)
@@ -164,7 +140,7 @@ def _rows_from_data(job: dict[str, Any], labels, negative):
     train, valid = job.get("train"), job.get("valid")
     if not train or valid is None:
         return None, "job.json does not name the data file; sentences are not shown"
-    labelset = LabelSet(tuple(labels), negative or "no_relation") if labels else None
+    labelset = LabelSet(tuple(labels), negative or NEGATIVE_LABEL) if labels else None
     try:
         if isinstance(valid, (int, float)) and not isinstance(valid, bool):
             full = read_dataset(train, labels=labelset, negative=negative)

@@ -30,6 +30,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+from relex.config import NEGATIVE_LABEL
 from relex.data.labels import LabelSet, guess_negative
 from relex.data.validate import (MISSING, LocatedBadRow, RawTable, bad_rows, normalize,
                                  resolve_columns)
@@ -358,7 +359,7 @@ def _frame(cols: dict[str, list], keep: list[int] | None) -> "pd.DataFrame":
 
 
 def load(path: str | os.PathLike, *, labels: LabelSet | str | os.PathLike | None = None,
-         negative: str | None = "no_relation", require_labels: bool = True) -> Dataset:
+         negative: str | None = NEGATIVE_LABEL, require_labels: bool = True) -> Dataset:
     """Read and validate ``path``; bad rows are dropped and listed in ``Dataset.bad_rows``.
 
     The building block of :func:`read_dataset` (which decides what bad rows mean) and of
@@ -387,16 +388,16 @@ def _build(raw: RawTable, path, *, labels, negative, require_labels) -> Dataset:
         labelset, label_origin = labels, "the given label set"
     elif labels is not None:
         if negative is None:
-            names = LabelSet.from_file(labels, "no_relation", require_negative=False).names
-            negative = "no_relation" if "no_relation" in names else (guess_negative(names) or "no_relation")
+            names = LabelSet.from_file(labels, NEGATIVE_LABEL, require_negative=False).names
+            negative = NEGATIVE_LABEL if NEGATIVE_LABEL in names else (guess_negative(names) or NEGATIVE_LABEL)
         labelset = LabelSet.from_file(labels, negative, require_negative=require_labels)
         label_origin = os.fspath(labels)
     else:
         present = [label_col[i] for i in valid if label_col[i] is not None]
         if negative is None:
             distinct = set(present)
-            negative = "no_relation" if "no_relation" in distinct or not distinct else \
-                (guess_negative(sorted(distinct)) or "no_relation")
+            negative = NEGATIVE_LABEL if NEGATIVE_LABEL in distinct or not distinct else \
+                (guess_negative(sorted(distinct)) or NEGATIVE_LABEL)
         labelset = LabelSet.from_names(present, negative,
                                        require_negative=require_labels and bool(present),
                                        where=raw.file)
@@ -419,7 +420,7 @@ def _build(raw: RawTable, path, *, labels, negative, require_labels) -> Dataset:
 
 
 def read_dataset(path: str | os.PathLike, *, labels: LabelSet | str | os.PathLike | None = None,
-                 negative: str | None = "no_relation", skip_bad_rows: bool = False,
+                 negative: str | None = NEGATIVE_LABEL, skip_bad_rows: bool = False,
                  require_labels: bool = True) -> Dataset:
     """Read a KLUE JSON / competition CSV / JSON lines / Parquet file into a :class:`Dataset`.
 
@@ -440,7 +441,7 @@ def read_dataset(path: str | os.PathLike, *, labels: LabelSet | str | os.PathLik
 
 def from_records(records: Iterable[dict], *, name: str = "<records>",
                  labels: LabelSet | str | os.PathLike | None = None,
-                 negative: str | None = "no_relation", skip_bad_rows: bool = False,
+                 negative: str | None = NEGATIVE_LABEL, skip_bad_rows: bool = False,
                  require_labels: bool = True) -> Dataset:
     """A Dataset from KLUE-style records in memory (dicts as in the KLUE JSON), with the same
     checks as :func:`read_dataset`; ``name`` stands for the file in messages."""
@@ -453,7 +454,7 @@ def from_records(records: Iterable[dict], *, name: str = "<records>",
 
 def from_raw(raw: RawTable, path: str | os.PathLike | None, *,
              labels: LabelSet | str | os.PathLike | None = None,
-             negative: str | None = "no_relation", require_labels: bool = True) -> Dataset:
+             negative: str | None = NEGATIVE_LABEL, require_labels: bool = True) -> Dataset:
     """A Dataset from raw records already read (e.g. repaired by :mod:`relex.data.repair`),
     checked exactly as :func:`load` checks a file: bad rows dropped and listed in
     ``Dataset.bad_rows`` (:func:`apply_bad_row_policy` decides what they mean)."""

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from relex.config import NEGATIVE_LABEL
 from relex.errors import RelexError
 
 # Names that data sets commonly use for "no relation"; used only to suggest (and, where asked
 # for, detect) the negative label of a set that has no ``no_relation``.
-KNOWN_NEGATIVES = ("no_relation", "관계없음", "관계 없음", "NA", "N/A", "None", "Other", "other",
+KNOWN_NEGATIVES = (NEGATIVE_LABEL, "관계없음", "관계 없음", "NA", "N/A", "None", "Other", "other",
                    "NOTA", "no relation", "norelation", "NO_RELATION")
 
 
@@ -42,7 +43,7 @@ class LabelSet:
     """
 
     names: tuple[str, ...]
-    negative: str = "no_relation"
+    negative: str = NEGATIVE_LABEL
     _index: dict = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -60,7 +61,7 @@ class LabelSet:
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
-    def from_names(cls, names: Iterable[str], negative: str = "no_relation", *,
+    def from_names(cls, names: Iterable[str], negative: str = NEGATIVE_LABEL, *,
                    require_negative: bool = True, where: str = "the data") -> "LabelSet":
         """Label set of the distinct ``names``: ``negative`` first, the rest sorted."""
         distinct = set(names)
@@ -75,7 +76,7 @@ class LabelSet:
         return cls(((negative,) if negative in distinct else ()) + tuple(rest), negative)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, negative: str = "no_relation", *,
+    def from_file(cls, path: str | os.PathLike, negative: str = NEGATIVE_LABEL, *,
                   require_negative: bool = True) -> "LabelSet":
         """Read ``{"relations": [...]}`` (relation_list.json), ``{"names": [...], "negative": ...}``
         (a checkpoint's labels.json) or a plain JSON list; the order of the file is kept.

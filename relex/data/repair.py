@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from relex.config import NEGATIVE_LABEL
 from relex.data.validate import (INVISIBLE, INVISIBLE_RE, RawTable, RowError, Schema, as_index,
                                  entity_parts, is_missing, resolve_columns)
 from relex.errors import RelexError
@@ -118,7 +119,7 @@ class Repair:
         return RawTable(self.raw.file, self.raw.kind, columns, len(self.records),
                         lambda c: [r[c] for r in self.records], self.raw.where)
 
-    def dataset(self, *, labels=None, negative: str | None = "no_relation",
+    def dataset(self, *, labels=None, negative: str | None = NEGATIVE_LABEL,
                 require_labels: bool = True):
         """The repaired rows validated exactly as :func:`relex.data.io.load` validates a file:
         the rows that stay bad are dropped and listed in ``bad_rows``."""
@@ -128,7 +129,7 @@ class Repair:
                         require_labels=require_labels)
 
 
-def read_repaired(path: str | os.PathLike, *, labels=None, negative: str | None = "no_relation",
+def read_repaired(path: str | os.PathLike, *, labels=None, negative: str | None = NEGATIVE_LABEL,
                   skip_bad_rows: bool = False, require_labels: bool = True):
     """``read_dataset`` through the repairs of ``relex data fix``: (Dataset, Repair). Rows that
     stay bad raise BadRowsError unless ``skip_bad_rows``, as for ``read_dataset``."""

@@ -37,7 +37,6 @@ import numpy as np
 
 from relex.io_utils import atomic_write_text
 
-STATE_FILE = "asha_state.json"
 CONTINUE, STOP = "CONTINUE", "STOP"
 
 

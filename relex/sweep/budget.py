@@ -30,8 +30,7 @@ from typing import Any
 
 from relex.errors import RelexError
 from relex.io_utils import atomic_write_text
-
-USAGE_FILE = "usage.json"
+from relex.sweep.layout import SweepDir
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
@@ -66,7 +65,7 @@ def positive(value: Any, what: str, where: str) -> float | None:
 
 def read_usage(sweep_dir: str | Path) -> dict[str, Any]:
     try:
-        data = json.loads((Path(sweep_dir) / USAGE_FILE).read_text(encoding="utf-8"))
+        data = json.loads(SweepDir(sweep_dir).usage_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -91,7 +90,7 @@ class Budget:
     def __init__(self, sweep_dir: str | Path, *, per_trial: float, resource: str,
                  time_budget_s: float | None = None, gpu_hours: float | None = None,
                  cost_per_gpu_hour: float | None = None, clock=time.time):
-        self.path = Path(sweep_dir) / USAGE_FILE
+        self.path = SweepDir(sweep_dir).usage_file
         self.per_trial = float(per_trial)
         self.resource = resource  # "GPU" or "CPU": what per_trial counts
         self.time_budget_s = time_budget_s

@@ -9,7 +9,6 @@ elsewhere one line per finished trial.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -17,21 +16,16 @@ from typing import Any
 
 from ray.tune import Callback
 
-from relex.io_utils import atomic_write_text
+from relex.metrics import PRIMARY
 from relex.sweep.job import Sweep
-from relex.sweep.results import FINISHED, ResultsWriter, Tables
-from relex.sweep.trial import FINAL_FILE, RAY_DIR, STATES_DIR, TRIALS_DIR, TrialReport
+from relex.sweep.layout import SweepDir
+from relex.sweep.results import (ERROR, FINISHED, RUNNING, STOPPED_EARLY, TERMINATED, ResultsWriter,
+                                 Tables)
+from relex.sweep.trial import TrialReport
 
 
 def _trial_id(trial) -> str:
     return str(trial.config["trial"]["trial_id"])
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _error_line(text: str | None) -> str | None:
@@ -50,7 +44,7 @@ class SweepCallback(Callback):
     def __init__(self, job: Sweep, sweep_dir: Path, writer: ResultsWriter, rungs, *,
                  console=None, live: bool | None = None, tables: Tables | None = None):
         self.job = job
-        self.dir = Path(sweep_dir)
+        self.sweep = SweepDir(sweep_dir)
         self.writer = writer
         self.rungs = rungs
         self.console = console
@@ -93,9 +87,9 @@ class SweepCallback(Callback):
         if self.console is None or self.live_enabled:
             return
         done = len(self.writer.finished())
-        f1 = row.get("micro_f1")
-        f1s = f"micro_f1={f1:.2f}" if isinstance(f1, float) else "micro_f1=-"
-        err = (f"  {row['error']} (traceback: {self.dir / RAY_DIR / row['trial_id'] / 'error.txt'})"
+        f1 = row.get(PRIMARY)
+        f1s = f"{PRIMARY}={f1:.2f}" if isinstance(f1, float) else f"{PRIMARY}=-"
+        err = (f"  {row['error']} (traceback: {self.sweep.ray_dir / row['trial_id'] / 'error.txt'})"
                if row.get("error") else "")
         self.console.print(f"[{done}/{self.total}] {row['trial_id']} {row['status']} {f1s}{err}",
                            markup=False, highlight=False)
@@ -123,7 +117,7 @@ class SweepCallback(Callback):
         self._learn_config(trial)
         if tid in self.previously_finished:
             return
-        self.writer.set_trial({**self._base_row(tid), "status": "RUNNING", "error": None})
+        self.writer.set_trial({**self._base_row(tid), "status": RUNNING, "error": None})
         self._refresh()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -134,7 +128,7 @@ class SweepCallback(Callback):
         report = TrialReport.from_result(result, tid)
         self.writer.add_history({"trial_id": tid, "iteration": it, "step": report.step,
                                  "epoch": report.epoch, "is_best": report.is_best, **report.metrics})
-        row = {**self._base_row(tid), "status": "RUNNING", "evaluations": it,
+        row = {**self._base_row(tid), "status": RUNNING, "evaluations": it,
                "attempts": report.attempt, "epochs_run": report.epoch, "wall_s": report.elapsed_s,
                "started_at": report.started_at, "checkpoint": report.checkpoint,
                **report.where, **report.best, "best_step": report.best_step,
@@ -148,31 +142,30 @@ class SweepCallback(Callback):
     def _finish(self, trial, status: str, error: str | None = None) -> dict[str, Any]:
         tid = _trial_id(trial)
         self._learn_config(trial)
-        tdir = self.dir / TRIALS_DIR / tid
+        tdir = self.sweep.trial(tid)
         if tid in self.previously_finished:
             self._refresh()  # Ray re-ran a trial whose result was already recorded: keep it
             return self.writer.trials[tid]
         row = {**self._base_row(tid), "status": status, "error": error, "ended_at": time.time()}
-        summary = _read_json(tdir / "summary.json") if status == "TERMINATED" else {}
+        summary = tdir.summary() if status == TERMINATED else {}
         if summary:
             row.update({k: v for k, v in summary.items() if k != "trial_id"})
-        attempts = tdir / "attempts.jsonl"
-        if attempts.exists():
-            row["attempts"] = len(attempts.read_text(encoding="utf-8").splitlines())
-        probs = self.dir / "valid_probs" / f"{tid}.npy"
+        if tdir.attempts_file.exists():
+            row["attempts"] = tdir.attempts()
+        probs = self.sweep.probs_file(tid)
         if probs.exists():
             row["valid_probs"] = str(probs)
         self.writer.set_trial(row)
         self.writer.flush()
-        atomic_write_text(tdir / FINAL_FILE, json.dumps({"status": status, "at": time.time()}))
+        tdir.mark_final(status)
         # A finished trial is never resumed: drop its resumable training states (weights,
         # optimizer moments) and Tune's checkpoints that point to them; its best checkpoint
         # stays in trials/<id>/run/best. A failed one keeps them: --resume --retry-errors
         # continues it.
-        if status != "ERROR":
-            for ck in (self.dir / RAY_DIR / tid).glob("checkpoint_*"):
+        if status != ERROR:
+            for ck in (self.sweep.ray_dir / tid).glob("checkpoint_*"):
                 shutil.rmtree(ck, ignore_errors=True)
-            shutil.rmtree(tdir / STATES_DIR, ignore_errors=True)
+            shutil.rmtree(tdir.states, ignore_errors=True)
         self._drop_checkpoints()
         full = self.writer.trials[tid]
         self._line(full)
@@ -189,18 +182,18 @@ class SweepCallback(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         tid = _trial_id(trial)
-        status = "STOPPED_EARLY" if self.rungs is not None and self.rungs.was_stopped(tid) else "TERMINATED"
+        status = STOPPED_EARLY if self.rungs is not None and self.rungs.was_stopped(tid) else TERMINATED
         self._finish(trial, status)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         tid = _trial_id(trial)
-        err = _read_json(self.dir / TRIALS_DIR / tid / "error.json").get("error")
+        err = self.sweep.trial(tid).error()
         if not err:
             try:
                 err = _error_line(trial.get_error())
             except Exception:
                 err = None
-        self._finish(trial, "ERROR", err or "trial failed (no error message recorded)")
+        self._finish(trial, ERROR, err or "trial failed (no error message recorded)")
 
     def on_experiment_end(self, trials, **info) -> None:
         self.writer.flush()

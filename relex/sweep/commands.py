@@ -6,13 +6,14 @@ import argparse
 import sys
 
 from relex.errors import RelexError
+from relex.sweep.layout import DEFAULT_STORAGE
 from relex.sweep.space import format_float
 
 
 def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", metavar="JOB.py", help="a job file defining `sweep = Sweep(...)`")
     p.add_argument("--name", help="the sweep's name (default: the job's name)")
-    p.add_argument("--storage", default="artifacts", metavar="DIR",
+    p.add_argument("--storage", default=str(DEFAULT_STORAGE), metavar="DIR",
                    help="where sweeps are stored (default: artifacts); results go to DIR/NAME. "
                         "On a cluster: a path every node sees (e.g. an EFS mount)")
     p.add_argument("--resume", action="store_true",
@@ -147,6 +148,7 @@ def sweep(args: argparse.Namespace, *, tables=None) -> int:
         print_plan(job, args, console)
         return 0
 
+    from relex.sweep.results import SCORED
     from relex.sweep.runner import print_summary, run
 
     outcome = run(job, storage=args.storage, name=args.name, resume=args.resume,
@@ -154,5 +156,5 @@ def sweep(args: argparse.Namespace, *, tables=None) -> int:
                   gpus=args.gpus_per_trial, cpus=args.cpus_per_trial, console=console,
                   tables=tables)
     print_summary(outcome, console, tables=tables)
-    ok = outcome.counts.get("TERMINATED", 0) + outcome.counts.get("STOPPED_EARLY", 0)
+    ok = sum(outcome.counts.get(s, 0) for s in SCORED)
     return 0 if ok and not outcome.unfinished else 1

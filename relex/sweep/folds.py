@@ -30,10 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from relex.errors import RelexError
-from relex.io_utils import atomic_path
-
-FOLDS_FILE = "folds.parquet"
-OOF_DIR = "oof_probs"
+from relex.sweep.layout import FOLDS_FILE, SweepDir, write_table
 
 
 def fold_trial_id(config_id: str, fold: int) -> str:
@@ -98,17 +95,17 @@ def write_fold_index(sweep_dir: Path, data: SweepData) -> None:
     that holds each out."""
     import pyarrow as pa
 
-    from relex.sweep.results import index_columns, write_table
+    from relex.sweep.results import index_columns
 
     columns = index_columns(data.full.frame)
     columns["fold"] = pa.array(data.assignment, pa.int64())
-    write_table(Path(sweep_dir) / FOLDS_FILE, pa.table(columns))
+    write_table(SweepDir(sweep_dir).folds_file, pa.table(columns))
 
 
 def read_fold_index(sweep_dir: Path):
     import pyarrow.parquet as pq
 
-    path = Path(sweep_dir) / FOLDS_FILE
+    path = SweepDir(sweep_dir).folds_file
     if not path.exists():
         raise RelexError(f"{sweep_dir}: not a fold sweep (no {FOLDS_FILE})")
     return pq.read_table(path).to_pandas()
@@ -120,12 +117,14 @@ def assemble_oof(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> dict[str, P
     once, by the fold that held it out (checked)."""
     import numpy as np
 
+    from relex.sweep.results import SCORED
+
     index = read_fold_index(sweep_dir)
     fold_of = index["fold"].to_numpy()
     folds = int(fold_of.max()) + 1
     by_config: dict[str, dict[int, str]] = {}
     for r in rows:
-        if r.get("fold") is None or r.get("status") not in ("TERMINATED", "STOPPED_EARLY"):
+        if r.get("fold") is None or r.get("status") not in SCORED:
             continue
         if r.get("valid_probs") and Path(r["valid_probs"]).exists():
             by_config.setdefault(str(r["config_id"]), {})[int(r["fold"])] = r["valid_probs"]
@@ -146,10 +145,6 @@ def assemble_oof(sweep_dir: Path, rows: Sequence[dict[str, Any]]) -> dict[str, P
             filled[rows_k] += 1
         if not (filled == 1).all():  # cannot happen with a valid fold index; never write a bad file
             raise RelexError(f"{sweep_dir}: out-of-fold rows of {config_id} not covered exactly once")
-        path = Path(sweep_dir) / OOF_DIR / f"{config_id}.npy"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, oof)
+        path = SweepDir(sweep_dir).write_oof(config_id, oof)
         written[config_id] = path
     return written

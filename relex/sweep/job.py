@@ -35,8 +35,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from relex.config import TrialConfig
-from relex.metrics import EVAL_METRICS
+from relex.config import NEGATIVE_LABEL, TrialConfig
+from relex.metrics import EVAL_METRICS, PRIMARY, REGISTRY
 from relex.errors import RelexError
 from relex.sweep.folds import fold_trial_id
 from relex.sweep.space import (Distribution, Narrow, check_distributions, choice, draw,
@@ -45,8 +45,8 @@ from relex.sweep.budget import parse_duration, positive
 from relex.tracking import check_loggers
 
 ASHA_DEFAULTS: dict[str, Any] = {
-    "metric": "micro_f1",
-    "mode": "max",
+    "metric": PRIMARY,
+    "mode": REGISTRY[PRIMARY].mode,  # without a mode: the better end of the metric chosen
     "grace_period": 1,  # evaluations before a trial can be stopped
     "reduction_factor": 3,
     "max_t": 0,  # evaluations per trial at most; 0 = no cap (the trainer's epochs/max_steps decide)
@@ -204,6 +204,8 @@ def _check_asha(value: Any, where: str) -> dict[str, Any]:
     asha = {**ASHA_DEFAULTS, **value}
     if asha["metric"] not in METRICS:
         raise RelexError(f"{where}: asha: metric={asha['metric']!r} is invalid: choose one of {', '.join(METRICS)}")
+    if "mode" not in value:
+        asha["mode"] = REGISTRY[asha["metric"]].mode
     if asha["mode"] not in ("max", "min"):
         raise RelexError(f"{where}: asha: mode={asha['mode']!r} is invalid: choose max or min")
     asha["grace_period"] = _int(asha["grace_period"], "asha grace_period", where, 1)
@@ -344,7 +346,7 @@ class Sweep:
     train: Path | str | os.PathLike | None = _setting(None, _check_train)
     valid: Path | str | os.PathLike | float | None = _setting(None, _check_valid)  # None: fold sweeps
     labels: Path | str | os.PathLike | None = _setting(None, _check_labels)
-    negative_label: str = _setting("no_relation", _check_negative_label)
+    negative_label: str = _setting(NEGATIVE_LABEL, _check_negative_label)
     # the trials stand for the space and seeds in job.json (a sampled space is recorded too)
     space: dict[str, Any] = _setting(check=_check_space, record=False, factory=dict)
     seeds: int | Sequence[int] = _setting((42,), _check_seeds, record=False)

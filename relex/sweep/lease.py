@@ -33,8 +33,7 @@ from typing import Any
 
 from relex.errors import RelexError
 from relex.io_utils import atomic_write_text
-
-LEASE_FILE = "driver.lease"
+from relex.sweep.layout import LEASE_FILE, SweepDir
 BREAK_SUFFIX = ".break"
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 120.0
@@ -105,7 +104,7 @@ class Lease:
 
     def __init__(self, sweep_dir: str | os.PathLike, *, heartbeat_s: float = HEARTBEAT_S):
         self.dir = Path(sweep_dir)
-        self.path = self.dir / LEASE_FILE
+        self.path = SweepDir(self.dir).lease_file
         self.heartbeat_s = heartbeat_s
         self.token = uuid.uuid4().hex
         self.record = {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,

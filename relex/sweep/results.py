@@ -29,15 +29,22 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from relex.config import TrialConfig
 from relex.metrics import EVAL_METRICS
-from relex.io_utils import atomic_path
+# the file names and Parquet helpers live with the rest of the directory's layout
+from relex.sweep.layout import HISTORY_FILE, TRIALS_FILE, SweepDir, read_rows, write_table  # noqa: F401
 
-TRIALS_FILE = "trials.parquet"
-HISTORY_FILE = "history.parquet"
-FINISHED = ("TERMINATED", "STOPPED_EARLY", "ERROR")
+# A trial's status, the ``status`` column of trials.parquet.
+TERMINATED = "TERMINATED"  # ran its whole budget
+STOPPED_EARLY = "STOPPED_EARLY"  # stopped by ASHA at a rung
+ERROR = "ERROR"
+RUNNING = "RUNNING"
+PENDING = "PENDING"  # reopened by --retry-errors
+PAUSED = "PAUSED"  # a budget ended the sweep after the trial's checkpoint; --resume continues it
+NOT_STARTED = "NOT_STARTED"  # a budget ended the sweep before its first evaluation
+SCORED = (TERMINATED, STOPPED_EARLY)  # ended with a best evaluation worth ranking
+FINISHED = (*SCORED, ERROR)  # will not run again unless --retry-errors reopens it
 # every metric a trial reports after each evaluation (mean_ap: tie-free, see relex.metrics)
 METRIC_COLUMNS = EVAL_METRICS
 
@@ -106,11 +113,6 @@ def to_table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     return pa.table(cols, schema=schema)
 
 
-def write_table(path: Path, table: pa.Table) -> None:
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
 def index_columns(frame) -> dict[str, pa.Array]:
     """The columns of an index of data rows (``valid_index.parquet``, ``folds.parquet``): row,
     then the data set's normalized columns in order (id, sentence, entities, label, source)."""
@@ -125,21 +127,15 @@ def index_columns(frame) -> dict[str, pa.Array]:
     return columns
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return pq.read_table(path).to_pylist()
-
-
 class ResultsWriter:
     """Keeps the rows of a sweep in memory and rewrites the Parquet files atomically."""
 
     def __init__(self, sweep_dir: str | Path):
-        self.dir = Path(sweep_dir)
+        self.sweep = SweepDir(sweep_dir)
         self._lock = threading.Lock()
-        self.trials: dict[str, dict[str, Any]] = {r["trial_id"]: r for r in read_rows(self.dir / TRIALS_FILE)}
+        self.trials: dict[str, dict[str, Any]] = {r["trial_id"]: r for r in self.sweep.trial_rows()}
         self.history: dict[tuple[str, int], dict[str, Any]] = {
-            (r["trial_id"], r["iteration"]): r for r in read_rows(self.dir / HISTORY_FILE)}
+            (r["trial_id"], r["iteration"]): r for r in self.sweep.history_rows()}
 
     def set_trial(self, row: dict[str, Any]) -> None:
         with self._lock:
@@ -162,6 +158,6 @@ class ResultsWriter:
         with self._lock:
             trials = [self.trials[k] for k in sorted(self.trials)]
             history = [self.history[k] for k in sorted(self.history)]
-            self.dir.mkdir(parents=True, exist_ok=True)
-            write_table(self.dir / TRIALS_FILE, to_table(trials, TRIALS_SCHEMA))
-            write_table(self.dir / HISTORY_FILE, to_table(history, HISTORY_SCHEMA))
+            self.sweep.path.mkdir(parents=True, exist_ok=True)
+            write_table(self.sweep.trials_file, to_table(trials, TRIALS_SCHEMA))
+            write_table(self.sweep.history_file, to_table(history, HISTORY_SCHEMA))

@@ -21,7 +21,6 @@ disk for one machine, a shared mount such as EFS/NFS for a cluster).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -31,19 +30,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from relex.errors import RelexError
-from relex.io_utils import atomic_write_text, read_json
-from relex.sweep.folds import FOLDS_FILE, OOF_DIR, SweepData, assemble_oof, read_sweep_data, write_fold_index
+from relex.io_utils import read_json
+from relex.sweep.folds import SweepData, assemble_oof, read_sweep_data, write_fold_index
 from relex.sweep.job import _NAME_RE, Sweep, check_gpus_per_trial
-from relex.sweep.lease import LEASE_FILE, Lease
-from relex.sweep.results import FINISHED, Tables
-from relex.sweep.search import STUDY_FILE
+from relex.sweep.layout import CACHE_DIR, DEFAULT_STORAGE, ENTRIES, LEASE_FILE, TRIALS_FILE, SweepDir
+from relex.sweep.lease import Lease
+from relex.sweep.results import ERROR, FINISHED, NOT_STARTED, PAUSED, PENDING, Tables
 from relex.sweep.trial import Prepared, backbone_key
-
-JOB_FILE = "job.json"
-# everything relex writes in a sweep directory (a start that failed early leaves a subset)
-SWEEP_ENTRIES = {JOB_FILE, "cache", "ray", "trials", "valid_probs", "valid_index.parquet",
-                 "labels.json", "asha_state.json", "trials.parquet", "history.parquet",
-                 "tensorboard", "mlruns", "wandb", LEASE_FILE, "usage.json", FOLDS_FILE, OOF_DIR, STUDY_FILE}
 
 
 def _is_lease_file(name: str) -> bool:
@@ -123,7 +116,7 @@ def preflight(job: Sweep, sweep_dir: Path, *, console=None) -> tuple[Prepared, S
     else:
         say(f"data: {len(train)} train / {len(valid)} validation examples, {len(full.labels)} labels")
 
-    cache = sweep_dir / "cache"
+    cache = SweepDir(sweep_dir).cache_dir
     corpus = list(train.frame["sentence"])
     backbones: dict[str, str] = {}
     feats_cache = cache / "features"
@@ -153,16 +146,11 @@ def write_valid_index(sweep_dir: Path, valid) -> None:
     source — what error analysis shows) and ``labels.json`` (column order)."""
     import pyarrow as pa
 
-    from relex.sweep.results import index_columns, write_table
+    from relex.sweep.results import index_columns
 
-    write_table(sweep_dir / "valid_index.parquet", pa.table(index_columns(valid.frame)))
-    write_labels(sweep_dir, valid.labels)
-
-
-def write_labels(sweep_dir: Path, labels) -> None:
-    """``labels.json``: the column order of every probability file of the sweep."""
-    atomic_write_text(sweep_dir / "labels.json", json.dumps(
-        {"names": list(labels.names), "negative": labels.negative}, ensure_ascii=False))
+    sweep = SweepDir(sweep_dir)
+    sweep.write_valid_index(pa.table(index_columns(valid.frame)))
+    sweep.write_labels(valid.labels)
 
 
 # ------------------------------------------------------------------------------- Ray
@@ -212,7 +200,7 @@ def make_budget(job: Sweep, sweep_dir: Path, res: dict[str, float]):
 def mark_unfinished(job: Sweep, writer, reason: str, console) -> None:
     """After a budget ended the sweep: trials never started (or cut off before their first
     evaluation) are NOT_STARTED, those stopped at a checkpoint PAUSED; --resume runs both."""
-    counts = {"NOT_STARTED": 0, "PAUSED": 0}
+    counts = {NOT_STARTED: 0, PAUSED: 0}
     # a searched sweep knows the trials it suggested: those have rows
     known = ([(t.trial_id, t.config.to_dict()) for t in job.trials] if not job.searched
              else [(tid, {}) for tid in writer.trials])
@@ -220,26 +208,23 @@ def mark_unfinished(job: Sweep, writer, reason: str, console) -> None:
         row = writer.trials.get(tid, {})
         if row.get("status") in FINISHED:
             continue
-        status = "PAUSED" if row.get("evaluations") else "NOT_STARTED"
+        status = PAUSED if row.get("evaluations") else NOT_STARTED
         counts[status] += 1
         writer.set_trial({"trial_id": tid, **config, "status": status})
     writer.flush()
     if console is not None:
-        console.print(f"{reason}: {counts['PAUSED']} trial(s) paused at a checkpoint, "
-                      f"{counts['NOT_STARTED']} not started", markup=False, highlight=False)
+        console.print(f"{reason}: {counts[PAUSED]} trial(s) paused at a checkpoint, "
+                      f"{counts[NOT_STARTED]} not started", markup=False, highlight=False)
 
 
 def reopen_errored(sweep_dir: Path, writer) -> list[str]:
     """Make the ERROR trials of a sweep runnable again (``--retry-errors``): their rows go back
     to PENDING and their final/error markers are dropped, so the trial function runs them and
     the callback records their new outcome; finished trials are left as they are."""
-    from relex.sweep.trial import ERROR_FILE, FINAL_FILE, TRIALS_DIR
-
-    retried = [r["trial_id"] for r in writer.trial_rows() if r.get("status") == "ERROR"]
+    retried = [r["trial_id"] for r in writer.trial_rows() if r.get("status") == ERROR]
     for tid in retried:
-        for marker in (FINAL_FILE, ERROR_FILE):
-            (sweep_dir / TRIALS_DIR / tid / marker).unlink(missing_ok=True)
-        writer.set_trial({"trial_id": tid, "status": "PENDING", "error": None, "ended_at": None})
+        SweepDir(sweep_dir).trial(tid).reopen()
+        writer.set_trial({"trial_id": tid, "status": PENDING, "error": None, "ended_at": None})
     writer.flush()
     return retried
 
@@ -259,7 +244,7 @@ def trial_name(trial) -> str:
 
 
 def _check_same_job(job: Sweep, sweep_dir: Path) -> None:
-    path = sweep_dir / JOB_FILE
+    path = SweepDir(sweep_dir).job_file
     if not path.exists():
         return
     old = read_json(path)
@@ -283,7 +268,7 @@ def _check_same_job(job: Sweep, sweep_dir: Path) -> None:
                          "sweep with --name")
 
 
-def run(job: Sweep, *, storage: str | os.PathLike = "artifacts", name: str | None = None,
+def run(job: Sweep, *, storage: str | os.PathLike = DEFAULT_STORAGE, name: str | None = None,
         resume: bool = False, overwrite: bool = False, retry_errors: bool = False,
         address: str | None = None, gpus: float | None = None, cpus: float | None = None,
         console=None,
@@ -325,7 +310,7 @@ def _no_sweep_to_resume(sweep_dir: Path) -> RelexError:
 def _clear_sweep_dir(sweep_dir: Path, *, keep_cache: bool) -> None:
     """Empty a sweep directory for a fresh start; the lease (ours) stays."""
     for p in sweep_dir.iterdir():
-        if _is_lease_file(p.name) or (keep_cache and p.name == "cache"):
+        if _is_lease_file(p.name) or (keep_cache and p.name == CACHE_DIR):
             continue
         if p.is_dir():
             shutil.rmtree(p)
@@ -338,18 +323,19 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
                 cpus: float | None, console, live: bool | None, num_cpus: int | None,
                 tables: Tables | None,
                 trainable: Callable | None, prepared: Prepared | None) -> SweepOutcome:
-    from relex.sweep.asha import STATE_FILE, make_scheduler
+    from relex.sweep.asha import make_scheduler
     from relex.sweep.callback import SweepCallback, register_callback
     from relex.sweep.results import ResultsWriter
-    from relex.sweep.trial import RAY_DIR, run_trial
+    from relex.sweep.trial import run_trial
     from relex.sweep.watchdog import Watchdog
 
     name = sweep_dir.name
-    ray_dir = sweep_dir / RAY_DIR
-    started_before = (ray_dir / "tuner.pkl").exists()
+    sweep = SweepDir(sweep_dir)
+    ray_dir = sweep.ray_dir
+    started_before = sweep.ray_started()
     if resume and not started_before:
         raise _no_sweep_to_resume(sweep_dir)
-    if not resume and (started_before or (sweep_dir / "trials.parquet").exists()):
+    if not resume and (started_before or sweep.has_results()):
         if not overwrite:
             raise RelexError(f"{sweep_dir} already holds a sweep; pass --resume to continue it, "
                              "--overwrite to start it again, or --name for a new one")
@@ -358,7 +344,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
         # an earlier start that failed in pre-flight: keep its cache, drop the rest; a directory
         # holding anything relex does not write there is not ours to empty
         foreign = sorted(p.name for p in sweep_dir.iterdir()
-                         if p.name not in SWEEP_ENTRIES and not _is_lease_file(p.name))
+                         if p.name not in ENTRIES and not _is_lease_file(p.name))
         if foreign:
             raise RelexError(f"{sweep_dir} exists and is not a relex sweep (it holds "
                              f"{', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
@@ -371,7 +357,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
         prepared, data = preflight(job, sweep_dir, console=console)
         if job.folds:
             write_fold_index(sweep_dir, data)
-            write_labels(sweep_dir, data.full.labels)
+            sweep.write_labels(data.full.labels)
         else:
             write_valid_index(sweep_dir, data.valid)
     else:
@@ -379,7 +365,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
     resolved = job.resolved()
     if prepared.skipped_bad_rows:  # bad rows dropped per data file (skip_bad_rows)
         resolved["skipped_bad_rows"] = prepared.skipped_bad_rows
-    atomic_write_text(sweep_dir / JOB_FILE, json.dumps(resolved, indent=1, sort_keys=True))
+    sweep.write_job(resolved)
 
     import ray
     from ray import tune
@@ -396,7 +382,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
                           f"{res['cpu']:g} CPU per trial"
                           + (f", at most {job.max_concurrent} at once" if job.max_concurrent else "")
                           + f" -> {sweep_dir}", markup=False, highlight=False)
-        scheduler = make_scheduler(job.asha, sweep_dir / STATE_FILE, early_stop=not job.folds)
+        scheduler = make_scheduler(job.asha, sweep.asha_state_file, early_stop=not job.folds)
         scheduler.budget = make_budget(job, sweep_dir, res)
         writer = ResultsWriter(sweep_dir)
         if retry_errors:
@@ -412,7 +398,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
         wrapped = tune.with_resources(tune.with_parameters(fn, prepared=prepared),
                                       {"cpu": res["cpu"], "gpu": res["gpu"]})
         run_config = tune.RunConfig(
-            name=RAY_DIR, storage_path=str(sweep_dir),
+            name=ray_dir.name, storage_path=str(sweep_dir),
             failure_config=tune.FailureConfig(max_failures=job.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[callback, *_tracker_callbacks(job, sweep_dir, name)], verbose=0)
@@ -452,7 +438,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
             oof = assemble_oof(sweep_dir, rows)
             if console is not None and oof:
                 console.print(f"out-of-fold probabilities of {len(oof)} configurations in "
-                              f"{sweep_dir / OOF_DIR}", markup=False, highlight=False)
+                              f"{sweep.oof_dir}", markup=False, highlight=False)
         counts: dict[str, int] = {}
         for r in rows:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -512,7 +498,7 @@ def print_summary(outcome: SweepOutcome, console, *, tables: Tables | None = Non
     if outcome.unfinished:
         parts.append(f"{outcome.unfinished} unfinished")
     console.print(f"{outcome.total} trials: {', '.join(parts) or 'none finished'}; results in "
-                  f"{outcome.sweep_dir}/trials.parquet", markup=False, highlight=False)
+                  f"{outcome.sweep_dir}/{TRIALS_FILE}", markup=False, highlight=False)
     if outcome.unfinished:
         console.print(f"the sweep stopped early; continue it with: relex sweep {outcome.job_path} "
                       f"--storage {outcome.sweep_dir.parent} --name {outcome.sweep_dir.name} --resume",

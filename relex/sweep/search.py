@@ -2,7 +2,8 @@
 
 ``Sweep(search="tpe", num_samples=N)`` runs N configurations per grid point, each suggested by
 Optuna's TPE sampler from what finished before it, while relex's ASHA stops weak trials. One
-Optuna study per grid point lives in ``<sweep_dir>/study.journal`` (Optuna's append-only
+Optuna study per grid point lives in the sweep directory's ``study.journal``
+(:attr:`relex.sweep.layout.SweepDir.study_file`; Optuna's append-only
 journal file: every ask and tell is one line, written before the suggestion reaches Ray). The
 journal, not a searcher pickle, is the search state:
 
@@ -38,10 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from relex.errors import RelexError
+from relex.sweep.results import ERROR, SCORED
 
-STUDY_FILE = "study.journal"  # <sweep_dir>/study.journal: the studies of a TPE sweep
 INSTALL_HINT = "pip install 'relex[search]'"
-SCORED = ("TERMINATED", "STOPPED_EARLY")
 
 
 def require_optuna(where: str) -> None:
@@ -65,7 +65,9 @@ def open_studies(job, sweep_dir: Path | None) -> list:
     from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = (JournalStorage(JournalFileBackend(str(sweep_dir / STUDY_FILE)))
+    from relex.sweep.layout import SweepDir
+
+    storage = (JournalStorage(JournalFileBackend(str(SweepDir(sweep_dir).study_file)))
                if sweep_dir is not None else None)
     direction = "maximize" if job.asha["mode"] == "max" else "minimize"
     studies = []
@@ -195,7 +197,7 @@ def _searcher_class():
                         row = rows.get(spec["trial_id"], {})
                         if row.get("status") in SCORED:
                             self.results[spec["trial_id"]] = row.get(self.job.asha["metric"])
-                        elif row.get("status") == "ERROR":
+                        elif row.get("status") == ERROR:
                             self.results[spec["trial_id"]] = None
                         else:
                             self.queue.append({**spec, "continue": True})

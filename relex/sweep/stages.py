@@ -20,20 +20,18 @@ from typing import Any
 
 from relex.errors import RelexError
 from relex.io_utils import read_json
+from relex.sweep.layout import JOB_FILE, TRIALS_FILE, SweepDir
+from relex.sweep.results import SCORED
 
-FINISHED_OK = ("TERMINATED", "STOPPED_EARLY")
 
 
 def read_base(base_dir: Path, where: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(job.json, trials.parquet rows) of a finished base sweep, or one clear error."""
-    from relex.sweep.results import TRIALS_FILE, read_rows
-    from relex.sweep.runner import JOB_FILE
-
-    job_file, trials_file = base_dir / JOB_FILE, base_dir / TRIALS_FILE
-    if not job_file.is_file() or not trials_file.is_file():
+    base = SweepDir(base_dir)
+    if not base.job_file.is_file() or not base.trials_file.is_file():
         raise RelexError(f"{where}: base={str(base_dir)!r} is not a sweep with results "
                          f"(no {JOB_FILE} or {TRIALS_FILE}); run that sweep first")
-    return read_json(job_file), read_rows(trials_file)
+    return read_json(base.job_file), base.trial_rows()
 
 
 def _group_key(spec: dict[str, Any]) -> str:
@@ -56,7 +54,7 @@ def top_configurations(base_dir: Path, top: int, metric: str, mode: str,
                                     "config": spec["config"], "scores": []})
         row = by_trial.get(spec["trial_id"], {})
         value = row.get(metric)
-        if row.get("status") in FINISHED_OK and value is not None and math.isfinite(float(value)):
+        if row.get("status") in SCORED and value is not None and math.isfinite(float(value)):
             g["scores"].append(float(value))
     scored = [g for g in groups.values() if g["scores"]]
     if not scored:

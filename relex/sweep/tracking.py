@@ -23,6 +23,7 @@ from ray.air.integrations.wandb import WandbLoggerCallback
 from ray.tune.logger import TBXLoggerCallback
 from tensorboardX import SummaryWriter  # a dependency of ray[tune]; Ray's TBX callback writes with it
 
+from relex.sweep.layout import TRACKER_DIRS, SweepDir
 from relex.tracking import mlflow_uri, tracked_metrics, wandb_project
 
 TUNE_TAG_PREFIX = "ray/tune/"
@@ -98,7 +99,7 @@ class TensorBoardCallback(_RelexView, TBXLoggerCallback):
     def __init__(self, sweep_dir: Path):
         super().__init__()
         self._summary_writer_cls = PlainTagSummaryWriter
-        self._relex_init(sweep_dir, "tensorboard")
+        self._relex_init(sweep_dir, TRACKER_DIRS["tensorboard"])
 
     def _try_log_hparams(self, trial, result: dict) -> None:
         super()._try_log_hparams(trial, {_plain_tag(k): v for k, v in result.items()})
@@ -106,7 +107,7 @@ class TensorBoardCallback(_RelexView, TBXLoggerCallback):
 
 class MLflowCallback(_RelexView, MLflowLoggerCallback):
     def __init__(self, sweep_dir: Path, experiment: str):
-        super().__init__(tracking_uri=mlflow_uri(Path(sweep_dir) / "mlruns"), experiment_name=experiment)
+        super().__init__(tracking_uri=mlflow_uri(SweepDir(sweep_dir).tracker_dir("mlflow")), experiment_name=experiment)
         self._relex_init(sweep_dir, None)
 
 
@@ -115,7 +116,7 @@ class WandbCallback(_RelexView, WandbLoggerCallback):
         # the logging actors may run where the driver's environment is not: pass the mode on
         mode = os.environ.get("WANDB_MODE")
         super().__init__(project=wandb_project(), group=group, **({"mode": mode} if mode else {}))
-        self._relex_init(sweep_dir, "wandb")
+        self._relex_init(sweep_dir, TRACKER_DIRS["wandb"])
 
     def log_trial_start(self, trial) -> None:
         Path(self._view(trial).local_path).mkdir(parents=True, exist_ok=True)  # the logging actor's cwd

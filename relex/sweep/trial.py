@@ -11,7 +11,7 @@ state itself (weights and both Adam moments: 1.3 GB for a base-size model) would
 per evaluation, and copied again to local disk to resume. The two newest states are kept: the
 driver's experiment snapshot may still name the one before the newest.
 
-Files of a trial live in ``<sweep_dir>/trials/<trial_id>/``:
+Files of a trial live in ``<sweep_dir>/trials/<trial_id>/`` (:class:`relex.sweep.layout.TrialDir`):
 
 * ``run/`` — fit's output directory (the best checkpoint is ``run/best``);
 * ``states/`` — the resumable states the Tune checkpoints point to (dropped when the trial ends);
@@ -36,15 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from relex.io_utils import atomic_path, atomic_write_text, json_default
+from relex.io_utils import atomic_write_text
 from relex.metrics import EVAL_METRICS
-
-TRIALS_DIR = "trials"  # <sweep_dir>/trials/<trial_id>/: relex's files of each trial
-RAY_DIR = "ray"  # <sweep_dir>/ray/: Ray Tune's experiment directory (state, checkpoints)
-STATES_DIR = "states"  # <trial dir>/states/step_<N>: resumable states the Tune checkpoints name
-POINTER_FILE = "pointer.json"  # the whole Tune checkpoint: {"state": <state dir, from the sweep dir>}
-FINAL_FILE = "final.json"  # written by the driver's callback when the trial's result is recorded
-ERROR_FILE = "error.json"  # the failure's one-line message, written by the failing trial
+from relex.sweep.layout import POINTER_FILE, SweepDir
 
 
 @dataclass
@@ -170,7 +164,6 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
     """Tune function trainable. ``config["trial"]`` = :meth:`relex.sweep.job.Trial.spec` (trial_id,
     config; in a fold sweep also config_id and fold); ``prepared`` comes from the driver's
     pre-flight (datasets and fold splits, resolved backbones, feature cache, sweep dir)."""
-    import numpy as np
     from ray import tune
 
     from relex.config import TrialConfig
@@ -179,10 +172,11 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
     spec = config["trial"]
     trial_id = spec["trial_id"]
     cfg = TrialConfig.from_dict(spec["config"], where=f"trial {trial_id}")
-    sweep_dir = Path(prepared.sweep_dir)
-    tdir = sweep_dir / TRIALS_DIR / trial_id
-    tdir.mkdir(parents=True, exist_ok=True)
-    if (tdir / FINAL_FILE).exists():
+    sweep = SweepDir(prepared.sweep_dir)
+    sweep_dir = sweep.path
+    tdir = sweep.trial(trial_id)
+    tdir.path.mkdir(parents=True, exist_ok=True)
+    if tdir.is_final():
         # Finished before the driver died, but Ray's experiment snapshot (taken every few
         # seconds) still had it running: its result is recorded, so do not run it again.
         return
@@ -194,9 +188,9 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
     try:
         resume_dir = _state_of(ckpt, sweep_dir, tmp_root) if ckpt is not None else None
         if resume_dir is None and spec.get("continue"):
-            resume_dir = _newest_state(tdir / STATES_DIR)
+            resume_dir = _newest_state(tdir.states)
         backbone_path = prepared.backbones.get(backbone_key(cfg))  # resolved once by the driver
-        attempt = _append_attempt(tdir / "attempts.jsonl", {
+        attempt = _append_attempt(tdir.attempts_file, {
             "started_at": started,
             "resume_from": ckpt.path if ckpt is not None else (str(resume_dir) if resume_dir else None),
             "backbone_path": backbone_path, **where})
@@ -208,26 +202,26 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
                 best_epoch=_f(ev.best_epoch), checkpoint=str(ev.best_dir), attempt=attempt,
                 started_at=started, elapsed_s=time.time() - started, where=where)
             if ev.is_best:  # kept now: ASHA may stop the trial before fit returns
-                _save_probs(sweep_dir, trial_id, ev.probs)
+                sweep.write_probs(trial_id, ev.probs)
             pointer = None
             if ev.state:  # written on the sweep's storage already: Tune gets a pointer to it
-                pointer = _keep_state(Path(ev.state), sweep_dir, tdir / STATES_DIR, ev.step, tmp_root)
+                pointer = _keep_state(Path(ev.state), sweep_dir, tdir.states, ev.step, tmp_root)
             tune.report(report.to_result(),
                         checkpoint=tune.Checkpoint.from_directory(str(pointer)) if pointer else None)
             if pointer is not None:
-                _prune_states(tdir / STATES_DIR, keep=2)
+                _prune_states(tdir.states, keep=2)
 
         if prepared.before_trial is not None:
             prepared.before_trial(cfg, trial_id)
         train, valid = prepared.split(spec.get("fold"))
-        result = fit(cfg, train, valid, str(tdir / "run"),
-                     on_evaluate=on_evaluate, state_dir=tdir / STATES_DIR / "new",
+        result = fit(cfg, train, valid, str(tdir.run),
+                     on_evaluate=on_evaluate, state_dir=tdir.states / "new",
                      resume_from=str(resume_dir) if resume_dir else None,
                      features_cache=prepared.features_cache, backbone_path=backbone_path,
                      progress=False)
         probs_path = None
         if getattr(result, "valid_probs", None) is not None:
-            probs_path = _save_probs(sweep_dir, trial_id, np.asarray(result.valid_probs))
+            probs_path = sweep.write_probs(trial_id, result.valid_probs)
         bm = dict(result.best_metrics or {})
         summary = {
             "trial_id": trial_id, **{k: _f(bm.get(k)) for k in EVAL_METRICS},
@@ -237,9 +231,9 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
             "valid_probs": str(probs_path) if probs_path else None,
             "started_at": started, "ended_at": time.time(), **where,
         }
-        atomic_write_text(tdir / "summary.json", json.dumps(summary, indent=1, default=json_default))
+        tdir.write_summary(summary)
     except Exception as e:
-        atomic_write_text(tdir / ERROR_FILE, json.dumps({"error": short_error(e), "at": time.time()}))
+        tdir.write_error(short_error(e))
         raise
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
@@ -285,13 +279,3 @@ def _state_of(ckpt, sweep_dir: Path, tmp_root: Path) -> Path:
                          "gone; restart this trial (relex sweep --overwrite, or a new --name)")
     return state
 
-
-def _save_probs(sweep_dir: Path, trial_id: str, probs) -> Path:
-    import numpy as np
-
-    path = sweep_dir / "valid_probs" / f"{trial_id}.npy"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, probs.astype(np.float32))
-    return path

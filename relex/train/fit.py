@@ -368,12 +368,13 @@ def evaluate(run: Run, n_batches: int) -> bool:
         probs = probs_from_logits(logits)
         labels = np.asarray(run.valid_feats.labels, dtype=np.int64)
         m = M.compute(labels, probs, run.labels.names, run.labels.negative, per_class=False)
-        metrics = {"micro_f1": m["micro_f1"], "auprc": m["auprc"], "mean_ap": m["mean_ap"],
-                   "accuracy": m["accuracy"],
+        # val_loss from the logits in float64, not from the rounded probabilities
+        metrics = {**{k: m[k] for k in EVAL_METRICS if k != "val_loss"},
                    "val_loss": M.mean_cross_entropy(logits, labels),
                    "train_loss": pos.loss_sum / pos.loss_steps if pos.loss_steps else float("nan"),
                    "lr": run.lr()}
-        is_best = pos.best_metrics is None or metrics["micro_f1"] > pos.best_metrics["micro_f1"]
+        primary = M.REGISTRY[M.PRIMARY]
+        is_best = pos.best_metrics is None or primary.better(metrics[M.PRIMARY], pos.best_metrics[M.PRIMARY])
         if is_best:
             ckpt.save(run.best_dir, run.model, run.tokenizer, cfg, run.labels,
                       info={"step": pos.step, "epoch": epoch, "metrics": metrics})

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from relex.config import NEGATIVE_LABEL
+
 SAMPLE_PATH: Path = Path(__file__).resolve().parent / "klue_sample.json"
 __all__ = ["SAMPLE_PATH", "SAMPLE_LABELS"]
 
@@ -20,5 +22,5 @@ def __getattr__(name: str):
     if name == "SAMPLE_LABELS":
         from relex.data.sample.generate import RELATIONS
 
-        return ("no_relation", *sorted(label for label, *_ in RELATIONS))
+        return (NEGATIVE_LABEL, *sorted(label for label, *_ in RELATIONS))
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,6 +22,8 @@ import re
 import sys
 from pathlib import Path
 
+from relex.config import NEGATIVE_LABEL
+
 SEED = 20240611
 SOURCE = "relex-sample"
 OUT = Path(__file__).resolve().parent / "klue_sample.json"
@@ -391,7 +393,7 @@ def generate(seed: int = SEED) -> list[dict]:
             plan.append((label, s_kind, o_kind, templates[i % len(templates)]))
     for i in range(NO_RELATION_COUNT):
         s_kind, o_kind, template = NO_RELATION[i % len(NO_RELATION)]
-        plan.append(("no_relation", s_kind, o_kind, template))
+        plan.append((NEGATIVE_LABEL, s_kind, o_kind, template))
     rng.shuffle(plan)
     rows: list[dict] = []
     seen: set[tuple] = set()
