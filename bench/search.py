@@ -39,14 +39,15 @@ from pathlib import Path
 import _common as C
 
 COST_TARGET_MS = 50.0
-SPACE = "lr=loguniform(1e-4, 1e-2), warmup_ratio=uniform(0.0, 0.5), weight_decay=uniform(0.0, 0.2)"
-GRID = {"lr": [10 ** -3.5, 10 ** -2.5], "warmup_ratio": [0.125, 0.375], "weight_decay": [0.05, 0.15]}
+SPACE = "lr=loguniform(3e-4, 3e-2), warmup_ratio=uniform(0.0, 0.5), weight_decay=uniform(0.0, 0.2)"
+# the quartile points of each range (log scale for lr)
+GRID = {"lr": [3e-4 * 10 ** 0.5, 3e-4 * 10 ** 1.5], "warmup_ratio": [0.125, 0.375], "weight_decay": [0.05, 0.15]}
 SHARES = (0.25, 0.5, 0.75, 1.0)
 
 
 def _job_text(method: str, rep: int, train: str, args) -> str:
-    fixed = (f"backbone='relex/tiny', tiny_hidden=64, tiny_layers=2, tiny_heads=2, max_length=96, "
-             f"batch_size=16, epochs=100, max_steps={args.steps}, "
+    fixed = (f"backbone='relex/tiny', tiny_hidden=32, tiny_layers=1, tiny_heads=2, max_length=64, "
+             f"batch_size=16, epochs=100, max_steps={args.steps}, checkpoint_every=1000, "
              f"eval_every={max(1, args.steps // args.evals)}, eval_batch_size=128, num_threads=1, amp='off'")
     if method == "grid":
         space = ", ".join(f"{k}=grid({v!r})" for k, v in GRID.items())
@@ -164,7 +165,7 @@ def suggestion_cost(finished: int, calls: int, tmp: Path) -> dict[str, float]:
         cfg = spec["config"]
         searcher.on_trial_complete(f"ray-{i}", {searcher.metric: fake_score(cfg)})
 
-    ray_space = {"lr": tune.loguniform(1e-4, 1e-2), "warmup_ratio": tune.uniform(0.0, 0.5),
+    ray_space = {"lr": tune.loguniform(3e-4, 3e-2), "warmup_ratio": tune.uniform(0.0, 0.5),
                  "weight_decay": tune.uniform(0.0, 0.2)}
     baseline = OptunaSearch(ray_space, metric="score", mode="max", seed=0)
     baseline._ot_study.add_trials([optuna.trial.create_trial(
@@ -191,7 +192,7 @@ def main(argv=None) -> int:
     p.add_argument("--rows", type=int, default=1500, help="KLUE rows sampled when --data is given")
     p.add_argument("--budget", type=int, default=8, help="trials per search (the grid: 2 x 2 x 2)")
     p.add_argument("--reps", type=int, default=5, help="repetitions (search seeds 0 .. reps-1)")
-    p.add_argument("--steps", type=int, default=36, help="optimizer steps per trial")
+    p.add_argument("--steps", type=int, default=30, help="optimizer steps per trial")
     p.add_argument("--evals", type=int, default=6, help="evaluations per trial")
     p.add_argument("--concurrent", type=int, default=2)
     p.add_argument("--calls", type=int, default=30, help="suggestions timed per study size")

@@ -239,3 +239,27 @@ def test_narrow_needs_a_base(tmp_path):
                        "  space=dict(lr=narrow(loguniform(1e-6, 1e-2), 0.25)))\n")
     with pytest.raises(RelexError, match=r"lr=narrow\(...\) narrows around a base sweep's configurations; set base="):
         load_job(p)
+
+
+def test_the_bundled_search_job_plans_a_tpe_search(capsys):
+    pytest.importorskip("optuna")
+    from pathlib import Path
+
+    job = load_job(Path(__file__).resolve().parents[1] / "jobs" / "search.py")
+    assert job.searched and job.total == 12 and job.sampled == ["lr", "warmup_ratio", "weight_decay"]
+    assert main(["sweep", str(job.path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "sweep search: 12 trials" in out and "TPE's first 3 suggestions" in out
+
+
+def test_leaderboard_writes_sampled_values_readably():
+    from relex.config import TrialConfig
+    from relex.leaderboard import plain_text
+
+    rows = [{"trial_id": f"s00{i}", "status": "TERMINATED", "micro_f1": 50.0 + i,
+             **TrialConfig(lr=lr, warmup_ratio=w).to_dict()}
+            for i, (lr, w) in enumerate([(0.000651021436, 0.23841923), (3e-05, 0.1), (0.0015, 0.15000000000000002)])]
+    text = plain_text(rows)
+    assert "6.51e-04" in text and "0.238" in text  # sampled: three significant digits
+    assert "3e-05" in text and "0.0015" in text and "0.15 " in text  # as a job file writes them
+    assert "0.000651" not in text and "0.23841923" not in text
