@@ -76,6 +76,22 @@ def best_within(curve: list[tuple[float, float]], seconds: float) -> float:
     return reached[-1] if reached else float("nan")
 
 
+def _start_ray(num_cpus: int, tries: int = 3) -> None:
+    """Ray gives a starting node 30 s to register (fixed in its code); on a machine busy with
+    other work that can run out, so a failed start is retried."""
+    import ray
+
+    for attempt in range(tries):
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     log_to_driver=False, configure_logging=True, logging_level="WARNING")
+            return
+        except Exception:
+            ray.shutdown()
+            if attempt == tries - 1:
+                raise
+
+
 def run_searches(args, train: str, tmp: Path) -> dict[str, list[dict]]:
     import pandas as pd
     import ray
@@ -85,8 +101,7 @@ def run_searches(args, train: str, tmp: Path) -> dict[str, list[dict]]:
 
     runs: dict[str, list[dict]] = {"grid": [], "random": [], "tpe": []}
     prepared = None
-    ray.init(address="local", num_cpus=max(2, args.concurrent), include_dashboard=False,
-             log_to_driver=False, configure_logging=True, logging_level="WARNING")
+    _start_ray(max(2, args.concurrent))
     try:
         for rep in range(args.reps):
             for method in runs:

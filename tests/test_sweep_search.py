@@ -48,6 +48,16 @@ sweep = Sweep(
 '''
 
 
+def _head_node(Cluster, tries: int = 3):
+    """Ray gives a starting node 30 s to register; on a busy machine a start is retried."""
+    for attempt in range(1, tries + 1):
+        try:
+            return Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+        except Exception:
+            if attempt == tries:
+                raise
+
+
 @pytest.fixture(scope="module")
 def cluster():
     import ray
@@ -56,7 +66,7 @@ def cluster():
     with pytest.MonkeyPatch.context() as env:
         for k, v in ENV.items():
             env.setenv(k, v)
-        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+        c = _head_node(Cluster)
         try:
             yield c.address
         finally:
