@@ -27,6 +27,7 @@ from relex.analysis.document import Figure, Para, Section, Table
 from relex.analysis.sweep_results import SweepResults, finite
 from relex.metrics import Metric
 from relex.sweep.results import STOPPED_EARLY
+from relex.sweep.search import INSTALL_HINT
 from relex.sweep.space import format_float
 
 NUMERIC_KINDS = ("uniform", "loguniform", "randint")
@@ -59,7 +60,7 @@ def importance(res: SweepResults, metric: str, mode: str) -> dict[str, float] | 
     space = sampled_space(res)
     scored = res.scored
     if importlib.util.find_spec("optuna") is None:
-        return "parameter importance needs Optuna: pip install 'relex[search]'"
+        return f"parameter importance needs Optuna: {INSTALL_HINT}"
     if len(scored) < 3:
         return f"parameter importance needs at least 3 scored trials ({len(scored)} here)"
     import optuna

@@ -19,7 +19,13 @@ the repository root reads ``data/...`` under the repository root. ``~`` is expan
 
 Everything is validated here, before Ray starts: a syntax error names ``file:line``, an unknown
 key gets a did-you-mean, every expanded trial is built into a :class:`~relex.config.TrialConfig`
-(which rejects invalid values), and data files must exist. Errors are :class:`RelexError`.
+(which rejects invalid values), every sampled axis is checked against its field
+(:mod:`relex.sweep.space`), and data files must exist. Errors are :class:`RelexError`.
+
+The :class:`Sweep` schema is declared once: each field carries its own check and whether
+``job.json`` records it; :func:`load_job` runs the checks in field order, then the few that span
+fields, then expands the trials (grid × samples × seeds × folds; a TPE sweep's trials come from
+its searcher while it runs, :mod:`relex.sweep.search`).
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ journal, not a searcher pickle, is the search state:
   and new suggestions are asked only up to N. Nothing is lost or asked twice, whatever moment
   the driver was killed at.
 
+A staged sweep (``base=``) starts each new study with the base sweep's trials that fall in its
+(narrowed) space as finished trials (``user_attrs["from"]``: the base trial ids), so TPE builds
+on them and nothing is re-run; they do not count toward N.
+
 Ray Tune's ``OptunaSearch`` maps one suggestion to one Ray trial and keeps that map in its
 pickle; fanning a suggestion out over seeds and rebuilding it from the study needs the study
 numbers as the identity, so this searcher asks Optuna itself and takes Ray's conversion of the
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from relex.errors import RelexError
+from relex.sweep.layout import SweepDir
 from relex.sweep.results import ERROR, SCORED
 
 INSTALL_HINT = "pip install 'relex[search]'"
@@ -65,8 +70,6 @@ def open_studies(job, sweep_dir: Path | None) -> list:
     from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from relex.sweep.layout import SweepDir
-
     storage = (JournalStorage(JournalFileBackend(str(SweepDir(sweep_dir).study_file)))
                if sweep_dir is not None else None)
     direction = "maximize" if job.asha["mode"] == "max" else "minimize"
