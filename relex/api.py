@@ -162,15 +162,19 @@ class Predictor(abc.ABC):
 
 
 class CheckpointPredictor(Predictor):
-    """One checkpoint: its model, tokenizer, config and label set."""
+    """One checkpoint: its model, tokenizer, config and label set. ``amp``: the inference
+    precision (``relex.train.amp.for_inference``: float32 unless given; never the training run's)."""
 
-    def __init__(self, path: str | os.PathLike, *, device=None):
+    def __init__(self, path: str | os.PathLike, *, device=None, amp: str | None = None):
         import torch
 
+        from relex.train import amp as amp_mod
         from relex.train import checkpoint as ckpt
 
         self.path = Path(path)
         self.device = torch.device(device) if device is not None else _default_device()
+        self.amp = amp
+        amp_mod.for_inference(amp, self.device)  # an --amp this device cannot run fails here
         self.model, self.tokenizer, self.config, labelset = ckpt.load(self.path, device=self.device)
         self.label_names = tuple(labelset.names)
         self.negative_label = labelset.negative
@@ -218,17 +222,18 @@ class CheckpointPredictor(Predictor):
             self.to(device)
         bs = _batch_size(batch_size) or self.config.eval_batch_size
         return predict_probs(self.model, self.features(dataset), batch_size=bs,
-                             amp=amp_mod.resolve(self.config.amp, self.device))
+                             amp=amp_mod.for_inference(self.amp, self.device))
 
 
 class EnsemblePredictor(Predictor):
     """An ensemble directory (``ensemble.json``), through :class:`relex.analysis.ensemble.Ensemble`."""
 
-    def __init__(self, path: str | os.PathLike, *, device=None):
+    def __init__(self, path: str | os.PathLike, *, device=None, amp: str | None = None):
         from relex.analysis.ensemble import Ensemble
 
         self.path = Path(path)
         self.device = device
+        self.amp = amp
         self.ensemble = Ensemble.load(self.path)
         self.label_names = tuple(self.ensemble.label_names)
         self.negative_label = self.ensemble.negative_label
@@ -243,7 +248,7 @@ class EnsemblePredictor(Predictor):
         ``applied`` and ``warnings`` then say what was done."""
         return self.ensemble.predict_proba(dataset, batch_size=_batch_size(batch_size),
                                            device=device if device is not None else self.device,
-                                           decisions=decisions, label_shift=label_shift)
+                                           decisions=decisions, label_shift=label_shift, amp=self.amp)
 
     @property
     def applied(self) -> list[str]:
@@ -283,14 +288,16 @@ def is_ensemble(path: str | os.PathLike) -> bool:
     return (Path(path) / ENSEMBLE_FILE).is_file()
 
 
-def load(path: str | os.PathLike, *, device=None) -> Predictor:
+def load(path: str | os.PathLike, *, device=None, amp: str | None = None) -> Predictor:
     """Load a checkpoint, a run directory (its ``best/``) or an ensemble directory.
 
-    ``device``: where the model runs (default: CUDA when available, else CPU).
+    ``device``: where the model runs (default: CUDA when available, else CPU). ``amp``: the
+    inference precision, ``auto``/``bf16``/``fp16``/``off``; default float32, whatever the
+    training run used, so predictions are the same on every machine.
     """
     if is_ensemble(path):
-        return EnsemblePredictor(path, device=device)
-    return CheckpointPredictor(checkpoint_dir(path), device=device)
+        return EnsemblePredictor(path, device=device, amp=amp)
+    return CheckpointPredictor(checkpoint_dir(path), device=device, amp=amp)
 
 
 __all__ = ["load", "Prediction", "Predictor", "CheckpointPredictor", "EnsemblePredictor",

@@ -91,7 +91,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike) -> dict[s
     import torch
 
     from relex.io_utils import atomic_path
-    from relex.model.backbone import quiet_transformers
+    from relex.model.quiet import quiet_transformers
     from relex.train import checkpoint as ckpt
 
     model, _tokenizer, cfg, labels = ckpt.load(checkpoint, device="cpu")

@@ -13,14 +13,19 @@ import sys
 from pathlib import Path
 
 from relex.errors import RelexError
-from relex.train.commands import _one_line_errors, _positive_int, _warn_skipped
+from relex.cli_args import one_line_errors, positive_int, warn_skipped
 
 MODEL_HELP = "a checkpoint directory, a `relex train --out` directory (its best/) or an ensemble directory"
 
 
-def _batch_size_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
+def _inference_args(p: argparse.ArgumentParser) -> None:
+    from relex.config import AMP_MODES
+
+    p.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                    help="inference batch size (default: the checkpoint's eval_batch_size)")
+    p.add_argument("--amp", choices=AMP_MODES, default=None,
+                   help="inference precision (default: float32, whatever the training run used, "
+                        "so the numbers match its validation scores on any machine)")
 
 
 def _decision_args(p: argparse.ArgumentParser) -> None:
@@ -34,21 +39,22 @@ def _decision_args(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------- evaluate / predict
 def add_evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.usage = "relex evaluate MODEL FILE [--json] [--per-class] [--skip-bad-rows] [--no-decisions]"
-    _one_line_errors(p)
+    p.usage = ("relex evaluate MODEL FILE [--json] [--per-class] [--skip-bad-rows] [--no-decisions] "
+               "[--amp MODE]")
+    one_line_errors(p)
     p.add_argument("checkpoint", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("file", metavar="FILE", help="labelled data file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--per-class", action="store_true", help="add per-class precision/recall/F1")
     p.add_argument("--skip-bad-rows", action="store_true", help="drop invalid rows instead of stopping")
-    _batch_size_arg(p)
+    _inference_args(p)
     _decision_args(p)
 
 
 def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.usage = ("relex predict MODEL FILE --output preds.csv [--skip-bad-rows] [--repair] "
-               "[--no-decisions] [--label-shift]")
-    _one_line_errors(p)
+               "[--no-decisions] [--label-shift] [--amp MODE]")
+    one_line_errors(p)
     p.add_argument("checkpoint", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("file", metavar="FILE", help="data file; labels are not needed")
     p.add_argument("--output", "-o", required=True, metavar="CSV",
@@ -59,7 +65,7 @@ def add_predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repair", action="store_true",
                    help="predict every row through the repairs of `relex data fix` (one "
                         "submission row per input id)")
-    _batch_size_arg(p)
+    _inference_args(p)
     _decision_args(p)
 
 
@@ -68,7 +74,7 @@ def _infer(args: argparse.Namespace, *, require_labels: bool):
     from relex import api
     from relex.data import read_dataset
 
-    model = api.load(args.checkpoint)
+    model = api.load(args.checkpoint, amp=args.amp)
     decisions = _decision_options(args, model)
     labels = model.labels()
     if getattr(args, "repair", False):
@@ -82,7 +88,7 @@ def _infer(args: argparse.Namespace, *, require_labels: bool):
     else:
         ds = read_dataset(Path(args.file), labels=labels, negative=labels.negative,
                           skip_bad_rows=args.skip_bad_rows, require_labels=require_labels)
-    _warn_skipped(ds)
+    warn_skipped(ds)
     if len(ds) == 0:
         raise RelexError(f"{args.file}: no rows to process")
     probs = model.predict_proba(ds, batch_size=args.batch_size, **decisions)
@@ -183,7 +189,7 @@ def predict(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- export
 def add_export_args(p: argparse.ArgumentParser) -> None:
     p.usage = "relex export CHECKPOINT --onnx OUT.onnx"
-    _one_line_errors(p)
+    one_line_errors(p)
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="a checkpoint directory or a `relex train --out` directory (its best/)")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx",

@@ -11,10 +11,12 @@ from relex.train import amp
 
 
 @pytest.fixture(autouse=True)
-def _fresh_probe():
-    amp.native_bf16.cache_clear()
+def _fresh_probe(monkeypatch):
+    """These tests are about the probe itself: without the suite's pin, with an empty cache."""
+    monkeypatch.delenv(amp.NATIVE_BF16_ENV, raising=False)
+    amp.probe_native_bf16.cache_clear()
     yield
-    amp.native_bf16.cache_clear()
+    amp.probe_native_bf16.cache_clear()
 
 
 def test_cpu_flags_read_the_kernel_report(tmp_path):
@@ -42,12 +44,13 @@ def test_without_torch_probes_the_kernel_flags_decide(monkeypatch):
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
     monkeypatch.setattr(amp, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
     assert amp.native_bf16("cpu") is True
-    amp.native_bf16.cache_clear()
+    amp.probe_native_bf16.cache_clear()
     monkeypatch.setattr(amp, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
     assert amp.native_bf16("cpu") is False  # AVX-512 without BF16 emulates it: stay in fp32
 
 
 def test_this_machine_agrees_with_its_own_flags():
+    """The one test of the real CPU: its probe and its kernel flags agree."""
     flags = amp.cpu_flags()
     if not flags:
         pytest.skip("no /proc/cpuinfo flags on this system")
@@ -60,12 +63,46 @@ def test_cuda_auto_follows_native_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for native, mode in ((True, "bf16"), (False, "fp16")):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n)
-        amp.native_bf16.cache_clear()
+        amp.probe_native_bf16.cache_clear()
         assert amp.resolve("auto", "cuda").mode == mode
     from relex.errors import RelexError
 
     with pytest.raises(RelexError, match="does not support bfloat16"):
         amp.resolve("bf16", "cuda")
+
+
+@pytest.mark.parametrize("value, native", [("1", True), ("on", True), ("0", False), ("no", False)])
+def test_the_environment_overrides_the_cpu_probe(monkeypatch, value, native):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: not native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: not native, raising=False)
+    monkeypatch.setenv(amp.NATIVE_BF16_ENV, value)
+    assert amp.native_bf16("cpu") is native
+    assert amp.resolve("auto", "cpu").mode == ("bf16" if native else "off")
+    assert amp.probe_native_bf16("cpu") is not native  # the hardware's own answer is still there
+
+
+def test_a_bad_override_is_one_line_naming_the_variable(monkeypatch):
+    from relex.errors import RelexError
+
+    monkeypatch.setenv(amp.NATIVE_BF16_ENV, "maybe")
+    with pytest.raises(RelexError, match=r"^RELEX_NATIVE_BF16='maybe' is invalid: use 1 .* or 0"):
+        amp.resolve("auto", "cpu")
+
+
+def test_inference_is_float32_unless_asked_whatever_the_device(monkeypatch):
+    """A GPU without bf16: inference never asks the checkpoint's training precision of it, and an
+    --amp given at inference time is resolved (or refused) there like a training setting."""
+    from relex.errors import RelexError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    monkeypatch.setenv(amp.NATIVE_BF16_ENV, "1")
+    for device in ("cpu", "cuda"):
+        assert amp.for_inference(None, device) == amp.Amp("off", device)
+    assert amp.for_inference("auto", "cuda").mode == "fp16"
+    assert amp.for_inference("auto", "cpu").mode == "bf16"
+    with pytest.raises(RelexError, match="does not support bfloat16"):
+        amp.for_inference("bf16", "cuda")
 
 
 # ---------------------------------------------------------------------------- probabilities

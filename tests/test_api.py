@@ -174,6 +174,35 @@ def test_evaluate_and_predict_take_a_run_directory(run_dir, tmp_path, capsys):
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "not a relex checkpoint, run directory" in err
 
 
+def test_inference_runs_in_float32_unless_amp_is_given(run_dir, sample, tmp_path, capsys, cpu_bf16):
+    """The model's predictions are the same on a CPU with native bf16 and without (the training
+    run's amp=auto is not inherited); --amp at inference time is what changes the precision."""
+    from relex.data.sample import SAMPLE_PATH
+    from relex.train import amp as amp_mod
+    from relex.train.predict import predict_probs
+
+    model = relex.load(run_dir)
+    ds = relex.api.records_dataset(sample, model.labels())
+    feats = model.features(ds)
+    fp32 = predict_probs(model.model, feats, batch_size=model.config.eval_batch_size)
+    np.testing.assert_array_equal(model.predict_proba(ds), fp32)
+    bf16 = predict_probs(model.model, feats, batch_size=model.config.eval_batch_size,
+                         amp=amp_mod.resolve("bf16", "cpu"))
+    assert np.abs(bf16 - fp32).max() > 1e-4  # the precisions differ on this data
+    np.testing.assert_array_equal(relex.load(run_dir, amp="bf16").predict_proba(ds), bf16)
+    written = {}
+    for flags in ((), ("--amp", "bf16")):
+        dest = tmp_path / f"preds{len(flags)}.csv"
+        rc, _, err = cli(["predict", run_dir, SAMPLE_PATH, "--output", dest, *flags], capsys)
+        assert rc == 0, err
+        rows = dest.read_text(encoding="utf-8").splitlines()[1:]
+        written[flags] = np.array([json.loads(r.split(",", 2)[2].strip('"')) for r in rows])
+    np.testing.assert_allclose(written[()], fp32, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(written[("--amp", "bf16")], bf16, rtol=0, atol=1e-12)
+    rc, _, err = cli(["evaluate", run_dir, SAMPLE_PATH, "--amp", "fp8"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "--amp" in err
+
+
 def _readme_block(marker: str) -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     m = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S)
@@ -202,9 +231,9 @@ def _env():
 
 # ----------------------------------------------------------------------------- ONNX
 def _onnx_ready():
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxscript")
-    return pytest.importorskip("onnxruntime")
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        found = pytest.importorskip(module, reason=f"{module} is missing: the onnx extra, pip install -e '.[onnx]'")
+    return found
 
 
 @pytest.mark.parametrize("which", ["run_dir", "erpe_run_dir"])
@@ -237,10 +266,19 @@ def test_export_errors(run_dir, tmp_path, capsys, monkeypatch):
     (tmp_path / "ens" / "ensemble.json").write_text("{}")
     rc, _, err = cli(["export", tmp_path / "ens", "--onnx", tmp_path / "m.onnx"], capsys)
     assert rc == 2 and "export takes one checkpoint" in err
+    import importlib.machinery
     import importlib.util
 
+    # the message names what is missing: both cases, whichever extras this machine has
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
-    rc, _, err = cli(["export", run_dir, "--onnx", tmp_path / "m.onnx"], capsys)
-    assert rc == 2 and err.strip() == "relex: error: --onnx needs onnxscript: pip install 'relex[onnx]'"
-    assert not (tmp_path / "m.onnx").exists()
+    for missing, present, needs in ((("onnx", "onnxscript"), (), "onnx and onnxscript"),
+                                    (("onnxscript",), ("onnx",), "onnxscript")):
+        def find_spec(name, *a, missing=missing, present=present):
+            if name in missing:
+                return None
+            return importlib.machinery.ModuleSpec(name, None) if name in present else real(name, *a)
+
+        monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+        rc, _, err = cli(["export", run_dir, "--onnx", tmp_path / "m.onnx"], capsys)
+        assert rc == 2 and err.strip() == f"relex: error: --onnx needs {needs}: pip install 'relex[onnx]'"
+        assert not (tmp_path / "m.onnx").exists()

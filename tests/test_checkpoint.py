@@ -93,6 +93,61 @@ def test_load_round_trip_is_exact(trained, sample_split):
     assert (probs_small.argmax(1) == probs.argmax(1)).all()
 
 
+def test_evaluate_reproduces_the_score_its_run_reported(sample_split, tmp_path, capsys, monkeypatch,
+                                                        cpu_bf16):
+    """One precision rule: the run trains in what amp=auto picks on its CPU (bf16 where it is
+    native) and scores its validation in float32; `relex evaluate` of the best checkpoint (float32
+    too), on a CPU with native bf16 or without, gives back exactly the probabilities and the best
+    scores the run reported."""
+    import relex
+    from test_train_cli import cli, write_klue_json
+
+    from relex.train.amp import NATIVE_BF16_ENV
+    from relex.train.fit import fit
+
+    train_ds, valid_ds = sample_split
+    cfg = TrialConfig(**{**FAST, "max_steps": 3, "eval_every": 3, "num_threads": 1})
+    res = fit(cfg, train_ds, valid_ds, tmp_path / "run", progress=False)
+    assert res.amp == ("bf16" if cpu_bf16 else "off")
+    valid_file = write_klue_json(valid_ds, tmp_path / "valid.json")
+    for evaluating_cpu_has_bf16 in ("1", "0"):
+        monkeypatch.setenv(NATIVE_BF16_ENV, evaluating_cpu_has_bf16)
+        probs = relex.load(tmp_path / "run").predict_proba(valid_ds)
+        np.testing.assert_array_equal(probs, res.valid_probs)
+        rc, out, err = cli(["evaluate", tmp_path / "run", valid_file, "--json"], capsys)
+        assert rc == 0, err
+        scores = json.loads(out)
+        assert scores["n"] == len(valid_ds)
+        for k in ("micro_f1", "auprc", "accuracy"):
+            assert scores[k] == res.best_metrics[k], k
+
+
+def test_a_bf16_trained_checkpoint_predicts_where_there_is_no_bf16(sample_split, tmp_path, monkeypatch):
+    """--amp bf16 is a training setting: its checkpoint loads and predicts (in float32, the
+    probabilities its run validated with) on a device that refuses bf16."""
+    import relex
+    from relex.train import amp as amp_mod
+    from relex.train.fit import fit
+
+    train_ds, valid_ds = sample_split
+    cfg = TrialConfig(**{**FAST, "max_steps": 3, "eval_every": 3, "num_threads": 1, "amp": "bf16"})
+    res = fit(cfg, train_ds, valid_ds, tmp_path / "run", progress=False)
+    assert res.amp == "bf16"
+    real = amp_mod.resolve
+
+    def without_bf16(requested, device):
+        if requested == "bf16":
+            raise RelexError("amp=bf16: this GPU does not support bfloat16; use --amp fp16 or auto")
+        return real(requested, device)
+
+    monkeypatch.setattr(amp_mod, "resolve", without_bf16)
+    model = relex.load(tmp_path / "run")
+    assert model.config.amp == "bf16"
+    np.testing.assert_array_equal(model.predict_proba(valid_ds), res.valid_probs)
+    with pytest.raises(RelexError, match="does not support bfloat16"):
+        relex.load(tmp_path / "run", amp="bf16")  # asked for at inference: refused at once
+
+
 def test_encoder_loads_with_transformers(trained):
     from transformers import AutoModel
 

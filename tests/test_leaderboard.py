@@ -12,7 +12,7 @@ import pytest
 
 from relex.cli import main
 from relex.config import TrialConfig
-from relex.leaderboard import TECHNIQUES, rank
+from relex.analysis.leaderboard import TECHNIQUES, rank
 from relex.sweep.results import HISTORY_FILE, TRIALS_FILE, ResultsWriter
 
 
@@ -142,7 +142,7 @@ def test_nan_never_shown_as_a_score(sweep_dir, capsys):
 
 
 def test_a_sweeps_own_axes_get_columns_of_their_own():
-    from relex.leaderboard import columns, markdown
+    from relex.analysis.leaderboard import columns, markdown
 
     rows = [_row("t000", "TERMINATED", 50.0, lr=1e-3, seed=1), _row("t001", "TERMINATED", 60.0, lr=3e-3, seed=1)]
     keys = [k for _, k, _ in columns(rows)]
@@ -154,7 +154,7 @@ def test_a_sweeps_own_axes_get_columns_of_their_own():
 
 
 def test_checkpoint_column_says_which_trials_still_have_one(sweep_dir, tmp_path, capsys):
-    from relex.leaderboard import plain_text
+    from relex.analysis.leaderboard import plain_text
 
     rows = pq.read_table(sweep_dir / TRIALS_FILE).to_pylist()
     kept = tmp_path / "t003" / "best"
@@ -176,7 +176,7 @@ def test_terminal_table_puts_shared_settings_in_its_caption():
     CSV keep every column."""
     from rich.console import Console
 
-    from relex.leaderboard import csv_text, rich_table
+    from relex.analysis.leaderboard import csv_text, rich_table
 
     rows = [_row("t000", "TERMINATED", 50.0, head="cls", lr=1e-3),
             _row("t001", "TERMINATED", 60.0, head="marker", lr=3e-3)]

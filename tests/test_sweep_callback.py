@@ -13,7 +13,7 @@ from relex.data.sample import SAMPLE_PATH
 from relex.sweep.asha import Rungs
 from relex.sweep.callback import SweepCallback
 from relex.sweep.job import load_job
-from relex.leaderboard import plain_text, rich_table
+from relex.analysis.leaderboard import plain_text, rich_table
 from relex.sweep.results import ResultsWriter, Tables
 
 

@@ -6,12 +6,14 @@ its Ray left running after it is SIGKILLed; the next driver takes the stale leas
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -19,6 +21,7 @@ import pytest
 
 from relex.data.sample import SAMPLE_PATH
 from relex.sweep.lease import LEASE_FILE
+from relex.sweep.trial import Prepared
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,3 +133,94 @@ def test_second_driver_refused_and_a_killed_driver_leaves_nothing(tmp_path):
     assert sorted((r["trial_id"], r["status"]) for r in rows) == [("t000", "TERMINATED"),
                                                                ("t001", "TERMINATED")]
     assert not (sweep_dir / LEASE_FILE).exists()  # released at the end
+
+
+# ---------------------------------------------------------------- Tune's snapshot, cut short
+@dataclass
+class FlakyInputs(Prepared):
+    """The flaky trainable's settings: a directory outside the sweep where it records each start
+    (``starts/``) and reads which trials must fail (``fail``)."""
+
+    control: str = ""
+
+
+def _flaky_trial(config, prepared):
+    """A lightweight trainable: records each start; fails while its id is listed in ``fail``."""
+    from ray import tune
+
+    tid = config["trial"]["trial_id"]
+    control = Path(prepared.control)
+    (control / "starts").mkdir(exist_ok=True)
+    (control / "starts" / f"{tid}-{time.time_ns()}").write_text("")
+    if tid in (control / "fail").read_text().split():
+        raise RuntimeError(f"{tid} fails on purpose")
+    score = 1.0 + int(tid[1:])
+    tune.report({"micro_f1": score, "best_micro_f1": score, "step": 1, "epoch": 1.0})
+
+
+def _starts(control, tid):
+    return len(list((control / "starts").glob(f"{tid}-*")))
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    """One local Ray for the in-process sweeps of this module (the driver tests start their own)."""
+    import ray
+    import ray.cloudpickle
+
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in _env(tmp_path_factory.mktemp("ray")).items():
+            mp.setenv(k, v)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+@pytest.mark.parametrize("cut", ["truncated", "missing"])
+def test_resume_after_tune_snapshot_was_cut_short(local_ray, tmp_path, cut):
+    """A driver killed while Ray Tune copies its experiment snapshot (Tune writes it in place)
+    leaves it truncated, or absent when killed before the first copy: the resume runs the
+    unfinished trials again and keeps the finished ones (it was a KeyError: 'trial')."""
+    from rich.console import Console
+
+    from relex.sweep.job import load_job
+    from relex.sweep.runner import TUNE_SNAPSHOT_GLOB, run
+
+    job_file = tmp_path / "job.py"
+    job_file.write_text(JOB.format(data=str(SAMPLE_PATH)))
+    job = load_job(job_file)
+    sweep_dir, inputs = tmp_path / "art" / "lease", FlakyInputs(control=str(tmp_path))
+    (tmp_path / "fail").write_text("t001")
+    first = run(job, storage=tmp_path / "art", trainable=_flaky_trial, prepared=inputs, live=False)
+    assert first.counts == {"TERMINATED": 1, "ERROR": 1}
+    snapshot = max((sweep_dir / "ray").glob(TUNE_SNAPSHOT_GLOB))
+    if cut == "truncated":
+        snapshot.write_bytes(snapshot.read_bytes()[:1000])
+    else:
+        snapshot.unlink()
+    (tmp_path / "fail").write_text("")
+    out = io.StringIO()
+    again = run(job, storage=tmp_path / "art", resume=True, retry_errors=True,
+                trainable=_flaky_trial, prepared=inputs, live=False,
+                console=Console(file=out, width=400))
+    assert again.counts == {"TERMINATED": 2}
+    assert "the unfinished trials start again from their first step" in out.getvalue()
+    assert (_starts(tmp_path, "t000"), _starts(tmp_path, "t001")) == (1, 2)
+    rows = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
+    assert rows["t001"]["micro_f1"] == 2.0 and rows["t000"]["micro_f1"] == 1.0
+
+
+def test_tune_snapshot_problem(tmp_path):
+    from relex.sweep.runner import tune_snapshot_problem
+
+    assert "holds no experiment snapshot" in tune_snapshot_problem(tmp_path)
+    older, newer = tmp_path / "experiment_state-2026-01-01.json", tmp_path / "experiment_state-2026-01-02.json"
+    older.write_text(json.dumps({"trial_data": [["{}", "{}"]]}))
+    assert tune_snapshot_problem(tmp_path) is None
+    newer.write_text('{"trial_data": [["{}", ')  # Tune restores the newest by name
+    assert tune_snapshot_problem(tmp_path) == f"Ray Tune's experiment snapshot {newer} is incomplete"
+    newer.write_text(json.dumps({"trial_data": []}))
+    assert tune_snapshot_problem(tmp_path) == f"Ray Tune's experiment snapshot {newer} holds no trial"

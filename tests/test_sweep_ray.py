@@ -223,7 +223,8 @@ def _env(tmp_path):
 
 
 def _leaderboard(sweep_dir):
-    from relex.leaderboard import csv_text, load_rows
+    from relex.analysis.leaderboard import csv_text
+    from relex.leaderboard import load_rows
 
     rows = list(csv.DictReader(io.StringIO(csv_text(load_rows(sweep_dir)))))
     keys = ("rank", "trial_id", "head", "micro_f1", "auprc", "accuracy", "best_step", "status")

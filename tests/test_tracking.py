@@ -22,6 +22,7 @@ from relex.tracking import METRICS
 FAST = ["--tiny-hidden", "32", "--tiny-layers", "1", "--max-length", "80", "--batch-size", "32",
         "--lr", "5e-3", "--warmup-ratio", "0", "--num-threads", "1", "--epochs", "1", "--eval-every", "7",
         "--quiet"]
+NEEDS = "the {0} extra is not installed: pip install -e '.[{0}]'"
 
 
 @pytest.fixture
@@ -152,9 +153,9 @@ def check_wandb(run_dir: Path, cfg: TrialConfig, want: dict) -> None:
 
 # ----------------------------------------------------------------------------- one run
 def test_train_logs_every_evaluation_to_each_tracker(tmp_path, tracker_env, capsys):
-    pytest.importorskip("tensorboard")
-    pytest.importorskip("mlflow")
-    pytest.importorskip("wandb")
+    pytest.importorskip("tensorboard", reason=NEEDS.format("tensorboard"))
+    pytest.importorskip("mlflow", reason=NEEDS.format("mlflow"))
+    pytest.importorskip("wandb", reason=NEEDS.format("wandb"))
     from relex.cli import main
 
     out = tmp_path / "run"
@@ -176,7 +177,7 @@ def test_train_logs_every_evaluation_to_each_tracker(tmp_path, tracker_env, caps
 def test_mlflow_store_under_a_directory_named_artifacts(tmp_path, tracker_env, capsys, monkeypatch):
     """relex's default output lives under artifacts/, a name MLflow's file store refuses above a
     run; the run is logged anyway, in OUT/mlruns, reached through relex's link."""
-    pytest.importorskip("mlflow")
+    pytest.importorskip("mlflow", reason=NEEDS.format("mlflow"))
     from relex.cli import main
     from relex.tracking import file_store_path
 
@@ -252,9 +253,9 @@ sweep = Sweep(
 @pytest.mark.ray
 @pytest.mark.slow
 def test_sweep_logs_each_trial_through_ray_tune_callbacks(tmp_path, tracker_env, monkeypatch):
-    pytest.importorskip("tensorboard")
-    pytest.importorskip("mlflow")
-    pytest.importorskip("wandb")
+    pytest.importorskip("tensorboard", reason=NEEDS.format("tensorboard"))
+    pytest.importorskip("mlflow", reason=NEEDS.format("mlflow"))
+    pytest.importorskip("wandb", reason=NEEDS.format("wandb"))
     import pyarrow.parquet as pq
 
     from relex.sweep.job import load_job
@@ -287,7 +288,7 @@ def test_sweep_logs_each_trial_through_ray_tune_callbacks(tmp_path, tracker_env,
 def test_a_tracker_the_user_has_not_set_up_is_one_line(tmp_path, monkeypatch):
     """W&B online without an API key (a fresh machine): one line, exit 2, no traceback. In a
     fresh process: wandb keeps the settings of earlier runs in the process that made them."""
-    pytest.importorskip("wandb")
+    pytest.importorskip("wandb", reason=NEEDS.format("wandb"))
     import os
     import subprocess
     import sys

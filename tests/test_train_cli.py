@@ -273,3 +273,51 @@ def test_save_state_and_resume_continue_an_interrupted_run(files, tmp_path, caps
     assert [h["step"] for h in history("cut")] == [2, 4, 6] and history("cut") == history("full")
     for name in ("model.safetensors", "encoder/model.safetensors"):
         assert (tmp_path / "cut" / "best" / name).read_bytes() == (tmp_path / "full" / "best" / name).read_bytes()
+
+
+SPLIT_JOB = '''
+from relex.sweep import Sweep
+sweep = Sweep(name="same-rows", train={train!r}, valid=0.25, seeds=[7], {split}
+              space=dict(tiny_hidden=32, tiny_layers=1, tiny_heads=2, max_length=80, max_steps=1))
+'''
+
+
+@pytest.mark.parametrize("split_seed", [None, 3])
+def test_train_and_a_sweep_trial_validate_on_the_same_rows(tmp_path, capsys, monkeypatch, split_seed):
+    """One rule for the held-out split, a data setting seeded apart from the trial's seed:
+    `relex train --valid-fraction F [--split-seed N]` and `Sweep(valid=F[, split_seed=N])` hold
+    out the same rows for a configuration of seed 7 (it was the trial's seed in relex train)."""
+    from relex.data.sample import SAMPLE_PATH
+    from relex.sweep.job import load_job
+    from relex.sweep.runner import preflight
+    from relex.train import fit as fit_mod
+
+    validated = []
+    real_fit = fit_mod.fit
+
+    def recording_fit(cfg, train_ds, valid_ds, out, **kw):
+        validated.append(valid_ds.frame["id"].tolist())
+        return real_fit(cfg, train_ds, valid_ds, out, **kw)
+
+    monkeypatch.setattr(fit_mod, "fit", recording_fit)
+    flags = ["--split-seed", str(split_seed)] if split_seed is not None else []
+    rc, _, err = cli(["train", "--out", tmp_path / "run", "--valid-fraction", "0.25", "--seed", "7",
+                      "--max-steps", "1", *FAST_FLAGS, *flags], capsys)
+    assert rc == 0, err
+    assert f"split seed {0 if split_seed is None else split_seed}" in err
+    job_file = tmp_path / "job.py"
+    job_file.write_text(SPLIT_JOB.format(
+        train=str(SAMPLE_PATH), split="" if split_seed is None else f"split_seed={split_seed},"))
+    job = load_job(job_file)
+    assert job.trials[0].config.seed == 7
+    prepared, _ = preflight(job, tmp_path / "sweep")
+    trial_valid = prepared.split(None)[1].frame["id"].tolist()  # what the trial validates on
+    assert validated == [trial_valid]
+    default_rows = stratified_ids(SAMPLE_PATH, 0.25, 0)
+    assert (trial_valid == default_rows) is (split_seed is None)
+
+
+def stratified_ids(path, fraction, seed):
+    from relex.data import read_dataset, stratified_split
+
+    return stratified_split(read_dataset(path), fraction, seed)[1].frame["id"].tolist()

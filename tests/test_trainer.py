@@ -281,15 +281,17 @@ def test_amp_modes():
         amp.resolve("fp8", "cpu")
 
 
-def test_progress_modes(split, tmp_path, capsys):
+def test_progress_modes(split, tmp_path, capsys, cpu_bf16):
     from relex.train.fit import fit
 
-    cfg = TrialConfig(**{**FAST, "max_steps": 3, "eval_every": 3})
+    cfg = TrialConfig(**{**FAST, "max_steps": 3, "eval_every": 3})  # amp=auto
     fit(cfg, *split, tmp_path / "q", progress=False)
     assert capsys.readouterr().err == ""
     fit(cfg, *split, tmp_path / "p", progress="plain")
     err = capsys.readouterr().err
-    assert "precision: fp32 on cpu" in err and "eval step 3" in err and "done: best micro_f1" in err
+    precision = ("precision: bf16 autocast on cpu; validation in fp32" if cpu_bf16
+                 else "precision: fp32 on cpu\n")
+    assert precision in err and "eval step 3" in err and "done: best micro_f1" in err
     fit(cfg, *split, tmp_path / "r", progress=True)
     err = capsys.readouterr().err
     assert "3/3" in err and "steps" in err and "━" in err  # the rich bar, complete

@@ -10,11 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from relex.analysis.defaults import BUDGETS, TOP_CURVES
 from relex.data.commands import add_file_args
 from relex.errors import RelexError
-
-BUDGETS = ("equal", "finished")  # relex.analysis.effects.BUDGETS, without importing it here
-TOP_CURVES = 6
 
 
 def _check_html_path(value: str | None) -> Path | None:

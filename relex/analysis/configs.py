@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from relex.analysis.sweep_results import finite
+from relex.analysis.formats import finite
 from relex.metrics import COLUMN_METRICS, EVAL_METRICS, PRIMARY
 from relex.sweep.results import ERROR, RUNNING, SCORED, STOPPED_EARLY, TERMINATED
 
@@ -84,10 +84,26 @@ def lineage(row: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def scored(rows: Sequence[dict[str, Any]], metric: str = PRIMARY) -> list[dict[str, Any]]:
+    """The rows whose trial ended with a finite ``metric`` worth comparing."""
+    return [r for r in rows if r.get("status") in SCORED and finite(r.get(metric)) is not None]
+
+
+def metric_values(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, list[float]]:
+    """Each metric's finite values over ``rows`` (a metric no row recorded is left out)."""
+    out: dict[str, list[float]] = {}
+    for m in metrics:
+        values = [finite(r.get(m)) for r in rows]
+        if any(v is not None for v in values):
+            out[m] = [v for v in values if v is not None]
+    return out
+
+
 def by_config(rows: Sequence[dict[str, Any]], metric: str = PRIMARY) -> list[ConfigSummary]:
     """Finished trials grouped per configuration, best mean first, each with its verdict."""
     fields = config_fields()
     groups: dict[tuple, ConfigSummary] = {}
+    members: dict[tuple, list[dict[str, Any]]] = {}
     for r in sorted(rows, key=lambda r: str(r.get("trial_id"))):
         key = config_key(r, fields)
         g = groups.setdefault(key, ConfigSummary(key, {f: r.get(f) for f in fields}, [], [], {}))
@@ -95,20 +111,46 @@ def by_config(rows: Sequence[dict[str, Any]], metric: str = PRIMARY) -> list[Con
         grew_from = lineage(r)
         if grew_from and grew_from not in g.lineage:
             g.lineage.append(grew_from)
-        if r.get("status") not in SCORED or finite(r.get(metric)) is None:
-            continue
-        g.trial_ids.append(str(r["trial_id"]))
-        g.seeds.append(int(r["seed"]))
-        for m in COLUMN_METRICS:
-            if finite(r.get(m)) is not None:
-                g.values.setdefault(m, []).append(float(r[m]))
-    scored = sorted((g for g in groups.values() if g.n), key=lambda g: -g.mean(metric))
+        members.setdefault(key, []).append(r)
+    for key, g in groups.items():
+        done = scored(members[key], metric)
+        g.trial_ids = [str(r["trial_id"]) for r in done]
+        g.seeds = [int(r["seed"]) for r in done]
+        g.values = metric_values(done, COLUMN_METRICS)
+    ranked = sorted((g for g in groups.values() if g.n), key=lambda g: -g.mean(metric))
     unscored = [g for g in groups.values() if not g.n]
-    if scored:
-        scored[0].verdict = "top"
-        for g in scored[1:]:
-            g.verdict = noise_verdict(scored[0].values[metric], g.values[metric])
-    return scored + unscored
+    if ranked:
+        ranked[0].verdict = "top"
+        for g in ranked[1:]:
+            g.verdict = noise_verdict(ranked[0].values[metric], g.values[metric])
+    return ranked + unscored
+
+
+def by_fold_configuration(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A fold sweep's rows, one per configuration: every metric's mean over its finished folds,
+    micro-F1's standard deviation (``micro_f1_sd``), ``folds`` finished/total, the summed time.
+    Rows of other sweeps are returned as they are."""
+    import statistics
+
+    if not any(r.get("fold") is not None for r in rows):
+        return list(rows)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(str(r.get("config_id") or r.get("trial_id")), []).append(r)
+    out = []
+    for cid, rs in groups.items():
+        done = [r for r in rs if r.get("status") in SCORED]
+        statuses = {r.get("status") for r in rs}
+        row = {**rs[0], "trial_id": cid, "folds": f"{len(done)}/{len(rs)}",
+               "wall_s": sum(finite(r.get("wall_s")) or 0.0 for r in rs), "best_step": None,
+               "status": next((s for s in (ERROR, RUNNING) if s in statuses), rs[0].get("status"))}
+        values = metric_values(done, EVAL_METRICS)
+        for key in EVAL_METRICS:
+            row[key] = statistics.fmean(values[key]) if key in values else None
+        primary = values.get(PRIMARY, [])
+        row[f"{PRIMARY}_sd"] = statistics.stdev(primary) if len(primary) > 1 else None
+        out.append(row)
+    return out
 
 
 def noise_verdict(top: Sequence[float], other: Sequence[float]) -> str:

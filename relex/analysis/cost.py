@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from relex.analysis.sweep_results import SweepResults, finite
+from relex.analysis.formats import finite
+from relex.analysis.sweep_results import SweepResults
 from relex.sweep.results import STOPPED_EARLY, TERMINATED
 
 # config fields that decide how many evaluations a trial runs

@@ -1,10 +1,11 @@
 """A report as plain data — sections of paragraphs, tables, figures and marked sentences — and its
-three renderings: the console (rich), markdown, and one self-contained HTML file.
+three renderings: the console (rich), markdown, and one self-contained HTML file. A table alone
+(the leaderboard's) renders the same ways, and as plain aligned text.
 
 Figures (PNG bytes) appear only in HTML, embedded as ``data:`` URIs; the page loads nothing from
 anywhere else (no scripts, fonts or style sheets from the network), so it opens offline and can be
-mailed as one file. Cell styles are semantic ("good", "bad", "muted", "warn", "best") and each
-renderer maps them to its own look.
+mailed as one file. Cell styles are semantic ("good", "bad", "muted", "warn", "best", "running") and each
+renderer maps them to its own look; markdown and plain text have none.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ class Para:
 class Table:
     headers: list[str]
     rows: list[list[Cell]]
-    caption: str | None = None
+    caption: str | None = None  # a title above the table
     right: set[int] = field(default_factory=set)  # right-aligned (numeric) columns
     header: bool = True  # False: a key-value table, no header row
+    note: str | None = None  # a line under the table (console only)
+    compact: bool = False  # console: no cell wraps, no padding at the edges (a wide leaderboard)
 
 
 @dataclass
@@ -74,7 +77,8 @@ def style_of(cell: Cell) -> str | None:
 
 
 # ---------------------------------------------------------------------------- console
-RICH_STYLES = {"good": "green", "bad": "red", "muted": "dim", "warn": "yellow", "best": "bold green"}
+RICH_STYLES = {"good": "green", "bad": "red", "muted": "dim", "warn": "yellow", "best": "bold green",
+               "running": "cyan"}
 ROLE_MARK = {"subj": ("[S:", "]"), "obj": ("[O:", "]")}
 
 
@@ -93,21 +97,13 @@ def render_console(doc: Document, console) -> None:
 
 
 def _console_block(block, console) -> None:
-    from rich.markup import escape
-    from rich.table import Table as RichTable
     from rich.text import Text
 
     if isinstance(block, Para):
         style = {"warn": "yellow", "note": "dim"}.get(block.style or "")
         console.print(Text(block.text, style=style or ""))
     elif isinstance(block, Table):
-        t = RichTable(title=escape(block.caption) if block.caption else None, title_justify="left",
-                      title_style="bold", header_style="bold", show_header=block.header)
-        for j, h in enumerate(block.headers):
-            t.add_column(escape(h), justify="right" if j in block.right else "left")
-        for row in block.rows:
-            t.add_row(*(Text(text_of(c), style=RICH_STYLES.get(style_of(c) or "", "")) for c in row))
-        console.print(t)
+        console.print(rich_table(block))
     elif isinstance(block, Marked):
         console.print(Text(block.head, style="bold"))
         if block.segments:
@@ -121,6 +117,30 @@ def _console_block(block, console) -> None:
             console.print(line)
 
 
+def rich_table(block: Table):
+    """A table as a rich renderable (the console's rendering of it, also a live display's)."""
+    from rich.markup import escape
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    t = RichTable(title=escape(block.caption) if block.caption else None, title_justify="left",
+                  title_style="bold", header_style="bold", show_header=block.header,
+                  caption=escape(block.note) if block.note else None, pad_edge=not block.compact)
+    for j, h in enumerate(block.headers):
+        t.add_column(escape(h), justify="right" if j in block.right else "left", no_wrap=block.compact)
+    for row in block.rows:
+        t.add_row(*(Text(text_of(c), style=RICH_STYLES.get(style_of(c) or "", "")) for c in row))
+    return t
+
+
+# ------------------------------------------------------------------------- plain text
+def render_plain_table(block: Table) -> str:
+    """Columns aligned with spaces, for pipes and files: no styles, no rules."""
+    table = ([block.headers] if block.header else []) + [[text_of(c) for c in row] for row in block.rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(block.headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table) + "\n"
+
+
 # --------------------------------------------------------------------------- markdown
 def _md_escape(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
@@ -132,6 +152,14 @@ def _md_sentence(segments) -> str:
         seg = _md_escape(seg).replace("*", "\\*").replace("_", "\\_")
         parts.append(seg if role is None else f"**{ROLE_MARK[role][0]}{seg}{ROLE_MARK[role][1]}**")
     return "".join(parts)
+
+
+def render_markdown_table(block: Table) -> str:
+    """The table's header, rule and rows in markdown (alignment is the console's and HTML's)."""
+    lines = ["| " + " | ".join(_md_escape(h) for h in block.headers) + " |",
+             "|" + "|".join("---" for _ in block.headers) + "|"]
+    lines += ["| " + " | ".join(_md_escape(text_of(c)) for c in row) + " |" for row in block.rows]
+    return "\n".join(lines) + "\n"
 
 
 def render_markdown(doc: Document) -> str:
@@ -150,11 +178,7 @@ def _md_block(block) -> list[str]:
         return [("> " if block.style in ("warn", "note") else "") + block.text, ""]
     if isinstance(block, Table):
         lines = [f"**{block.caption}**", ""] if block.caption else []
-        lines.append("| " + " | ".join(_md_escape(h) for h in block.headers) + " |")
-        lines.append("|" + "|".join("---:" if j in block.right else "---"
-                                    for j in range(len(block.headers))) + "|")
-        lines += ["| " + " | ".join(_md_escape(text_of(c)) for c in row) + " |" for row in block.rows]
-        return lines + [""]
+        return lines + render_markdown_table(block).splitlines() + [""]
     if isinstance(block, Marked):
         body = f"  \n  {_md_sentence(block.segments)}" if block.segments else ""
         return [f"- {_md_escape(block.head)}{body}", ""]
@@ -190,6 +214,7 @@ th { background:#f0f2f8; font-weight:600; white-space:nowrap; }
 td.r, th.r { text-align:right; font-variant-numeric: tabular-nums; }
 td.good { color:var(--good); font-weight:600; } td.bad { color:var(--bad); font-weight:600; }
 td.muted { color:var(--muted); } td.warn { color:var(--warn); } td.best { font-weight:700; color:var(--good); }
+td.running { color:var(--accent); }
 figure { margin:12px 0 18px; } figure img { max-width:100%; height:auto; border:1px solid var(--line);
          border-radius:6px; background:#fff; }
 figcaption { color:var(--muted); font-size:13px; }

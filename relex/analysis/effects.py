@@ -31,8 +31,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from relex.analysis.commands import BUDGETS
-from relex.analysis.sweep_results import SweepResults, finite
+from relex.analysis.defaults import BUDGETS
+from relex.analysis.formats import finite
+from relex.analysis.sweep_results import SweepResults
 from relex.metrics import EFFECT_METRICS
 from relex.sweep.results import TERMINATED
 

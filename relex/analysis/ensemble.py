@@ -129,9 +129,11 @@ class Ensemble:
         return cls(members, names, negative, decisions, info)
 
     # ------------------------------------------------------------- prediction
-    def member_probs(self, dataset, *, batch_size: int | None = None, device=None) -> np.ndarray:
+    def member_probs(self, dataset, *, batch_size: int | None = None, device=None,
+                     amp: str | None = None) -> np.ndarray:
         """The weighted average of the members' probabilities (float64), before decisions;
-        ``device`` defaults to CUDA when there is one. Members are loaded one at a time."""
+        ``device`` defaults to CUDA when there is one, ``amp`` (inference precision) to float32.
+        Members are loaded one at a time."""
         import torch
 
         from relex.train import amp as amp_mod
@@ -139,22 +141,23 @@ class Ensemble:
         from relex.train.predict import dataset_probs, default_device
 
         device = torch.device(device) if device is not None else default_device()
+        precision = amp_mod.for_inference(amp, device)
         total = sum(m.weight for m in self.members)
         out = None
         for m in self.members:
             loaded = ckpt.load(m.checkpoint, device=device)
-            p = dataset_probs(loaded, dataset, batch_size=batch_size,
-                              amp=amp_mod.resolve(loaded.cfg.amp, device)) * (m.weight / total)
+            p = dataset_probs(loaded, dataset, batch_size=batch_size, amp=precision) * (m.weight / total)
             out = p if out is None else out + p
             del loaded
         return out
 
     def predict_proba(self, dataset, *, batch_size: int | None = None, device=None,
-                      decisions: bool = True, label_shift: bool = False) -> np.ndarray:
+                      decisions: bool = True, label_shift: bool = False,
+                      amp: str | None = None) -> np.ndarray:
         """Probabilities (n × C, float32, rows summing to 1) of every row of ``dataset``, in
         ``label_names`` order, with the fitted decisions applied (``decisions=False``: the plain
         weighted average). ``applied`` and ``warnings`` say what was done."""
-        probs = self.member_probs(dataset, batch_size=batch_size, device=device)
+        probs = self.member_probs(dataset, batch_size=batch_size, device=device, amp=amp)
         self.applied, self.warnings = [], []
         if decisions:
             frame = dataset.frame
@@ -204,6 +207,7 @@ def read_pool(sweep_dir: str | os.PathLike, *, types: bool = True) -> Pool:
     """The candidates of a finished (or partly finished) sweep; see the module notes."""
     from relex.sweep.folds import read_fold_index
     from relex.sweep.layout import JOB_FILE, TRIALS_FILE, SweepDir
+    from relex.sweep.results import SCORED
     from relex.train import checkpoint as ckpt
 
     sweep = SweepDir(sweep_dir)
@@ -214,7 +218,7 @@ def read_pool(sweep_dir: str | os.PathLike, *, types: bool = True) -> Pool:
     label_file = read_json(sweep.labels_file)
     names, negative = list(label_file["names"]), label_file["negative"]
     index = {n: i for i, n in enumerate(names)}
-    rows = sweep.scored_rows()
+    rows = [r for r in sweep.trial_rows() if r.get("status") in SCORED]
     folds = int(resolved.get("folds") or 0)
     notes: list[str] = []
 

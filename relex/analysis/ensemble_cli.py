@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from relex.metrics import PRIMARY, SELECTION_METRICS
-from relex.train.commands import _positive_int
+from relex.cli_args import positive_int
 
 
 # ----------------------------------------------------------------------------- relex ensemble
@@ -20,7 +20,7 @@ def add_ensemble_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a sweep directory (e.g. artifacts/smoke)")
     p.add_argument("--out", required=True, metavar="DIR", help="the ensemble directory to write")
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--top", type=_positive_int, metavar="K",
+    how.add_argument("--top", type=positive_int, metavar="K",
                      help="the K best trials (fold sweeps: configurations), equal weights")
     how.add_argument("--select", choices=("greedy",), default=None,
                      help="greedy forward selection with replacement (Caruana et al. 2004; the default)")
@@ -28,7 +28,7 @@ def add_ensemble_args(p: argparse.ArgumentParser) -> None:
                      help="one trial, or in a fold sweep one configuration's folds (e.g. t002)")
     p.add_argument("--metric", choices=SELECTION_METRICS, default=PRIMARY,
                    help=f"what the selection maximises (default: {PRIMARY})")
-    p.add_argument("--rounds", type=_positive_int, default=25, metavar="N",
+    p.add_argument("--rounds", type=positive_int, default=25, metavar="N",
                    help="greedy selection rounds (default: 25)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the split of the validation rows used for the honest scores")

@@ -21,15 +21,14 @@ from relex import metrics as M
 from relex.analysis import configs as C
 from relex.analysis import continuous
 from relex.analysis import effects as E
-from relex.analysis.commands import TOP_CURVES
+from relex.analysis.defaults import TOP_CURVES
 from relex.analysis.cost import Cost, sweep_cost
 from relex.analysis.document import Document, Figure, Marked, Para, Section, Table
 from relex.analysis.errors import ErrorAnalysis, analyse
-from relex.analysis.sweep_results import SweepResults, finite, load_sweep
+from relex.analysis.formats import finite, fmt_time, fmt_value
+from relex.analysis.formats import fmt_metric as f2
+from relex.analysis.sweep_results import SweepResults, load_sweep
 from relex.sweep.results import ERROR, STOPPED_EARLY
-from relex.leaderboard import _fmt_metric as f2
-from relex.leaderboard import _fmt_time as fmt_seconds
-from relex.leaderboard import _fmt_value as fmt_value
 
 TOP_CONFIGS_PLOTTED = 25
 TOP_INTERACTIONS = 5
@@ -82,7 +81,7 @@ class ReportBuilder:
         if gold is None or (gold < 0).any():
             return
         for r in self.rows:
-            if finite(r.get("mean_ap")) is None and finite(r.get("micro_f1")) is not None:
+            if finite(r.get("mean_ap")) is None and finite(r.get(M.PRIMARY)) is not None:
                 probs = self.res.probs(r["trial_id"])
                 if probs is not None and len(probs) == len(gold):
                     r["mean_ap"] = M.mean_ap(gold, probs)
@@ -110,7 +109,7 @@ class ReportBuilder:
             return None
         top = self.configs[0]
         rows = [r for r in self.rows if r["trial_id"] in top.trial_ids]
-        return max(rows, key=lambda r: (finite(r.get("micro_f1")), r["trial_id"]))
+        return max(rows, key=lambda r: (finite(r.get(M.PRIMARY)), r["trial_id"]))
 
     # ------------------------------------------------------------------- sections
     def summary(self, best) -> Section:
@@ -154,7 +153,7 @@ class ReportBuilder:
         """The effects in one line each: those whose interval excludes 0, and the rest."""
         clear, unclear = [], []
         for e in self.effects:
-            s = e.stats.get("micro_f1")
+            s = e.stats.get(M.PRIMARY)
             if s is None:
                 continue
             name = f"{e.axis}={fmt_value(e.value)} vs {fmt_value(e.reference)}"
@@ -227,7 +226,7 @@ class ReportBuilder:
                      f"{self.comparer.describe()}. ≈0: the interval contains 0."))
         rows = []
         for e in effects:
-            head = e.stats.get("micro_f1")
+            head = e.stats.get(M.PRIMARY)
             verdict = head.verdict if head else "no pairs"
             style = {"better": "good", "worse": "bad"}.get(verdict, "muted")
             rows.append([e.axis, f"{fmt_value(e.value)} vs {fmt_value(e.reference)}", str(e.pairs)]
@@ -370,8 +369,8 @@ class ReportBuilder:
         if res.history.empty or not self.curves:
             return None
         sec = Section("Learning curves", anchor="curves")
-        top = [r for r in sorted(self.rows, key=lambda r: -(finite(r.get("micro_f1")) or -1.0))
-               if finite(r.get("micro_f1")) is not None][:self.curves]
+        top = [r for r in sorted(self.rows, key=lambda r: -(finite(r.get(M.PRIMARY)) or -1.0))
+               if finite(r.get(M.PRIMARY)) is not None][:self.curves]
         rungs = ", ".join(map(str, res.rung_milestones)) or "none reached"
         sec.add(Para(f"Micro-F1 after each evaluation of the {len(top)} best trials; ASHA rungs "
                      f"at evaluations {rungs} (dotted)."))
@@ -382,11 +381,11 @@ class ReportBuilder:
                 continue
             stopped = r.get("status") == STOPPED_EARLY
             curves.append((f"{r['trial_id']} {config_label(r, res.axes)}", h["iteration"].to_numpy(),
-                           h["micro_f1"].to_numpy(dtype=float), stopped))
+                           h[M.PRIMARY].to_numpy(dtype=float), stopped))
             reached = [m for m in res.rung_milestones if m <= int(h["iteration"].max())]
             rows.append([r["trial_id"]] + ([C.lineage(r) or "-"] if self.staged else [])
                         + [config_label(r, res.axes), str(int(h["iteration"].max())),
-                         str(reached[-1]) if reached else "-", f2(r.get("micro_f1")),
+                         str(reached[-1]) if reached else "-", f2(r.get(M.PRIMARY)),
                          ("stopped by ASHA", "muted") if stopped else str(r.get("status"))])
         lineage = ["from"] if self.staged else []
         sec.add(Table(["trial", *lineage, "configuration", "evaluations", "last rung", "best micro-F1",
@@ -433,16 +432,16 @@ class ReportBuilder:
         c: Cost = sweep_cost(self.res)
         sec = Section("Cost", anchor="cost")
         gpu = c.total_gpu_s > 0
-        rows = [[r.status, str(r.trials), fmt_seconds(r.trial_s)] + ([fmt_seconds(r.gpu_s)] if gpu else [])
+        rows = [[r.status, str(r.trials), fmt_time(r.trial_s)] + ([fmt_time(r.gpu_s)] if gpu else [])
                 for r in c.by_status.itertuples()]
-        rows.append([("total", "best"), str(len(self.res.trials)), fmt_seconds(c.total_s)]
-                    + ([fmt_seconds(c.total_gpu_s)] if gpu else []))
+        rows.append([("total", "best"), str(len(self.res.trials)), fmt_time(c.total_s)]
+                    + ([fmt_time(c.total_gpu_s)] if gpu else []))
         sec.add(Table(["status", "trials", "trial-seconds"] + (["GPU-seconds"] if gpu else []), rows,
                       right={1, 2, 3}))
         if c.stopped:
             sec.add(Para(f"ASHA stopped {c.stopped} trial(s) and saved about "
-                         f"{fmt_seconds(c.saved_s)} of trial time"
-                         + (f" ({fmt_seconds(c.saved_gpu_s)} GPU)" if gpu else "")
+                         f"{fmt_time(c.saved_s)} of trial time"
+                         + (f" ({fmt_time(c.saved_gpu_s)} GPU)" if gpu else "")
                          + f", {c.saved_share:.0f}% of what running every trial to the end would "
                          "have cost (estimate: each stopped trial scaled to the evaluations of a "
                          "finished trial with the same training budget)."))

@@ -12,7 +12,6 @@ validation share and split seed), checked id by id.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,11 +150,3 @@ def _rows_from_data(job: dict[str, Any], labels, negative):
         return None, f"sentences are not shown: {str(e).splitlines()[0]}"
     return split.frame, None
 
-
-def finite(v: Any) -> float | None:
-    """``v`` as a finite float, else None."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None

@@ -58,6 +58,7 @@ import operator
 import os
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -317,32 +318,68 @@ def _where(ds, i: int, rid) -> str:
 
 
 def _featurize(ds, tokenizer, style: str, max_length: int) -> Features:
+    """The features of a data set: markers inserted by char offsets, one batch call of the fast
+    tokenizer, over-long rows windowed around their entities, then one flat array of
+    [CLS] + tokens + [SEP] per row."""
     frame = ds.frame
-    n_rows = len(frame)
     ids = [str(x) for x in frame["id"].tolist()]
     sentences = frame["sentence"].tolist()
-    s0 = frame["subj_start"].to_numpy(dtype=np.int64)
-    s1 = frame["subj_end"].to_numpy(dtype=np.int64)
-    o0 = frame["obj_start"].to_numpy(dtype=np.int64)
-    o1 = frame["obj_end"].to_numpy(dtype=np.int64)
-    stypes = frame["subj_type"].tolist()
-    otypes = frame["obj_type"].tolist()
-    labels = np.asarray(ds.label_ids(), dtype=np.int64)
+    spans = [frame[c].to_numpy(dtype=np.int64) for c in ("subj_start", "subj_end", "obj_start", "obj_end")]
+    stypes, otypes = frame["subj_type"].tolist(), frame["obj_type"].tolist()
+    _check_spans(ds, ids, sentences, *spans)
+    _check_markable(ds, ids, tokenizer, style, stypes, otypes)
+    s0, s1, o0, o1 = spans
+    mb = markers.mark_many(sentences, s0, s1, stypes, o0, o1, otypes, style)
+    gc_was = gc.isenabled()
+    gc.disable()  # tens of thousands of short-lived objects: no point in collecting mid-way
+    try:
+        tok = _tokenize(ds, ids, tokenizer, mb, style)
+        windows = _windows(ds, ids, tok, mb, style, max_length)
+        tok_flat = np.fromiter(itertools.chain.from_iterable(map(_IDS, tok.encs)), np.int32,
+                               int(tok.ntok.sum()))
+        tok.encs = []
+    finally:
+        if gc_was:
+            gc.enable()
     cls_id, sep_id, pad_id = _special_ids(tokenizer)
+    windowed = tok.ntok > max_length - 2
+    flat, starts, lengths = _assemble(tok_flat, tok.ntok, windowed, windows, max_length, cls_id, sep_id)
+    return Features(
+        flat=flat,
+        starts=starts,
+        lengths=lengths.astype(np.int32),
+        subj_pos=tok.subj_pos,
+        obj_pos=tok.obj_pos,
+        subj_span=tok.subj_span,
+        obj_span=tok.obj_span,
+        labels=np.asarray(ds.label_ids(), dtype=np.int64),
+        windowed=windowed,
+        ids=ids,
+        pad_id=pad_id,
+        style=style,
+        max_length=max_length,
+    )
 
-    # -- validate spans in bulk (the data layer checks them too; this guards other callers)
-    if n_rows:
-        slen = np.fromiter(map(len, sentences), np.int64, n_rows)
-        bad = ~((0 <= s0) & (s0 <= s1) & (s1 < slen) & (0 <= o0) & (o0 <= o1) & (o1 < slen))
-        overlap = ~((s1 < o0) | (o1 < s0))
-        for mask, why in ((bad, "entity span outside the sentence or start after end"),
-                          (overlap, "subject and object spans overlap; markers cannot be inserted")):
-            if mask.any():
-                i = int(np.flatnonzero(mask)[0])
-                raise RelexError(f"{_where(ds, i, ids[i])}: {why} (subject [{s0[i]}, {s1[i]}], "
-                                 f"object [{o0[i]}, {o1[i]}], sentence length {slen[i]})")
 
-    # -- type checks for the typed styles (one message naming the row)
+def _check_spans(ds, ids: list[str], sentences: list[str], s0, s1, o0, o1) -> None:
+    """Spans inside their sentence and apart, in bulk: a file read by relex.data.io was checked
+    row by row already, but a ``Dataset`` may also be built from a frame directly."""
+    if not ids:
+        return
+    slen = np.fromiter(map(len, sentences), np.int64, len(ids))
+    bad = ~((0 <= s0) & (s0 <= s1) & (s1 < slen) & (0 <= o0) & (o0 <= o1) & (o1 < slen))
+    overlap = ~((s1 < o0) | (o1 < s0))
+    for mask, why in ((bad, "entity span outside the sentence or start after end"),
+                      (overlap, "subject and object spans overlap; markers cannot be inserted")):
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            raise RelexError(f"{_where(ds, i, ids[i])}: {why} (subject [{s0[i]}, {s1[i]}], "
+                             f"object [{o0[i]}, {o1[i]}], sentence length {slen[i]})")
+
+
+def _check_markable(ds, ids: list[str], tokenizer, style: str, stypes: list, otypes: list) -> None:
+    """Every row can be marked in ``style``: entity types where the style prints them, and the
+    tokenizer holds the marker tokens of every type present (one message naming the row)."""
     if style in ("entity_mask", "typed_entity_marker", "typed_entity_marker_punct"):
         def blank(t):
             return t is None or not isinstance(t, str) or not t.strip()
@@ -350,11 +387,9 @@ def _featurize(ds, tokenizer, style: str, max_length: int) -> Features:
         if any(blank(t) for t in set(stypes) | set(otypes)):
             i = next(i for i, (a, b) in enumerate(zip(stypes, otypes)) if blank(a) or blank(b))
             raise RelexError(f"{_where(ds, i, ids[i])}: empty entity type; style '{style}' needs types")
-
-    # -- the tokenizer must hold the marker tokens for every type present
     if style in ("entity_mask", "typed_entity_marker", "entity_marker"):
         types = sorted({str(t) for t in itertools.chain(stypes, otypes)})
-        missing = markers.missing_tokens(tokenizer, style, types) if n_rows else []
+        missing = markers.missing_tokens(tokenizer, style, types) if ids else []
         if missing:
             raise RelexError(
                 f"the tokenizer lacks marker token(s) {', '.join(missing[:6])}"
@@ -364,85 +399,91 @@ def _featurize(ds, tokenizer, style: str, max_length: int) -> Features:
                 "built (a trained checkpoint knows only the types it was trained with)"
             )
 
-    # -- mark every sentence by char offsets (numpy arithmetic, one string join per row)
-    mb = markers.mark_many(sentences, s0, s1, stypes, o0, o1, otypes, style)
 
-    gc_was = gc.isenabled()
-    gc.disable()  # tens of thousands of short-lived objects: no point in collecting mid-way
-    try:
-        # -- ONE batch call of the fast tokenizer
-        with _plain_backend(tokenizer) as bt:
-            encs = bt.encode_batch(mb.texts, add_special_tokens=False) if n_rows else []
-        ntok = np.fromiter(map(len, encs), np.int64, n_rows)
-        # -- char offsets -> token index, through the tokenizer's own alignment
-        sp = _last_token(encs, mb.subj_marker, _char_to_token(encs, mb.subj_marker))
-        op = _last_token(encs, mb.obj_marker, _char_to_token(encs, mb.obj_marker))
-        bad = np.flatnonzero((sp < 0) | (op < 0))
-        if bad.size:
-            i = int(bad[0])
-            raise RelexError(f"{_where(ds, i, ids[i])}: the tokenizer drops a marker of style '{style}'; "
-                             "choose another marker style")
-        ssp = _spans(encs, sp, mb.subj_word_first, mb.subj_word_last)
-        osp = _spans(encs, op, mb.obj_word_first, mb.obj_word_last)
+@dataclass
+class _Tokens:
+    """The marked rows tokenized: encodings, token counts, and each entity's marker position and
+    word span as token indices (shifted past [CLS] once windowed)."""
+    encs: list
+    ntok: np.ndarray
+    subj_pos: np.ndarray
+    obj_pos: np.ndarray
+    subj_span: np.ndarray
+    obj_span: np.ndarray
 
-        # -- windowing of over-long rows
-        W = max_length - 2
-        windowed = ntok > W
-        win_pieces: dict[int, list[tuple[int, int]]] = {}
-        for i in np.flatnonzero(windowed).tolist():
-            e = encs[i]
-            se = _last_of(e, int(mb.subj_end[i]), e.char_to_token(int(mb.subj_end[i])))
-            oe = _last_of(e, int(mb.obj_end[i]), e.char_to_token(int(mb.obj_end[i])))
-            if se is None or oe is None:
-                raise RelexError(f"{_where(ds, i, ids[i])}: the tokenizer drops a marker of style "
-                                 f"'{style}'; choose another marker style")
-            subj_r = (int(sp[i]), int(se))
-            obj_r = (int(op[i]), int(oe))
-            for name, (r0, r1) in (("subject", subj_r), ("object", obj_r)):
-                if r1 - r0 + 1 > W:
-                    raise RelexError(
-                        f"{_where(ds, i, ids[i])}: the marked {name} alone takes {r1 - r0 + 1} tokens, more "
-                        f"than max_length={max_length} leaves after [CLS] and [SEP] ({W}); raise max_length"
-                    )
-            first, second = (subj_r, obj_r) if subj_r[0] <= obj_r[0] else (obj_r, subj_r)
-            try:
-                pcs = window_pieces(int(ntok[i]), first, second, W)
-            except ValueError as err:
-                raise RelexError(f"{_where(ds, i, ids[i])}: {err}; raise max_length") from None
-            win_pieces[i] = pcs
-            # old token index -> index after [CLS] and windowing
-            sp[i] = _remap(sp[i], pcs) - 1
-            op[i] = _remap(op[i], pcs) - 1
-            ssp[i] = (_remap(ssp[i, 0], pcs) - 1, _remap(ssp[i, 1], pcs) - 1)
-            osp[i] = (_remap(osp[i, 0], pcs) - 1, _remap(osp[i, 1], pcs) - 1)
-        # the [CLS] in front
-        sp += 1
-        op += 1
-        ssp += 1
-        osp += 1
 
-        tok_flat = np.fromiter(itertools.chain.from_iterable(map(_IDS, encs)), np.int32,
-                               int(ntok.sum()))
-        del encs
-    finally:
-        if gc_was:
-            gc.enable()
-    # -- assemble the flat ids: [CLS] + kept tokens + [SEP] per row
+def _tokenize(ds, ids: list[str], tokenizer, mb, style: str) -> _Tokens:
+    """ONE batch call of the fast tokenizer; char offsets -> token indices through the
+    tokenizer's own alignment."""
+    with _plain_backend(tokenizer) as bt:
+        encs = bt.encode_batch(mb.texts, add_special_tokens=False) if ids else []
+    ntok = np.fromiter(map(len, encs), np.int64, len(ids))
+    sp = _last_token(encs, mb.subj_marker, _char_to_token(encs, mb.subj_marker))
+    op = _last_token(encs, mb.obj_marker, _char_to_token(encs, mb.obj_marker))
+    bad = np.flatnonzero((sp < 0) | (op < 0))
+    if bad.size:
+        i = int(bad[0])
+        raise RelexError(f"{_where(ds, i, ids[i])}: the tokenizer drops a marker of style '{style}'; "
+                         "choose another marker style")
+    return _Tokens(encs, ntok, sp, op, _spans(encs, sp, mb.subj_word_first, mb.subj_word_last),
+                   _spans(encs, op, mb.obj_word_first, mb.obj_word_last))
+
+
+def _windows(ds, ids: list[str], tok: _Tokens, mb, style: str, max_length: int) -> dict[int, list[tuple[int, int]]]:
+    """The kept token pieces of every over-long row (row -> [(start, end)]), with the rows'
+    positions remapped into them; then every position shifted past [CLS]."""
+    width = max_length - 2
+    pieces: dict[int, list[tuple[int, int]]] = {}
+    for i in np.flatnonzero(tok.ntok > width).tolist():
+        e = tok.encs[i]
+        se = _last_of(e, int(mb.subj_end[i]), e.char_to_token(int(mb.subj_end[i])))
+        oe = _last_of(e, int(mb.obj_end[i]), e.char_to_token(int(mb.obj_end[i])))
+        if se is None or oe is None:
+            raise RelexError(f"{_where(ds, i, ids[i])}: the tokenizer drops a marker of style "
+                             f"'{style}'; choose another marker style")
+        subj_r = (int(tok.subj_pos[i]), int(se))
+        obj_r = (int(tok.obj_pos[i]), int(oe))
+        for name, (r0, r1) in (("subject", subj_r), ("object", obj_r)):
+            if r1 - r0 + 1 > width:
+                raise RelexError(
+                    f"{_where(ds, i, ids[i])}: the marked {name} alone takes {r1 - r0 + 1} tokens, more "
+                    f"than max_length={max_length} leaves after [CLS] and [SEP] ({width}); raise max_length"
+                )
+        first, second = (subj_r, obj_r) if subj_r[0] <= obj_r[0] else (obj_r, subj_r)
+        try:
+            pcs = window_pieces(int(tok.ntok[i]), first, second, width)
+        except ValueError as err:
+            raise RelexError(f"{_where(ds, i, ids[i])}: {err}; raise max_length") from None
+        pieces[i] = pcs
+        # old token index -> index after [CLS] and windowing
+        tok.subj_pos[i] = _remap(tok.subj_pos[i], pcs) - 1
+        tok.obj_pos[i] = _remap(tok.obj_pos[i], pcs) - 1
+        tok.subj_span[i] = (_remap(tok.subj_span[i, 0], pcs) - 1, _remap(tok.subj_span[i, 1], pcs) - 1)
+        tok.obj_span[i] = (_remap(tok.obj_span[i, 0], pcs) - 1, _remap(tok.obj_span[i, 1], pcs) - 1)
+    for positions in (tok.subj_pos, tok.obj_pos, tok.subj_span, tok.obj_span):
+        positions += 1  # the [CLS] in front
+    return pieces
+
+
+def _assemble(tok_flat: np.ndarray, ntok: np.ndarray, windowed: np.ndarray,
+              pieces: dict[int, list[tuple[int, int]]], max_length: int, cls_id: int, sep_id: int):
+    """(flat ids, row starts, row lengths): [CLS] + kept tokens + [SEP] per row."""
+    n_rows = len(ntok)
     out_len = np.where(windowed, max_length, ntok + 2).astype(np.int64)
     out_start = np.zeros(n_rows, np.int64)
     if n_rows:
         np.cumsum(out_len[:-1], out=out_start[1:])
-    total = int(out_len.sum())
-    if win_pieces:  # drop the tokens outside the windows
+    if pieces:  # drop the tokens outside the windows
         tok_start = np.zeros(n_rows, np.int64)
         np.cumsum(ntok[:-1], out=tok_start[1:])
         kept = np.ones(len(tok_flat), dtype=bool)
-        for i, pcs in win_pieces.items():
+        for i, pcs in pieces.items():
             t0 = int(tok_start[i])
             kept[t0 : t0 + int(ntok[i])] = False
             for a, b in pcs:
                 kept[t0 + a : t0 + b] = True
         tok_flat = tok_flat[kept]
+    total = int(out_len.sum())
     flat = np.empty(total, np.int32)
     special = np.zeros(total, dtype=bool)
     if n_rows:
@@ -452,22 +493,7 @@ def _featurize(ds, tokenizer, style: str, max_length: int) -> Features:
     if n_rows:
         flat[out_start] = cls_id
         flat[out_start + out_len - 1] = sep_id
-
-    return Features(
-        flat=flat,
-        starts=out_start,
-        lengths=out_len.astype(np.int32),
-        subj_pos=sp,
-        obj_pos=op,
-        subj_span=ssp,
-        obj_span=osp,
-        labels=labels,
-        windowed=windowed,
-        ids=ids,
-        pad_id=pad_id,
-        style=style,
-        max_length=max_length,
-    )
+    return flat, out_start, out_len
 
 
 def _char_to_token(encs, chars: np.ndarray) -> np.ndarray:

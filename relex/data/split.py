@@ -11,6 +11,12 @@ from __future__ import annotations
 
 from relex.errors import RelexError
 
+# The held-out validation split of one training file, the same for `relex train` (--valid-fraction,
+# --split-seed) and a sweep (Sweep(valid=..., split_seed=...)): a configuration validates on the
+# same rows however it is run. The split seed is a data setting, apart from a trial's seed.
+DEFAULT_VALID_FRACTION = 0.1
+DEFAULT_SPLIT_SEED = 0
+
 
 def split_indices(label_ids, fraction: float, seed: int):
     """(train, valid) row positions, each sorted; about ``fraction`` of the rows go to valid,

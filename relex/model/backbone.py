@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 from urllib.parse import urlparse
 
 from relex.errors import RelexError
+from relex.model.quiet import quiet_transformers
 from relex.model.tiny import TINY, build_tiny, tiny_sizes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -172,20 +172,6 @@ def _hub_unreachable() -> str | None:
             return None
     except OSError as e:
         return f"cannot connect to {host}: {e.strerror or type(e).__name__}"
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """Hide transformers' per-call progress bars (weights loading/saving) for a moment."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
 
 
 def _short(e: BaseException) -> str:

@@ -137,7 +137,7 @@ def build_tiny(
         t0 = time.perf_counter()
         tokenizer = _train_tokenizer(sentences, vocab)
         tokenizer.save_pretrained(str(tmp))
-        from relex.model.backbone import quiet_transformers
+        from relex.model.quiet import quiet_transformers
 
         with quiet_transformers():
             _init_encoder(tokenizer, hidden=hidden, layers=layers, heads=heads).save_pretrained(str(tmp))

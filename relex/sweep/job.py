@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from relex.config import NEGATIVE_LABEL, TrialConfig
+from relex.data.split import DEFAULT_SPLIT_SEED, DEFAULT_VALID_FRACTION
 from relex.metrics import EVAL_METRICS, PRIMARY, REGISTRY
 from relex.errors import RelexError
 from relex.sweep.folds import fold_trial_id
@@ -323,7 +324,8 @@ class Sweep:
         max_concurrent: trials at once at most (0: as many as resources allow).
         max_failures: retries of a failed trial before it is recorded as ERROR.
         reuse_actors: reuse Ray actors between trials (saves start-up time of small trials).
-        split_seed: the seed of the stratified validation split.
+        split_seed: the seed of the stratified validation split (default 0, as
+            ``relex train --split-seed``; a trial's ``seed`` does not move it).
         before_trial: optional ``f(cfg: TrialConfig, trial_id: str)`` run inside each trial
             before training (per-trial set-up on the worker); an exception fails the trial.
         folds: k >= 2 for k-fold cross-validation (stratified by label, with ``fold_seed``):
@@ -364,7 +366,7 @@ class Sweep:
     max_concurrent: int = _setting(0, _check_count("max_concurrent"))
     max_failures: int = _setting(0, _check_count("max_failures"))
     reuse_actors: bool = _setting(True, lambda value, where: bool(value))
-    split_seed: int = _setting(0, _check_count("split_seed"))
+    split_seed: int = _setting(DEFAULT_SPLIT_SEED, _check_count("split_seed"))
     before_trial: Callable[[TrialConfig, str], None] | None = _setting(
         None, _check_before_trial, record=False)  # code
     folds: int | None = _setting(None, _check_folds, recorded_with="folds")  # resolved: 0 = none
@@ -545,7 +547,7 @@ def _check_together(job: Sweep, raw: Sweep, where: str) -> None:
         raise RelexError(f"{where}: valid={job.valid!r} and folds={job.folds}: a fold sweep "
                          "validates each fold on the rows it holds out; drop valid")
     if not job.folds and job.valid is None:
-        job.valid = 0.1
+        job.valid = DEFAULT_VALID_FRACTION
     if job.folds and set(raw.asha) - {"metric", "mode"}:
         raise RelexError(f"{where}: asha: a fold sweep stops no trial early (every fold of a "
                          "configuration runs its full budget), so only metric and mode apply")

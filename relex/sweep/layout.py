@@ -162,26 +162,37 @@ class TrialDir:
             marker.unlink(missing_ok=True)
 
 
+class _Entry:
+    """A path of the sweep directory, as an attribute: ``job_file = _Entry(JOB_FILE)``."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, sweep: "SweepDir", owner=None) -> Path:
+        return sweep.path / self.name
+
+
 class SweepDir:
     """The paths of one sweep directory, its readers and its writers."""
 
+    job_file = _Entry(JOB_FILE)
+    labels_file = _Entry(LABELS_FILE)
+    valid_index_file = _Entry(VALID_INDEX_FILE)
+    folds_file = _Entry(FOLDS_FILE)
+    trials_file = _Entry(TRIALS_FILE)
+    history_file = _Entry(HISTORY_FILE)
+    asha_state_file = _Entry(ASHA_STATE_FILE)
+    study_file = _Entry(STUDY_FILE)
+    usage_file = _Entry(USAGE_FILE)
+    lease_file = _Entry(LEASE_FILE)
+    valid_probs_dir = _Entry(VALID_PROBS_DIR)
+    oof_dir = _Entry(OOF_DIR)
+    trials_dir = _Entry(TRIALS_DIR)
+    ray_dir = _Entry(RAY_DIR)
+    cache_dir = _Entry(CACHE_DIR)
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.job_file = self.path / JOB_FILE
-        self.labels_file = self.path / LABELS_FILE
-        self.valid_index_file = self.path / VALID_INDEX_FILE
-        self.folds_file = self.path / FOLDS_FILE
-        self.trials_file = self.path / TRIALS_FILE
-        self.history_file = self.path / HISTORY_FILE
-        self.asha_state_file = self.path / ASHA_STATE_FILE
-        self.study_file = self.path / STUDY_FILE
-        self.usage_file = self.path / USAGE_FILE
-        self.lease_file = self.path / LEASE_FILE
-        self.valid_probs_dir = self.path / VALID_PROBS_DIR
-        self.oof_dir = self.path / OOF_DIR
-        self.trials_dir = self.path / TRIALS_DIR
-        self.ray_dir = self.path / RAY_DIR
-        self.cache_dir = self.path / CACHE_DIR
 
     def __repr__(self) -> str:
         return f"SweepDir({str(self.path)!r})"
@@ -240,12 +251,6 @@ class SweepDir:
 
     def history_rows(self) -> list[dict[str, Any]]:
         return read_rows(self.history_file)
-
-    def scored_rows(self) -> list[dict[str, Any]]:
-        """The rows of trials whose best metrics mean something (see ``results.SCORED``)."""
-        from relex.sweep.results import SCORED
-
-        return [r for r in self.trial_rows() if r.get("status") in SCORED]
 
     def trials(self):
         """trials.parquet as a DataFrame ordered by trial id; one clear error when unreadable."""

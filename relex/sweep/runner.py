@@ -38,6 +38,7 @@ from relex.sweep.lease import Lease
 from relex.sweep.results import ERROR, FINISHED, NOT_STARTED, PAUSED, PENDING, Tables
 from relex.sweep.trial import Prepared, backbone_key
 
+TUNE_SNAPSHOT_GLOB = "experiment_state-*.json"  # Ray Tune's experiment state, one per driver start
 
 def _is_lease_file(name: str) -> bool:
     """The lease and the heartbeat's temporary files (``.driver.lease.*.tmp``)."""
@@ -243,6 +244,26 @@ def trial_name(trial) -> str:
     return str(trial.config["trial"]["trial_id"])
 
 
+def tune_snapshot_problem(ray_dir: Path) -> str | None:
+    """Why Ray Tune's newest experiment snapshot in ``ray_dir`` cannot be restored, or None.
+
+    Tune copies its snapshot into the experiment directory in place, not by rename, and does so
+    continuously; a driver killed during the copy leaves it truncated, one killed before the
+    first copy leaves none. Tune's restore then starts the experiment afresh.
+    """
+    snapshots = sorted(ray_dir.glob(TUNE_SNAPSHOT_GLOB))  # Tune restores the newest by name
+    if not snapshots:
+        return f"{ray_dir} holds no experiment snapshot of Ray Tune"
+    newest = snapshots[-1]
+    try:
+        trials = json.loads(newest.read_text(encoding="utf-8"))["trial_data"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return f"Ray Tune's experiment snapshot {newest} is incomplete"
+    if not trials:
+        return f"Ray Tune's experiment snapshot {newest} holds no trial"
+    return None
+
+
 def _check_same_job(job: Sweep, sweep_dir: Path) -> None:
     path = SweepDir(sweep_dir).job_file
     if not path.exists():
@@ -323,52 +344,15 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
                 cpus: float | None, console, live: bool | None, num_cpus: int | None,
                 tables: Tables | None,
                 trainable: Callable | None, prepared: Prepared | None) -> SweepOutcome:
-    from relex.sweep.asha import make_scheduler
-    from relex.sweep.callback import SweepCallback, register_callback
-    from relex.sweep.results import ResultsWriter
-    from relex.sweep.trial import run_trial
-    from relex.sweep.watchdog import Watchdog
-
-    name = sweep_dir.name
     sweep = SweepDir(sweep_dir)
-    ray_dir = sweep.ray_dir
-    started_before = sweep.ray_started()
-    if resume and not started_before:
-        raise _no_sweep_to_resume(sweep_dir)
-    if not resume and (started_before or sweep.has_results()):
-        if not overwrite:
-            raise RelexError(f"{sweep_dir} already holds a sweep; pass --resume to continue it, "
-                             "--overwrite to start it again, or --name for a new one")
-        _clear_sweep_dir(sweep_dir, keep_cache=False)
-    elif not resume:
-        # an earlier start that failed in pre-flight: keep its cache, drop the rest; a directory
-        # holding anything relex does not write there is not ours to empty
-        foreign = sorted(p.name for p in sweep_dir.iterdir()
-                         if p.name not in ENTRIES and not _is_lease_file(p.name))
-        if foreign:
-            raise RelexError(f"{sweep_dir} exists and is not a relex sweep (it holds "
-                             f"{', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
-                             "choose another --name or --storage")
-        _clear_sweep_dir(sweep_dir, keep_cache=True)
+    _claim_dir(sweep, resume=resume, overwrite=overwrite)
     if resume:
         _check_same_job(job, sweep_dir)
-
-    if prepared is None:
-        prepared, data = preflight(job, sweep_dir, console=console)
-        if job.folds:
-            write_fold_index(sweep_dir, data)
-            sweep.write_labels(data.full.labels)
-        else:
-            write_valid_index(sweep_dir, data.valid)
-    else:
-        prepared = replace(prepared, sweep_dir=str(sweep_dir))
-    resolved = job.resolved()
-    if prepared.skipped_bad_rows:  # bad rows dropped per data file (skip_bad_rows)
-        resolved["skipped_bad_rows"] = prepared.skipped_bad_rows
-    sweep.write_job(resolved)
+    prepared = _prepare(job, sweep, prepared, console)
 
     import ray
-    from ray import tune
+
+    from relex.sweep.watchdog import Watchdog
 
     local = not (address or os.environ.get("RAY_ADDRESS")) and not ray.is_initialized()
     owns_ray = start_ray(address, num_cpus)
@@ -378,71 +362,12 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
     try:
         res = decide_resources(job, ray.cluster_resources(), gpus=gpus, cpus=cpus, local=local)
         if console is not None:
-            console.print(f"sweep {name}: {job.total} trials, {res['gpu']:g} GPU + "
+            console.print(f"sweep {sweep.name}: {job.total} trials, {res['gpu']:g} GPU + "
                           f"{res['cpu']:g} CPU per trial"
                           + (f", at most {job.max_concurrent} at once" if job.max_concurrent else "")
                           + f" -> {sweep_dir}", markup=False, highlight=False)
-        scheduler = make_scheduler(job.asha, sweep.asha_state_file, early_stop=not job.folds)
-        scheduler.budget = make_budget(job, sweep_dir, res)
-        writer = ResultsWriter(sweep_dir)
-        if retry_errors:
-            retried = reopen_errored(sweep_dir, writer)
-            if console is not None:
-                console.print(f"retrying {len(retried)} failed trial(s): {', '.join(retried) or '-'}",
-                              markup=False, highlight=False)
-        callback = SweepCallback(job, sweep_dir, writer, scheduler.rungs, console=console, live=live,
-                                 tables=tables)
-        register_callback(callback)
-
-        fn = trainable or run_trial
-        wrapped = tune.with_resources(tune.with_parameters(fn, prepared=prepared),
-                                      {"cpu": res["cpu"], "gpu": res["gpu"]})
-        run_config = tune.RunConfig(
-            name=ray_dir.name, storage_path=str(sweep_dir),
-            failure_config=tune.FailureConfig(max_failures=job.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[callback, *_tracker_callbacks(job, sweep_dir, name)], verbose=0)
-        if job.searched:
-            tuner = _searched_tuner(job, sweep_dir, wrapped, scheduler, run_config, writer,
-                                    _concurrency(job, ray.cluster_resources(), res))
-        elif resume:
-            # resume_errored: a failed trial restarts from its last checkpoint, not from scratch
-            tuner = tune.Tuner.restore(str(ray_dir), wrapped, resume_unfinished=True,
-                                       resume_errored=retry_errors, restart_errored=False)
-        else:
-            space = {"trial": tune.grid_search([t.spec() for t in job.trials])}
-            tuner = tune.Tuner(
-                wrapped, param_space=space,
-                tune_config=tune.TuneConfig(
-                    scheduler=scheduler, max_concurrent_trials=job.max_concurrent or None,
-                    reuse_actors=job.reuse_actors, trial_name_creator=trial_name,
-                    trial_dirname_creator=trial_name),
-                run_config=run_config)
-        # Tune's own console output (config box, tracebacks of failed trials) would tear through
-        # the live leaderboard; the callback reports every trial, and each failed trial's full
-        # traceback stays in <sweep_dir>/ray/<trial_id>/error.txt.
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        tune_log = logging.getLogger("ray.tune")
-        level = tune_log.level
-        tune_log.setLevel(logging.CRITICAL)
-        try:
-            tuner.fit()
-        finally:
-            tune_log.setLevel(level)
-            callback.stop_live()
-            writer.flush()
-        if scheduler.budget.reason:
-            mark_unfinished(job, writer, scheduler.budget.reason, console)
-        rows = writer.trial_rows()
-        if job.folds:
-            oof = assemble_oof(sweep_dir, rows)
-            if console is not None and oof:
-                console.print(f"out-of-fold probabilities of {len(oof)} configurations in "
-                              f"{sweep.oof_dir}", markup=False, highlight=False)
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
-        return SweepOutcome(sweep_dir, counts, rows, total=job.total, job_path=job.path)
+        return _tune(job, sweep, res, prepared, resume=resume, retry_errors=retry_errors,
+                     console=console, live=live, tables=tables, trainable=trainable)
     finally:
         if owns_ray:
             ray.shutdown()
@@ -460,7 +385,7 @@ def _concurrency(job: Sweep, cluster: dict[str, float], res: dict[str, float]) -
     return max(1, int(min(fits))) if fits else 1
 
 
-def _searched_tuner(job: Sweep, sweep_dir: Path, wrapped, scheduler, run_config, writer,
+def _searched_tuner(job: Sweep, sweep_dir: Path, wrapped, scheduler, callback, writer,
                     concurrency: int):
     """A TPE sweep's Tuner. Started or resumed alike: the searcher rebuilds its state from the
     study journal and the recorded rows (see relex.sweep.search), so a resume is a new Tune run
@@ -477,7 +402,163 @@ def _searched_tuner(job: Sweep, sweep_dir: Path, wrapped, scheduler, run_config,
             search_alg=search_alg, scheduler=scheduler, num_samples=-1,
             reuse_actors=job.reuse_actors, trial_name_creator=trial_name,
             trial_dirname_creator=trial_name),
-        run_config=run_config)
+        run_config=_run_config(job, sweep_dir, callback))
+
+
+def _claim_dir(sweep: SweepDir, *, resume: bool, overwrite: bool) -> None:
+    """Check the sweep directory fits the request (resume one that started; start fresh only
+    over --overwrite or an earlier failed start) and clear it for a fresh start."""
+    started_before = sweep.ray_started()
+    if resume and not started_before:
+        raise _no_sweep_to_resume(sweep.path)
+    if resume:
+        return
+    if started_before or sweep.has_results():
+        if not overwrite:
+            raise RelexError(f"{sweep.path} already holds a sweep; pass --resume to continue it, "
+                             "--overwrite to start it again, or --name for a new one")
+        _clear_sweep_dir(sweep.path, keep_cache=False)
+        return
+    # an earlier start that failed in pre-flight: keep its cache, drop the rest; a directory
+    # holding anything relex does not write there is not ours to empty
+    foreign = sorted(p.name for p in sweep.path.iterdir()
+                     if p.name not in ENTRIES and not _is_lease_file(p.name))
+    if foreign:
+        raise RelexError(f"{sweep.path} exists and is not a relex sweep (it holds "
+                         f"{', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                         "choose another --name or --storage")
+    _clear_sweep_dir(sweep.path, keep_cache=True)
+
+
+def _prepare(job: Sweep, sweep: SweepDir, prepared: Prepared | None, console) -> Prepared:
+    """The pre-flight (unless the caller brings its own), the index files and job.json."""
+    if prepared is None:
+        prepared, data = preflight(job, sweep.path, console=console)
+        if job.folds:
+            write_fold_index(sweep.path, data)
+            sweep.write_labels(data.full.labels)
+        else:
+            write_valid_index(sweep.path, data.valid)
+    else:
+        prepared = replace(prepared, sweep_dir=str(sweep.path))
+    resolved = job.resolved()
+    if prepared.skipped_bad_rows:  # bad rows dropped per data file (skip_bad_rows)
+        resolved["skipped_bad_rows"] = prepared.skipped_bad_rows
+    sweep.write_job(resolved)
+    return prepared
+
+
+def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared, *, resume: bool,
+          retry_errors: bool, console, live: bool | None, tables: Tables | None,
+          trainable: Callable | None) -> SweepOutcome:
+    """Run the trials on Ray Tune (started or restored) and record how they ended."""
+    from ray import tune
+
+    from relex.sweep.asha import make_scheduler
+    from relex.sweep.callback import SweepCallback, register_callback
+    from relex.sweep.results import ResultsWriter
+    from relex.sweep.trial import run_trial
+
+    scheduler = make_scheduler(job.asha, sweep.asha_state_file, early_stop=not job.folds)
+    scheduler.budget = make_budget(job, sweep.path, res)
+    writer = ResultsWriter(sweep.path)
+    if retry_errors:
+        retried = reopen_errored(sweep.path, writer)
+        if console is not None:
+            console.print(f"retrying {len(retried)} failed trial(s): {', '.join(retried) or '-'}",
+                          markup=False, highlight=False)
+    callback = SweepCallback(job, sweep.path, writer, scheduler.rungs, console=console, live=live,
+                             tables=tables)
+    register_callback(callback)
+    wrapped = tune.with_resources(tune.with_parameters(trainable or run_trial, prepared=prepared),
+                                  {"cpu": res["cpu"], "gpu": res["gpu"]})
+    if job.searched:
+        import ray
+
+        tuner = _searched_tuner(job, sweep.path, wrapped, scheduler, callback, writer,
+                                _concurrency(job, ray.cluster_resources(), res))
+    else:
+        tuner = _tuner(job, sweep.path, wrapped, scheduler, callback, resume=resume,
+                       retry_errors=retry_errors, console=console)
+    _fit_quietly(tuner, callback, writer)
+    if scheduler.budget.reason:
+        mark_unfinished(job, writer, scheduler.budget.reason, console)
+    rows = writer.trial_rows()
+    if job.folds:
+        oof = assemble_oof(sweep.path, rows)
+        if console is not None and oof:
+            console.print(f"out-of-fold probabilities of {len(oof)} configurations in "
+                          f"{sweep.oof_dir}", markup=False, highlight=False)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return SweepOutcome(sweep.path, counts, rows, total=job.total, job_path=job.path)
+
+
+def unfinished_trials(job: Sweep, sweep_dir: Path) -> list:
+    """The job's trials whose final result is not recorded yet (the driver writes ``final.json``
+    after the row; ``--retry-errors`` removes it from the failed ones)."""
+    sweep = SweepDir(sweep_dir)
+    return [t for t in job.trials if not sweep.trial(t.trial_id).is_final()]
+
+
+def _tuner(job: Sweep, sweep_dir: Path, trainable, scheduler, callback, *, resume: bool,
+           retry_errors: bool, console):
+    """The Tuner of a start or a resume, over the trials still to run; None when none is left."""
+    from ray import tune
+
+    ray_dir = SweepDir(sweep_dir).ray_dir
+    pending = unfinished_trials(job, sweep_dir)
+    if not pending:
+        return None
+    # Tune does not store the search space: it is given on resume too, so a snapshot Tune fails
+    # to read is restarted over these trials rather than over an empty config
+    space = {"trial": tune.grid_search([t.spec() for t in pending])}
+    unusable = tune_snapshot_problem(ray_dir) if resume else None
+    if unusable and console is not None:
+        console.print(f"{unusable} (its driver was stopped while writing it): the unfinished "
+                      "trials start again from their first step; finished ones are kept",
+                      markup=False, highlight=False)
+    if resume and not unusable:
+        # resume_errored: a failed trial restarts from its last checkpoint, not from scratch
+        return tune.Tuner.restore(str(ray_dir), trainable, param_space=space,
+                                  resume_unfinished=True, resume_errored=retry_errors,
+                                  restart_errored=False)
+    return tune.Tuner(
+        trainable, param_space=space,
+        tune_config=tune.TuneConfig(
+            scheduler=scheduler, max_concurrent_trials=job.max_concurrent or None,
+            reuse_actors=job.reuse_actors, trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name),
+        run_config=_run_config(job, sweep_dir, callback))
+
+
+def _run_config(job: Sweep, sweep_dir: Path, callback):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=SweepDir(sweep_dir).ray_dir.name, storage_path=str(sweep_dir),
+        failure_config=tune.FailureConfig(max_failures=job.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=[callback, *_tracker_callbacks(job, sweep_dir, sweep_dir.name)], verbose=0)
+
+
+def _fit_quietly(tuner, callback, writer) -> None:
+    """``tuner.fit()`` (None: no trial left to run) with Tune's own console output off: its config
+    box and tracebacks of failed trials would tear through the live leaderboard. The callback
+    reports every trial, and each failed trial's full traceback stays in
+    <sweep_dir>/ray/<trial_id>/error.txt."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    tune_log = logging.getLogger("ray.tune")
+    level = tune_log.level
+    tune_log.setLevel(logging.CRITICAL)
+    try:
+        if tuner is not None:
+            tuner.fit()
+    finally:
+        tune_log.setLevel(level)
+        callback.stop_live()
+        writer.flush()
 
 
 def _tracker_callbacks(job: Sweep, sweep_dir: Path, name: str) -> list:

@@ -12,12 +12,22 @@
 
 The scaler of the ``off`` and ``bf16`` modes is a disabled ``GradScaler``, so the training loop
 calls ``scale``/``unscale_``/``step``/``update`` the same way in every mode.
+
+``cfg.amp`` is a training setting only. Inference — validation during training, ``relex.load``,
+``evaluate``, ``predict``, ensembles, the ONNX graph — runs in float32 unless an ``amp`` is asked
+for at inference time (:func:`for_inference`), so a checkpoint gives the probabilities its
+training run scored on any CPU or GPU, and one trained with ``--amp bf16`` predicts where there
+is no bf16.
+
+``RELEX_NATIVE_BF16=1`` (or ``0``) overrides the CPU probe: every CPU of a mixed cluster then
+decides ``auto`` alike, and the test suite runs as on a CPU with (or without) native bf16.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ContextManager
@@ -78,9 +88,26 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
     return frozenset()
 
 
-@functools.lru_cache(maxsize=None)
+NATIVE_BF16_ENV = "RELEX_NATIVE_BF16"  # "1" / "0": what the CPU probe answers, whatever the CPU
+_ENV_VALUES = {"1": True, "true": True, "yes": True, "on": True,
+               "0": False, "false": False, "no": False, "off": False}
+
+
 def native_bf16(device_type: str = "cpu") -> bool:
-    """True where bf16 arithmetic is native on this device type (so autocast to it pays).
+    """True where bf16 arithmetic is native on this device type (so autocast to it pays): on
+    the CPU :data:`NATIVE_BF16_ENV` when set, else :func:`probe_native_bf16`."""
+    forced = os.environ.get(NATIVE_BF16_ENV, "").strip().lower() if device_type == "cpu" else ""
+    if not forced:
+        return probe_native_bf16(device_type)
+    if forced not in _ENV_VALUES:
+        raise RelexError(f"{NATIVE_BF16_ENV}={os.environ[NATIVE_BF16_ENV]!r} is invalid: use 1 "
+                         "(the CPU has native bf16) or 0 (it has not)")
+    return _ENV_VALUES[forced]
+
+
+@functools.lru_cache(maxsize=None)
+def probe_native_bf16(device_type: str = "cpu") -> bool:
+    """What the hardware says: whether bf16 arithmetic is native on this device type.
 
     CUDA: ``torch.cuda.is_bf16_supported(including_emulation=False)`` (Ampere and later).
     CPU: torch's own probe of the instruction set (``torch.cpu._is_avx512_bf16_supported`` /
@@ -117,3 +144,9 @@ def resolve(requested: str, device: torch.device | str) -> Amp:
             raise RelexError(f"amp=fp16 is not supported on device {dev!r}; use --amp off")
         return Amp("fp16", dev)
     raise RelexError(f"amp={requested!r} is invalid: choose one of auto, off, bf16, fp16")
+
+
+def for_inference(requested: str | None, device: torch.device | str) -> Amp:
+    """The precision of inference on ``device``: float32 unless ``requested`` (an ``--amp`` given
+    at inference time; never the checkpoint's training setting)."""
+    return resolve(requested or "off", device)

@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from relex.config import MODEL_FIELDS, ModelConfig, TrialConfig
 from relex.errors import RelexError
 from relex.io_utils import atomic_path, json_default, read_json
-from relex.model.backbone import quiet_transformers
+from relex.model.quiet import quiet_transformers
 
 FORMAT = "relex-checkpoint"
 VERSION = 2

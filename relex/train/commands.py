@@ -18,29 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from relex.cli_args import one_line_errors, warn_skipped
 from relex.config import CHOICES, TrialConfig
+from relex.data.split import DEFAULT_SPLIT_SEED, DEFAULT_VALID_FRACTION
 from relex.errors import RelexError
 from relex.tracking import LOGGERS, RunLoggers, check_loggers
-
-
-def _one_line_errors(p: argparse.ArgumentParser) -> None:
-    """Argument errors as exactly one line on stderr (no usage block), exit code 2."""
-
-    def error(message: str) -> None:
-        p.exit(2, f"{p.prog}: error: {message} (see --help)\n")
-
-    p.error = error  # type: ignore[method-assign]
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1 (checked before any model is loaded)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _field_type(f: dataclasses.Field) -> str:
@@ -93,7 +75,7 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
 # ----------------------------------------------------------------------------- train
 def add_train_args(p: argparse.ArgumentParser) -> None:
     p.usage = "relex train [--train FILE] [--valid FILE | --valid-fraction F] --out DIR [options]"
-    _one_line_errors(p)
+    one_line_errors(p)
     d = p.add_argument_group("data and output")
     d.add_argument("--train", metavar="FILE", default=None,
                    help="training file: KLUE JSON, boostcamp CSV, JSONL or Parquet "
@@ -101,7 +83,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     v = d.add_mutually_exclusive_group()
     v.add_argument("--valid", metavar="FILE", default=None, help="validation file")
     v.add_argument("--valid-fraction", metavar="F", type=str, default=None,
-                   help="hold out this stratified fraction of --train for validation (default: 0.1)")
+                   help="hold out this stratified fraction of --train for validation "
+                        f"(default: {DEFAULT_VALID_FRACTION:g}, as a sweep's valid)")
+    d.add_argument("--split-seed", metavar="N", type=int, default=DEFAULT_SPLIT_SEED,
+                   help=f"seed of that split (default: {DEFAULT_SPLIT_SEED}, as a sweep's split_seed; "
+                        "--seed does not move it, so a configuration validates on the same rows "
+                        "here and in a sweep)")
     d.add_argument("--out", metavar="DIR", required=True,
                    help="output directory: best/ (checkpoint), history.jsonl, metrics.json")
     d.add_argument("--labels", metavar="FILE", default=None,
@@ -123,7 +110,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 def _fraction(text: str | None) -> float:
     if text is None:
-        return 0.1
+        return DEFAULT_VALID_FRACTION
     try:
         f = float(text)
     except ValueError:
@@ -154,15 +141,15 @@ def train(args: argparse.Namespace) -> int:
     labels = args.labels
     neg = cfg.negative_label
     train_ds = read_dataset(train_path, labels=labels, negative=neg, skip_bad_rows=args.skip_bad_rows)
-    _warn_skipped(train_ds)
+    warn_skipped(train_ds)
     if args.valid:
         valid_ds = read_dataset(Path(args.valid), labels=train_ds.labels, negative=neg,
                                 skip_bad_rows=args.skip_bad_rows)
-        _warn_skipped(valid_ds)
+        warn_skipped(valid_ds)
         how = f"validation file {args.valid}"
     else:
-        train_ds, valid_ds = stratified_split(train_ds, fraction, seed=cfg.seed)
-        how = f"stratified {fraction:g} split of {train_path}"
+        train_ds, valid_ds = stratified_split(train_ds, fraction, seed=args.split_seed)
+        how = f"stratified {fraction:g} split of {train_path}, split seed {args.split_seed}"
 
     from relex.train.fit import fit
 
@@ -188,11 +175,4 @@ def train(args: argparse.Namespace) -> int:
     print(f"checkpoint {res.best_dir}")
     print(f"history   {out / 'history.jsonl'}, summary {out / 'metrics.json'}")
     return 0
-
-
-def _warn_skipped(ds) -> None:
-    if ds.skipped:
-        rows = "row" if ds.skipped == 1 else "rows"
-        print(f"relex: skipped {ds.skipped} bad {rows} of {ds.path} (--skip-bad-rows; first: "
-              f"{ds.bad_rows[0]})", file=sys.stderr)
 

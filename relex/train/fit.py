@@ -206,7 +206,8 @@ def prepare(cfg: TrialConfig, train_ds, valid_ds, out_dir: str | os.PathLike, *,
             device: str | torch.device | None = None) -> Run:
     """Build a run ready for its first step (or for ``load_state``)."""
     from relex.model import build_model
-    from relex.model.backbone import quiet_transformers, resolve_backbone
+    from relex.model.backbone import resolve_backbone
+    from relex.model.quiet import quiet_transformers
     from relex.train import techniques
     from relex.train.inputs import tokenizer_and_features
 
@@ -220,7 +221,8 @@ def prepare(cfg: TrialConfig, train_ds, valid_ds, out_dir: str | os.PathLike, *,
     device = torch.device(device) if device is not None else default_device()
     amp = amp_mod.resolve(cfg.amp, device)
     report = Reporter(Reporter.pick(progress))
-    report.log(f"device {device}, precision: {amp.describe()}")
+    report.log(f"device {device}, precision: {amp.describe()}"
+               + ("; validation in fp32" if amp.enabled else ""))
     if backbone_path is None:
         backbone_path = resolve_backbone(cfg.backbone, corpus=train_ds.frame["sentence"].tolist(), cfg=cfg)
     cache = Path(features_cache) if features_cache is not None else cache_root() / "features"
@@ -364,7 +366,10 @@ def evaluate(run: Run, n_batches: int) -> bool:
     with contextlib.ExitStack() as weights:
         for t in run.techniques.values():  # EMA: evaluate (and save) the averaged weights
             weights.enter_context(t.evaluation_weights(run))
-        logits = predict_logits(run.model, run.valid_feats, batch_size=cfg.eval_batch_size, amp=run.amp)
+        # scored in float32 whatever the training precision: relex evaluate of the saved
+        # checkpoint reproduces these numbers on any machine (relex.train.amp)
+        logits = predict_logits(run.model, run.valid_feats, batch_size=cfg.eval_batch_size,
+                                amp=amp_mod.for_inference(None, run.device))
         probs = probs_from_logits(logits)
         labels = np.asarray(run.valid_feats.labels, dtype=np.int64)
         m = M.compute(labels, probs, run.labels.names, run.labels.negative, per_class=False)

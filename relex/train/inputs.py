@@ -15,7 +15,8 @@ def tokenizer_and_features(cfg, train_ds, valid_ds, backbone_path: str | os.Path
 
     from relex.data.features import featurize
     from relex.data.markers import entity_types, prepare_tokenizer
-    from relex.model.backbone import check_max_length, load_tokenizer, quiet_transformers
+    from relex.model.backbone import check_max_length, load_tokenizer
+    from relex.model.quiet import quiet_transformers
 
     with quiet_transformers():
         check_max_length(AutoConfig.from_pretrained(str(backbone_path)), cfg.max_length, cfg.backbone)
