@@ -254,7 +254,7 @@ def test_the_bundled_search_job_plans_a_tpe_search(capsys):
 
 def test_leaderboard_writes_sampled_values_readably():
     from relex.config import TrialConfig
-    from relex.leaderboard import plain_text
+    from relex.analysis.leaderboard import plain_text
 
     rows = [{"trial_id": f"s00{i}", "status": "TERMINATED", "micro_f1": 50.0 + i,
              **TrialConfig(lr=lr, warmup_ratio=w).to_dict()}

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from relex.analysis.document import Figure, Para, Section, Table
-from relex.analysis.sweep_results import SweepResults, finite
+from relex.analysis.formats import finite
+from relex.analysis.sweep_results import SweepResults
 from relex.metrics import Metric
 from relex.sweep.results import STOPPED_EARLY
 from relex.sweep.search import INSTALL_HINT
