@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from relex.sweep.space import format_float
+
 
 def finite(v: Any) -> float | None:
     """``v`` as a finite float, else None."""
@@ -45,7 +47,7 @@ def fmt_value(v: Any) -> str:
         return "on" if v else "off"
     if isinstance(v, float):
         f = finite(v)
-        return "-" if f is None else f"{f:g}"
+        return "-" if f is None else format_float(f)
     return str(v)
 
 

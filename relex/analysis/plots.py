@@ -205,3 +205,35 @@ def boxes(groups: Sequence[str], values: Sequence[np.ndarray], xlabel: str) -> b
     ax.set_xlabel(xlabel)
     ax.grid(axis="x", alpha=0.3)
     return png(fig)
+
+
+def score_against_value(x: np.ndarray, y: np.ndarray, stopped: np.ndarray, axis: str,
+                        metric_title: str, *, log: bool) -> bytes:
+    """One point per scored trial; hollow where ASHA stopped the trial."""
+    fig = _figure(5.6, 3.6)
+    ax = fig.subplots()
+    ran = ~stopped
+    ax.scatter(x[ran], y[ran], s=28, color=ACCENT, label="ran to the end")
+    if stopped.any():
+        ax.scatter(x[stopped], y[stopped], s=28, facecolors="none", edgecolors=ACCENT,
+                   label="stopped early by ASHA")
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(axis + (" (log scale)" if log else ""))
+    ax.set_ylabel(metric_title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right", frameon=False)
+    return png(fig)
+
+
+def best_so_far(seconds: np.ndarray, best: np.ndarray, scores: np.ndarray, metric_title: str) -> bytes:
+    """The best score so far as a step line over cumulative trial-seconds, each trial a dot."""
+    fig = _figure(7.0, 3.6)
+    ax = fig.subplots()
+    ax.scatter(seconds, scores, s=14, color=NEUTRAL, label="trial")
+    ax.step(seconds, best, where="post", color=GOOD, lw=2, label="best so far")
+    ax.set_xlabel("trial-seconds spent")
+    ax.set_ylabel(metric_title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right", frameon=False)
+    return png(fig)

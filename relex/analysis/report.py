@@ -1,7 +1,8 @@
 """``relex report SWEEP_DIR``: what a sweep concluded.
 
 Sections: the summary (and anything suspicious), configurations with seeds grouped, per-axis
-effects with bootstrap intervals (and two-axis interactions on full-factorial grids), the best
+effects with bootstrap intervals (and two-axis interactions on full-factorial grids), sampled axes
+(score against value, parameter importance, best so far; :mod:`relex.analysis.continuous`), the best
 configuration's errors, learning curves of the top trials with ASHA's rungs, metric honesty
 (tie-free mean average precision beside KLUE's AUPRC, ties that move AUPRC) and cost. The same
 document prints to the console (rich), as markdown (``--format markdown``) and, with ``--html
@@ -10,6 +11,7 @@ FILE``, as one self-contained HTML page with the plots.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from relex import metrics as M
 from relex.analysis import configs as C
+from relex.analysis import continuous
 from relex.analysis import effects as E
 from relex.analysis.defaults import TOP_CURVES
 from relex.analysis.cost import Cost, sweep_cost
@@ -66,7 +69,10 @@ class ReportBuilder:
         self.configs = C.by_config(self.rows)
         self.staged = any(C.lineage(r) for r in self.rows)  # trials grew from a base sweep's configurations
         self.comparer = E.Comparer(res, budget)
-        self.effects = E.axis_effects(res, self.comparer) if res.axes else []
+        # sampled numeric axes have a value per trial: their own section, not effects per value
+        sampled = continuous.numeric_axes(res)
+        self.grid = replace(res, axes=[a for a in res.axes if a not in sampled])
+        self.effects = E.axis_effects(self.grid, self.comparer) if self.grid.axes else []
 
     def _fill_mean_ap(self) -> None:
         """Sweeps recorded before mean AP was a trial metric: compute it from the saved
@@ -91,6 +97,7 @@ class ReportBuilder:
         best = self.best_trial()
         doc.sections = [s for s in (
             self.summary(best), self.config_section(), self.effects_section(),
+            continuous.section(self.res, M.REGISTRY[M.PRIMARY], self.plots),
             self.errors_section(best), self.curves_section(), self.honesty_section(),
             self.cost_section()) if s is not None]
         return doc
@@ -206,7 +213,7 @@ class ReportBuilder:
         return sec
 
     def effects_section(self) -> Section | None:
-        res = self.res
+        res = self.grid
         if not res.axes:
             return None
         sec = Section("Effects of each axis", anchor="effects")
@@ -249,7 +256,7 @@ class ReportBuilder:
         return sec
 
     def _interactions(self, sec: Section) -> None:
-        res = self.res
+        res = self.grid
         if len(res.axes) < 2:
             return
         if not E.is_full_factorial(res):

@@ -57,7 +57,7 @@ class SweepCallback(Callback):
         self.configs = {t.trial_id: {**t.config.to_dict(), "config_id": t.config_id or t.trial_id,
                                      "fold": t.fold, "lineage": t.lineage} for t in job.trials}
         self.previously_finished = writer.finished()  # recorded by an earlier (interrupted) run
-        self.total = len(job.trials)
+        self.total = job.total
 
     # Tune pickles callbacks into tuner.pkl; on resume the runner registers a fresh callback
     # (writer reloaded from the Parquet files) and that one is used.
@@ -67,6 +67,13 @@ class SweepCallback(Callback):
     # ------------------------------------------------------------------ helpers
     def _base_row(self, tid: str) -> dict[str, Any]:
         return {"trial_id": tid, **self.configs.get(tid, {})}
+
+    def _learn_config(self, trial) -> None:
+        """A searched trial's configuration arrives with the trial (its spec), not the job."""
+        spec = trial.config["trial"]
+        if spec["trial_id"] not in self.configs:
+            self.configs[spec["trial_id"]] = {**spec["config"], "config_id": spec.get("config_id"),
+                                              "fold": spec.get("fold"), "lineage": spec.get("lineage")}
 
     def _refresh(self) -> None:
         if self._live is not None:
@@ -108,6 +115,7 @@ class SweepCallback(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         tid = _trial_id(trial)
+        self._learn_config(trial)
         if tid in self.previously_finished:
             return
         self.writer.set_trial({**self._base_row(tid), "status": RUNNING, "error": None})
@@ -134,6 +142,7 @@ class SweepCallback(Callback):
 
     def _finish(self, trial, status: str, error: str | None = None) -> dict[str, Any]:
         tid = _trial_id(trial)
+        self._learn_config(trial)
         tdir = self.sweep.trial(tid)
         if tid in self.previously_finished:
             self._refresh()  # Ray re-ran a trial whose result was already recorded: keep it

@@ -7,6 +7,7 @@ import sys
 
 from relex.errors import RelexError
 from relex.sweep.layout import DEFAULT_STORAGE
+from relex.sweep.space import format_float
 
 
 def add_sweep_args(p: argparse.ArgumentParser) -> None:
@@ -41,8 +42,31 @@ def _value(v) -> str:
     if isinstance(v, bool):
         return "on" if v else "off"
     if isinstance(v, float):
-        return f"{v:g}"
+        return format_float(v)
     return str(v)
+
+
+PLAN_ROWS = 12  # a sampled sweep's plan shows this many trials
+
+
+def _search_line(job) -> str:
+    space = ", ".join(f"{k}={job.space[k]!r}" for k in job.sampled)
+    per = f"{job.num_samples} per grid point" if len(job.points) > 1 else str(job.num_samples)
+    return (f"search: {job.search} (seed {job.search_seed}), {per} sampled configuration(s) x "
+            f"{len(job.seeds)} seed(s); {space}")
+
+
+def _plan_rows(job) -> tuple[list[str], list[list[str]]]:
+    """The trials of the plan; a TPE sweep's first suggestions (its trials come while it runs)."""
+    header = ["trial", *job.axes]
+    if not job.searched:
+        return header, [[t.trial_id, *[_value(t.varying[a]) for a in job.axes]] for t in job.trials]
+    from relex.sweep.search import config_id, first_suggestions
+
+    shown = [a for a in job.axes if a in job.sampled]
+    return (["suggestion", *shown],
+            [[config_id(0, i, len(job.points)), *[_value(p[a]) for a in shown]]
+             for i, p in enumerate(first_suggestions(job, 3))])
 
 
 def print_plan(job, args, console) -> None:
@@ -57,7 +81,7 @@ def print_plan(job, args, console) -> None:
     fixed_keys = [k for k, v in job.space.items() if k not in job.axes]
     name = args.name or job.name
     lines = [
-        f"sweep {name}: {len(job.trials)} trials  ->  {args.storage}/{name}",
+        f"sweep {name}: {job.total} trials  ->  {args.storage}/{name}",
         f"data: train {job.train}; valid "
         + (f"{job.valid:g} of train (stratified, seed {job.split_seed})" if isinstance(job.valid, float)
            else str(job.valid)),
@@ -72,15 +96,22 @@ def print_plan(job, args, console) -> None:
         lines[1] += "; bad rows skipped"
     if job.loggers:
         lines.append(f"loggers: {', '.join(job.loggers)}")
+    if job.sampled:
+        lines.append(_search_line(job))
     if fixed_keys:
-        cfg0 = job.trials[0].config
+        cfg0 = job.feature_configs()[0]
         lines.append("fixed: " + ", ".join(f"{k}={_value(getattr(cfg0, k))}" for k in fixed_keys))
     for m in job.missing_files:
         lines.append(f"note: data file not found: {m} (a real run stops here)")
+    header, rows = _plan_rows(job)
+    if len(rows) > PLAN_ROWS and job.sampled:
+        lines.append(f"the first {PLAN_ROWS} of {len(rows)} trials:")
+        rows = rows[:PLAN_ROWS]
+    elif job.searched:
+        lines.append(f"TPE's first {len(rows)} suggestions (random draws until it has results; "
+                     "later ones follow the results):")
     for ln in lines:
         console.print(ln, markup=False, highlight=False)
-    header = ["trial", *job.axes]
-    rows = [[t.trial_id, *[_value(t.varying[a]) for a in job.axes]] for t in job.trials]
     if console.is_terminal:
         table = Table(header_style="bold", pad_edge=False)
         for h in header:

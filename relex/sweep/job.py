@@ -19,7 +19,13 @@ the repository root reads ``data/...`` under the repository root. ``~`` is expan
 
 Everything is validated here, before Ray starts: a syntax error names ``file:line``, an unknown
 key gets a did-you-mean, every expanded trial is built into a :class:`~relex.config.TrialConfig`
-(which rejects invalid values), and data files must exist. Errors are :class:`RelexError`.
+(which rejects invalid values), every sampled axis is checked against its field
+(:mod:`relex.sweep.space`), and data files must exist. Errors are :class:`RelexError`.
+
+The :class:`Sweep` schema is declared once: each field carries its own check and whether
+``job.json`` records it; :func:`load_job` runs the checks in field order, then the few that span
+fields, then expands the trials (grid × samples × seeds × folds; a TPE sweep's trials come from
+its searcher while it runs, :mod:`relex.sweep.search`).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from relex.data.split import DEFAULT_SPLIT_SEED, DEFAULT_VALID_FRACTION
 from relex.metrics import EVAL_METRICS, PRIMARY, REGISTRY
 from relex.errors import RelexError
 from relex.sweep.folds import fold_trial_id
+from relex.sweep.space import (Distribution, Narrow, check_distributions, choice, draw,
+                               loguniform, narrow, randint, sampled_axes, uniform)
 from relex.sweep.budget import parse_duration, positive
 from relex.sweep.retention import parse_size, resolve_keep
 from relex.tracking import check_loggers
@@ -53,6 +61,7 @@ ASHA_DEFAULTS: dict[str, Any] = {
 }
 METRICS = EVAL_METRICS  # what ASHA may decide on
 RESOURCE_KEYS = ("gpu", "cpu")
+SEARCHES = ("random", "tpe")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -126,6 +135,167 @@ class Trial:
         return out
 
 
+# ---------------------------------------------------------------------------- the schema
+# Each Sweep field declares its own check (raw value, where -> resolved value) and whether
+# job.json records it; load_job runs them in field order, then the checks that span fields.
+def _check_name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise RelexError(f"{where}: name={value!r} is invalid: use letters, digits, '_', '-', '.'")
+    return value
+
+
+def _check_train(value: Any, where: str) -> Path:
+    if value is None:
+        raise RelexError(f"{where}: train is required (the training data file)")
+    return _path(value, "train", where)
+
+
+def _check_valid(value: Any, where: str) -> Path | float | None:
+    if value is None:
+        return None  # 0.1, or nothing in a fold sweep: decided with folds
+    if isinstance(value, bool):
+        raise RelexError(f"{where}: valid={value!r} is invalid: a file path or a fraction in (0, 1)")
+    if isinstance(value, (int, float)):
+        if not (0 < float(value) < 1):
+            raise RelexError(f"{where}: valid={value!r} is invalid: a fraction must be in (0, 1)")
+        return float(value)
+    return _path(value, "valid", where)
+
+
+def _check_labels(value: Any, where: str) -> Path | None:
+    return None if value is None else _path(value, "labels", where)
+
+
+def _check_negative_label(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise RelexError(f"{where}: negative_label={value!r} is invalid")
+    return value
+
+
+def _check_space(space: Any, where: str) -> dict[str, Any]:
+    if not isinstance(space, dict):
+        raise RelexError(f"{where}: space must be a dict of TrialConfig fields")
+    if "seed" in space:
+        raise RelexError(f"{where}: space: set seeds with Sweep(seeds=[...]), not space['seed']")
+    if "negative_label" in space:
+        raise RelexError(f"{where}: space: set negative_label on Sweep(...), not in space")
+    if "workers" in space:
+        raise RelexError(f"{where}: space: set Sweep(workers_per_trial=N), not space['workers']")
+    known = TrialConfig.field_names()
+    for k in space:
+        if k not in known:
+            raise RelexError(f"{where}: space: unknown config key '{k}'{_did_you_mean(k, known)}")
+    check_distributions(space, where)
+    return space
+
+
+def _check_seeds(value: Any, where: str) -> list[int]:
+    raw = value.values if isinstance(value, Grid) else value
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = [raw]
+    if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
+        raise RelexError(f"{where}: seeds={value!r} is invalid: an int or a non-empty list of ints")
+    seeds = [_int(s, "seeds", where, 0) for s in raw]
+    if len(set(seeds)) != len(seeds):
+        raise RelexError(f"{where}: seeds={seeds!r} has duplicates")
+    return seeds
+
+
+def _reject_unknown_keys(value: Any, known: Sequence[str], what: str, where: str) -> None:
+    if not isinstance(value, dict):
+        raise RelexError(f"{where}: {what} must be a dict ({', '.join(known)}), got {value!r}")
+    unknown = [k for k in value if k not in known]
+    if unknown:
+        raise RelexError(f"{where}: {what}: unknown key '{unknown[0]}'{_did_you_mean(unknown[0], known)}")
+
+
+def _check_asha(value: Any, where: str) -> dict[str, Any]:
+    _reject_unknown_keys(value, list(ASHA_DEFAULTS), "asha", where)
+    asha = {**ASHA_DEFAULTS, **value}
+    if asha["metric"] not in METRICS:
+        raise RelexError(f"{where}: asha: metric={asha['metric']!r} is invalid: choose one of {', '.join(METRICS)}")
+    if "mode" not in value:
+        asha["mode"] = REGISTRY[asha["metric"]].mode
+    if asha["mode"] not in ("max", "min"):
+        raise RelexError(f"{where}: asha: mode={asha['mode']!r} is invalid: choose max or min")
+    asha["grace_period"] = _int(asha["grace_period"], "asha grace_period", where, 1)
+    rf = asha["reduction_factor"]
+    if isinstance(rf, bool) or not isinstance(rf, (int, float)) or not math.isfinite(rf) or rf <= 1:
+        raise RelexError(f"{where}: asha: reduction_factor={rf!r} is invalid: must be a number > 1")
+    asha["reduction_factor"] = float(rf)
+    asha["max_t"] = _int(asha["max_t"], "asha max_t", where, 0)
+    if asha["max_t"] and asha["max_t"] < asha["grace_period"]:
+        raise RelexError(f"{where}: asha: max_t={asha['max_t']} is smaller than grace_period={asha['grace_period']}")
+    return asha
+
+
+def _check_resources(value: Any, where: str) -> dict[str, Any]:
+    _reject_unknown_keys(value, RESOURCE_KEYS, "resources", where)
+    resources: dict[str, Any] = {"gpu": None, "cpu": None}
+    for k in RESOURCE_KEYS:
+        v = value.get(k)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (k == "cpu" and v <= 0):
+            raise RelexError(f"{where}: resources: {k}={v!r} is invalid: must be a number "
+                             f"{'> 0' if k == 'cpu' else '>= 0'}")
+        resources[k] = int(v) if float(v).is_integer() else float(v)
+    if resources["gpu"] is not None:
+        check_gpus_per_trial(resources["gpu"], f"{where}: resources")
+    return resources
+
+
+def _check_count(name: str, minimum: int = 0) -> Callable[[Any, str], int]:
+    return lambda value, where: _int(value, name, where, minimum)
+
+
+def _check_flag(name: str) -> Callable[[Any, str], bool]:
+    def check(value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise RelexError(f"{where}: {name}={value!r} is invalid: True or False")
+        return value
+
+    return check
+
+
+def _check_before_trial(value: Any, where: str):
+    if value is not None and not callable(value):
+        raise RelexError(f"{where}: before_trial must be a function f(cfg, trial_id)")
+    return value
+
+
+def _check_keep(value: Any, where: str) -> int | None:
+    return None if value is None else _int(value, "keep_checkpoints", where, 0)
+
+
+def _check_folds(value: Any, where: str) -> int:
+    folds = _int(0 if value is None else value, "folds", where, 0)
+    if folds == 1:
+        raise RelexError(f"{where}: folds=1 is invalid: 0 (one validation split) or at least 2")
+    return folds
+
+
+def _check_base(value: Any, where: str) -> Path | None:
+    return None if value is None else _path(value, "base", where)
+
+
+def _check_search(value: Any, where: str) -> str:
+    if value not in SEARCHES:
+        raise RelexError(f"{where}: search={value!r} is invalid: choose one of "
+                         f"{', '.join(SEARCHES)}{_did_you_mean(str(value), SEARCHES)}")
+    return value
+
+
+def _setting(default: Any = None, check: Callable[[Any, str], Any] | None = None, *,
+             record: bool = True, recorded_with: str | None = None, factory=None) -> Any:
+    """A Sweep field with its check; ``record``: written to job.json (``recorded_with``: only
+    when that other field is set)."""
+    meta = {"check": check, "record": record, "with": recorded_with}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @_reject_unknown_arguments
 @dataclass
 class Sweep:
@@ -145,8 +315,16 @@ class Sweep:
         labels: an optional label list file (e.g. KLUE's ``relation_list.json``); default: the
             labels found in ``train``.
         negative_label: the "no relation" label (excluded from micro-F1).
-        space: TrialConfig fields to values; ``grid([...])`` values are grid axes, the rest fixed.
-        seeds: the seed axis (an int or a list of ints); every grid point runs once per seed.
+        space: TrialConfig fields to values; ``grid([...])`` values are grid axes,
+            ``uniform`` / ``loguniform`` / ``randint`` / ``choice`` values are sampled (see
+            :mod:`relex.sweep.space`), the rest fixed.
+        seeds: the seed axis (an int or a list of ints); every grid point (and sampled
+            configuration) runs once per seed.
+        num_samples: sampled configurations per grid point (a space with distributions).
+        search: how they are drawn: ``"random"`` (Ray Tune's sampling, all drawn up front from
+            ``search_seed``) or ``"tpe"`` (Optuna's TPE through a study kept in the sweep
+            directory; needs ``relex[search]``; see :mod:`relex.sweep.search`).
+        search_seed: the seed of the sampler.
         asha: ASHA settings: metric, mode, grace_period, reduction_factor, max_t (in
             evaluations; 0 = no cap).
         resources: per trial: ``gpu`` (default: 1 if the cluster has GPUs, else 0) and ``cpu``;
@@ -187,36 +365,46 @@ class Sweep:
             :mod:`relex.sweep.retention`).
     """
 
-    name: str | None = None
-    train: Path | str | os.PathLike | None = None
-    valid: Path | str | os.PathLike | float | None = None  # resolved: None in fold sweeps
-    labels: Path | str | os.PathLike | None = None
-    negative_label: str = NEGATIVE_LABEL
-    space: dict[str, Any] = field(default_factory=dict)
-    seeds: int | Sequence[int] = (42,)
-    asha: dict[str, Any] = field(default_factory=dict)
-    resources: dict[str, Any] = field(default_factory=dict)  # resolved: gpu/cpu, None = at run time
-    workers_per_trial: int = 1
-    max_concurrent: int = 0
-    max_failures: int = 0
-    reuse_actors: bool = True
-    split_seed: int = DEFAULT_SPLIT_SEED
-    before_trial: Callable[[TrialConfig, str], None] | None = None
-    folds: int | None = None  # resolved: 0 = one validation split
-    fold_seed: int = 0
-    base: Path | str | os.PathLike | None = None
-    top: int = 4  # resolved: 0 without a base
-    skip_bad_rows: bool = False
-    loggers: Sequence[str] = ()
-    time_budget: str | float | None = None  # resolved: seconds
-    gpu_hours: float | None = None
-    cost_per_gpu_hour: float | None = None
-    keep_checkpoints: int | None = None  # resolved: 0 = no count limit
-    checkpoint_budget: str | int | None = None  # resolved: bytes
+    name: str | None = _setting(None, _check_name)
+    train: Path | str | os.PathLike | None = _setting(None, _check_train)
+    valid: Path | str | os.PathLike | float | None = _setting(None, _check_valid)  # None: fold sweeps
+    labels: Path | str | os.PathLike | None = _setting(None, _check_labels)
+    negative_label: str = _setting(NEGATIVE_LABEL, _check_negative_label)
+    # the trials stand for the space and seeds in job.json (a sampled space is recorded too)
+    space: dict[str, Any] = _setting(check=_check_space, record=False, factory=dict)
+    seeds: int | Sequence[int] = _setting((42,), _check_seeds, record=False)
+    num_samples: int = _setting(1, _check_count("num_samples", 1), record=False)
+    search: str = _setting("random", _check_search, record=False)
+    search_seed: int = _setting(0, _check_count("search_seed"), record=False)
+    asha: dict[str, Any] = _setting(check=_check_asha, factory=dict)
+    resources: dict[str, Any] = _setting(check=_check_resources, factory=dict)  # None: at run time
+    workers_per_trial: int = _setting(1, _check_count("workers_per_trial", 1))
+    max_concurrent: int = _setting(0, _check_count("max_concurrent"))
+    max_failures: int = _setting(0, _check_count("max_failures"))
+    reuse_actors: bool = _setting(True, lambda value, where: bool(value))
+    split_seed: int = _setting(DEFAULT_SPLIT_SEED, _check_count("split_seed"))
+    before_trial: Callable[[TrialConfig, str], None] | None = _setting(
+        None, _check_before_trial, record=False)  # code
+    folds: int | None = _setting(None, _check_folds, recorded_with="folds")  # resolved: 0 = none
+    fold_seed: int = _setting(0, _check_count("fold_seed"), recorded_with="folds")
+    base: Path | str | os.PathLike | None = _setting(None, _check_base, recorded_with="base")
+    top: int = _setting(4, recorded_with="base")  # resolved: 0 without a base
+    skip_bad_rows: bool = _setting(False, _check_flag("skip_bad_rows"))
+    loggers: Sequence[str] = _setting((), lambda value, where: check_loggers(value, where=f"{where}: loggers"))
+    # the budget is recorded as one "budget" entry
+    time_budget: str | float | None = _setting(None, parse_duration, record=False)  # resolved: s
+    gpu_hours: float | None = _setting(
+        None, lambda value, where: positive(value, "gpu_hours", where), record=False)
+    cost_per_gpu_hour: float | None = _setting(
+        None, lambda value, where: positive(value, "cost_per_gpu_hour", where), record=False)
+    # resolved together (resolve_keep): 0 = no count limit
+    keep_checkpoints: int | None = _setting(None, _check_keep)
+    checkpoint_budget: str | int | None = _setting(None, parse_size)  # resolved: bytes
     # filled in by load_job
     path: Path | None = field(default=None, init=False, repr=False)  # the job file
     axes: list[str] = field(default_factory=list, init=False)  # varying fields (seed last)
     trials: list[Trial] = field(default_factory=list, init=False, repr=False)
+    points: list[GridPoint] = field(default_factory=list, init=False, repr=False)
     missing_files: list[str] = field(default_factory=list, init=False, repr=False)  # dry runs
 
     def __repr__(self) -> str:
@@ -228,31 +416,51 @@ class Sweep:
         return {"time_budget_s": self.time_budget, "gpu_hours": self.gpu_hours,
                 "cost_per_gpu_hour": self.cost_per_gpu_hour}
 
+    @property
+    def sampled(self) -> list[str]:
+        """The space's sampled axes (empty for a grid sweep)."""
+        return sampled_axes(self.space)
+
+    @property
+    def searched(self) -> bool:
+        """Trials come from a searcher while the sweep runs (TPE), not expanded up front."""
+        return bool(self.sampled) and self.search == "tpe"
+
+    @property
+    def total(self) -> int:
+        """How many trials the sweep runs in all."""
+        if self.searched:
+            return len(self.points) * self.num_samples * len(self.seeds) * max(self.folds or 0, 1)
+        return len(self.trials)
+
+    def feature_configs(self) -> list[TrialConfig]:
+        """Configurations covering every backbone and feature set the trials will need (a
+        searched sweep's trials differ only in sampled fields, which shape no features)."""
+        if not self.searched:
+            return [t.config for t in self.trials]
+        some = {k: self.space[k].bounds()[0] for k in self.sampled}
+        return [TrialConfig.from_dict({**p.values, **some, "seed": self.seeds[0]}) for p in self.points]
+
     def resolved(self) -> dict[str, Any]:
         """The loaded job as plain JSON-able data (what ran, with absolute paths): ``job.json``."""
         out: dict[str, Any] = {"job_file": str(self.path)}
         for f in fields(self):
-            if self._in_job_json(f.name):
+            if f.init and f.metadata["record"] and (
+                    f.metadata["with"] is None or getattr(self, f.metadata["with"])):
                 value = getattr(self, f.name)
                 out[f.name] = str(value) if isinstance(value, Path) else value
         out["loggers"] = list(self.loggers)
         out["budget"] = self.budget
+        if self.sampled:
+            out["search"] = self.search_settings()
         out["trials"] = [t.spec() for t in self.trials]
         return out
 
-    def _in_job_json(self, name: str) -> bool:
-        if name in _NOT_IN_JOB_JSON:
-            return False
-        owner = _RECORDED_WITH.get(name)
-        return owner is None or bool(getattr(self, owner))
-
-
-# job.json records what ran: the trials stand for the space, seeds and base configurations, and
-# the budget for its three settings; the before_trial hook is code
-_NOT_IN_JOB_JSON = {"space", "seeds", "before_trial", "time_budget", "gpu_hours",
-                    "cost_per_gpu_hour", "path", "trials", "missing_files"}
-# fold and staged sweeps only: a field recorded when another is set
-_RECORDED_WITH = {"folds": "folds", "fold_seed": "folds", "base": "base", "top": "base"}
+    def search_settings(self) -> dict[str, Any]:
+        """The sampled space and how it is searched (job.json's ``search``)."""
+        return {"method": self.search, "num_samples": self.num_samples, "seed": self.search_seed,
+                "seeds": list(self.seeds),
+                "space": {k: self.space[k].to_json() for k in self.sampled}}
 
 
 # --------------------------------------------------------------------------------- loading
@@ -316,198 +524,145 @@ def load_job(path: str | os.PathLike, *, check_files: bool = True) -> Sweep:
     With ``check_files`` a missing data file raises; without (dry runs) it is listed in
     ``missing_files``.
     """
-    sweep = exec_job_file(path)
     where = str(path)
-    job_path = Path(os.path.abspath(Path(path).expanduser()))
+    raw = _with_base_data(exec_job_file(path), where)
+    job = replace(raw, **{f.name: f.metadata["check"](getattr(raw, f.name), where)
+                          for f in fields(Sweep) if f.init and f.metadata["check"]})
+    _check_together(job, raw, where)
+    job.path = Path(os.path.abspath(Path(path).expanduser()))
+    job.missing_files = [str(p) for p in (job.train, job.valid, job.labels)
+                         if isinstance(p, Path) and not p.is_file()]
+    if job.missing_files and check_files:
+        raise RelexError(f"{where}: data file not found: {job.missing_files[0]}")
+    job.points = _grid_points(job, where)
+    job.axes = [*_varying_grid_axes(job.space), *job.sampled] + (["seed"] if len(job.seeds) > 1 else [])
+    job.trials = [] if job.searched else _expand(job, where)
+    return job
 
-    if not isinstance(sweep.name, str) or not _NAME_RE.match(sweep.name):
-        raise RelexError(f"{where}: name={sweep.name!r} is invalid: use letters, digits, '_', '-', '.'")
-    base_dir, top, data = _data_settings(sweep, where)
-    folds = _int(data["folds"], "folds", where, 0)
-    if folds == 1:
-        raise RelexError(f"{where}: folds=1 is invalid: 0 (one validation split) or at least 2")
-    fold_seed = _int(data["fold_seed"], "fold_seed", where, 0)
-    if data["train"] is None:
-        raise RelexError(f"{where}: train is required (the training data file)")
-    train = _path(data["train"], "train", where)
-    valid: Path | float | None
-    raw_valid = data["valid"]
-    if folds:
-        if raw_valid is not None:
-            raise RelexError(f"{where}: valid={raw_valid!r} and folds={folds}: a fold sweep "
-                             "validates each fold on the rows it holds out; drop valid")
-        valid = None
-    elif raw_valid is None:
-        valid = DEFAULT_VALID_FRACTION
-    elif isinstance(raw_valid, bool):
-        raise RelexError(f"{where}: valid={raw_valid!r} is invalid: a file path or a fraction in (0, 1)")
-    elif isinstance(raw_valid, (int, float)):
-        if not (0 < float(raw_valid) < 1):
-            raise RelexError(f"{where}: valid={raw_valid!r} is invalid: a fraction must be in (0, 1)")
-        valid = float(raw_valid)
-    else:
-        valid = _path(raw_valid, "valid", where)
-    labels = _path(data["labels"], "labels", where) if data["labels"] is not None else None
-    negative_label = data["negative_label"]
-    if not isinstance(negative_label, str) or not negative_label:
-        raise RelexError(f"{where}: negative_label={negative_label!r} is invalid")
 
-    missing = [str(p) for p in (train, valid, labels) if isinstance(p, Path) and not p.is_file()]
-    if missing and check_files:
-        raise RelexError(f"{where}: data file not found: {missing[0]}")
+def _with_base_data(sweep: Sweep, where: str) -> Sweep:
+    """A staged sweep without its own ``train`` takes the base sweep's data settings, so both
+    stages see the same rows."""
+    if sweep.base is None or sweep.train is not None:
+        return sweep
+    from relex.sweep.stages import read_base
 
-    # ASHA
-    if folds and set(sweep.asha) - {"metric", "mode"}:
+    base_job, _ = read_base(_path(sweep.base, "base", where), where)
+    data = {k: base_job.get(k, getattr(sweep, k))
+            for k in ("train", "labels", "negative_label", "split_seed")}
+    if sweep.valid is None:
+        data["valid"] = base_job.get("valid")
+    data["skip_bad_rows"] = sweep.skip_bad_rows or bool(base_job.get("skip_bad_rows", False))
+    if sweep.folds is None:
+        data["folds"] = base_job.get("folds", 0)
+        data["fold_seed"] = base_job.get("fold_seed", sweep.fold_seed)
+    return replace(sweep, **data)
+
+
+def _check_together(job: Sweep, raw: Sweep, where: str) -> None:
+    """The checks that span fields (each field's own ran from the schema)."""
+    if job.folds and job.valid is not None:
+        raise RelexError(f"{where}: valid={job.valid!r} and folds={job.folds}: a fold sweep "
+                         "validates each fold on the rows it holds out; drop valid")
+    if not job.folds and job.valid is None:
+        job.valid = DEFAULT_VALID_FRACTION
+    if job.folds and set(raw.asha) - {"metric", "mode"}:
         raise RelexError(f"{where}: asha: a fold sweep stops no trial early (every fold of a "
                          "configuration runs its full budget), so only metric and mode apply")
-    unknown = [k for k in sweep.asha if k not in ASHA_DEFAULTS]
-    if unknown:
-        raise RelexError(f"{where}: asha: unknown key '{unknown[0]}'{_did_you_mean(unknown[0], list(ASHA_DEFAULTS))}")
-    asha = {**ASHA_DEFAULTS, **sweep.asha}
-    if asha["metric"] not in METRICS:
-        raise RelexError(f"{where}: asha: metric={asha['metric']!r} is invalid: choose one of {', '.join(METRICS)}")
-    if "mode" not in sweep.asha:
-        asha["mode"] = REGISTRY[asha["metric"]].mode
-    if asha["mode"] not in ("max", "min"):
-        raise RelexError(f"{where}: asha: mode={asha['mode']!r} is invalid: choose max or min")
-    asha["grace_period"] = _int(asha["grace_period"], "asha grace_period", where, 1)
-    rf = asha["reduction_factor"]
-    if isinstance(rf, bool) or not isinstance(rf, (int, float)) or not math.isfinite(rf) or rf <= 1:
-        raise RelexError(f"{where}: asha: reduction_factor={rf!r} is invalid: must be a number > 1")
-    asha["reduction_factor"] = float(rf)
-    asha["max_t"] = _int(asha["max_t"], "asha max_t", where, 0)
-    if asha["max_t"] and asha["max_t"] < asha["grace_period"]:
-        raise RelexError(f"{where}: asha: max_t={asha['max_t']} is smaller than grace_period={asha['grace_period']}")
+    job.top = _int(job.top, "top", where, 1) if job.base is not None else 0
+    job.keep_checkpoints = resolve_keep(job.keep_checkpoints, job.checkpoint_budget)
+    if not job.sampled and job.num_samples != 1:
+        raise RelexError(f"{where}: num_samples={job.num_samples} needs a sampled axis in space "
+                         "(uniform, loguniform, randint or choice)")
+    narrowed = [k for k, v in job.space.items() if isinstance(v, Narrow)]
+    if narrowed and job.base is None:
+        raise RelexError(f"{where}: space: {narrowed[0]}=narrow(...) narrows around a base sweep's "
+                         "configurations; set base=")
+    if job.searched:
+        _check_tpe(job, where)
 
-    # resources
-    unknown = [k for k in sweep.resources if k not in RESOURCE_KEYS]
-    if unknown:
-        raise RelexError(f"{where}: resources: unknown key '{unknown[0]}'{_did_you_mean(unknown[0], RESOURCE_KEYS)}")
-    resources: dict[str, Any] = {"gpu": None, "cpu": None}
-    for k in RESOURCE_KEYS:
-        if sweep.resources.get(k) is not None:
-            v = sweep.resources[k]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (k == "cpu" and v <= 0):
-                raise RelexError(f"{where}: resources: {k}={v!r} is invalid: must be a number "
-                                 f"{'> 0' if k == 'cpu' else '>= 0'}")
-            resources[k] = int(v) if float(v).is_integer() else float(v)
-    if resources["gpu"] is not None:
-        check_gpus_per_trial(resources["gpu"], f"{where}: resources")
 
-    max_concurrent = _int(sweep.max_concurrent, "max_concurrent", where, 0)
-    max_failures = _int(sweep.max_failures, "max_failures", where, 0)
-    workers = _int(sweep.workers_per_trial, "workers_per_trial", where, 1)
-    split_seed = _int(data["split_seed"], "split_seed", where, 0)
-    checkpoint_budget = parse_size(sweep.checkpoint_budget, where)
-    keep_checkpoints = resolve_keep(
-        None if sweep.keep_checkpoints is None else _int(sweep.keep_checkpoints, "keep_checkpoints", where, 0),
-        checkpoint_budget)
-    if not isinstance(data["skip_bad_rows"], bool):
-        raise RelexError(f"{where}: skip_bad_rows={data['skip_bad_rows']!r} is invalid: True or False")
-    if sweep.before_trial is not None and not callable(sweep.before_trial):
-        raise RelexError(f"{where}: before_trial must be a function f(cfg, trial_id)")
-    loggers = check_loggers(sweep.loggers, where=f"{where}: loggers")
+def _check_tpe(job: Sweep, where: str) -> None:
+    if job.folds:
+        raise RelexError(f"{where}: search='tpe' runs on one validation split; use "
+                         "search='random' for a fold sweep")
+    from relex.sweep.search import require_optuna
 
-    # seeds
-    seeds_raw = sweep.seeds
-    if isinstance(seeds_raw, Grid):
-        seeds_raw = seeds_raw.values
-    if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool):
-        seeds_raw = [seeds_raw]
-    if not isinstance(seeds_raw, Sequence) or isinstance(seeds_raw, str) or not seeds_raw:
-        raise RelexError(f"{where}: seeds={sweep.seeds!r} is invalid: an int or a non-empty list of ints")
-    seeds = [_int(s, "seeds", where, 0) for s in seeds_raw]
-    if len(set(seeds)) != len(seeds):
-        raise RelexError(f"{where}: seeds={seeds!r} has duplicates")
+    require_optuna(where)
 
-    if not isinstance(sweep.space, dict):
-        raise RelexError(f"{where}: space must be a dict of TrialConfig fields")
-    if "seed" in sweep.space:
-        raise RelexError(f"{where}: space: set seeds with Sweep(seeds=[...]), not space['seed']")
-    if "negative_label" in sweep.space:
-        raise RelexError(f"{where}: space: set negative_label on Sweep(...), not in space")
-    if "workers" in sweep.space:
-        raise RelexError(f"{where}: space: set Sweep(workers_per_trial=N), not space['workers']")
-    known = TrialConfig.field_names()
-    for k in sweep.space:
-        if k not in known:
-            raise RelexError(f"{where}: space: unknown config key '{k}'{_did_you_mean(k, known)}")
 
-    axes = [k for k, v in sweep.space.items() if isinstance(v, Grid)]
-    fixed = {k: v for k, v in sweep.space.items() if not isinstance(v, Grid)}
-    axis_values = [sweep.space[k].values for k in axes]
-    shown_axes = [a for a, vals in zip(axes, axis_values) if len(vals) > 1]
-    if len(seeds) > 1:
-        shown_axes.append("seed")
-    combos = list(itertools.product(*axis_values)) if axes else [()]
+def _varying_grid_axes(space: dict[str, Any]) -> list[str]:
+    return [k for k, v in space.items() if isinstance(v, Grid) and len(v.values) > 1]
+
+
+@dataclass
+class GridPoint:
+    """One combination of the grid axes (on a base configuration, in a staged sweep)."""
+
+    values: dict[str, Any]  # constants, grid values and the base configuration's values
+    lineage: str | None = None
+    space: dict[str, Distribution] = field(default_factory=dict)  # what its samples draw from
+
+
+def _grid_points(job: Sweep, where: str) -> list[GridPoint]:
+    axes = [k for k, v in job.space.items() if isinstance(v, Grid)]
+    fixed = {k: v for k, v in job.space.items() if not isinstance(v, (Grid, Distribution))}
+    combos = list(itertools.product(*(job.space[k].values for k in axes)))
     bases: list[tuple[str | None, dict[str, Any]]] = [(None, {})]
-    if base_dir is not None:
+    if job.base is not None:
         from relex.sweep.stages import top_configurations
 
-        bases = top_configurations(base_dir, top, asha["metric"], asha["mode"], where)
-    n = len(bases) * len(combos) * len(seeds)
+        bases = top_configurations(job.base, job.top, job.asha["metric"], job.asha["mode"], where)
+    points = [GridPoint({**base, **fixed, **dict(zip(axes, combo)),
+                         "negative_label": job.negative_label, "workers": job.workers_per_trial},
+                        lineage)
+              for lineage, base in bases for combo in combos]
+    for p in points:  # a narrowed axis draws around the value of the base configuration
+        p.space = {k: d.around(p.values[k]) if isinstance(d, Narrow) else d
+                   for k, d in job.space.items() if isinstance(d, Distribution)}
+    return points
+
+
+def _samples(job: Sweep) -> list[dict[str, Any]]:
+    """The sampled values of every configuration of one grid point (random search draws them
+    all up front: a seeded run draws the same ones)."""
+    if not job.sampled:
+        return [[{}] for _ in job.points]
+    import numpy as np
+
+    rng = np.random.RandomState(job.search_seed)
+    return [[draw(p.space, rng) for _ in range(job.num_samples)] for p in job.points]
+
+
+def _expand(job: Sweep, where: str) -> list[Trial]:
+    """Every trial of a grid or random sweep, in order: grid point, sample, seed, fold."""
+    per_point = _samples(job)
+    n = sum(len(s) for s in per_point) * len(job.seeds)
     width = max(3, len(str(n - 1)))
     trials: list[Trial] = []
     seen: dict[str, str] = {}
     configs = 0
-    for lineage, base_config in bases:
-        for combo in combos:
-            for seed in seeds:
+    for point, samples in zip(job.points, per_point):
+        for sample in samples:
+            for seed in job.seeds:
                 cid = f"t{configs:0{width}d}"
-                values = {**base_config, **fixed, **dict(zip(axes, combo)), "seed": seed,
-                          "negative_label": negative_label, "workers": workers}
-                cfg = TrialConfig.from_dict(values, where=f"{where}: trial {cid}")
+                cfg = TrialConfig.from_dict({**point.values, **sample, "seed": seed},
+                                            where=f"{where}: trial {cid}")
                 key = cfg.to_json()
-                if key in seen:
-                    if lineage is not None:
+                if key in seen and not sample:  # two random draws may meet; grid points may not
+                    if point.lineage is not None:
                         continue  # two base configurations meet once the new axes override them
                     raise RelexError(f"{where}: trials {seen[key]} and {cid} have the same config "
                                      "(a grid axis repeats a value)")
                 seen[key] = cid
                 configs += 1
-                varying = {k: getattr(cfg, k) for k in shown_axes}
-                for fold in (range(folds) if folds else [None]):
+                varying = {k: getattr(cfg, k) for k in job.axes}
+                for fold in (range(job.folds) if job.folds else [None]):
                     tid = cid if fold is None else fold_trial_id(cid, fold)
-                    trials.append(Trial(tid, cfg, varying, config_id=cid, fold=fold, lineage=lineage))
-
-    job = replace(sweep, train=train, valid=valid, labels=labels, negative_label=negative_label,
-                  seeds=seeds, asha=asha, resources=resources, max_concurrent=max_concurrent,
-                  max_failures=max_failures, workers_per_trial=workers,
-                  reuse_actors=bool(sweep.reuse_actors),
-                  split_seed=split_seed, folds=folds, fold_seed=fold_seed, base=base_dir, top=top,
-                  skip_bad_rows=data["skip_bad_rows"], loggers=loggers,
-                  time_budget=parse_duration(sweep.time_budget, where),
-                  gpu_hours=positive(sweep.gpu_hours, "gpu_hours", where),
-                  cost_per_gpu_hour=positive(sweep.cost_per_gpu_hour, "cost_per_gpu_hour", where),
-                  keep_checkpoints=keep_checkpoints, checkpoint_budget=checkpoint_budget)
-    job.path, job.axes, job.trials, job.missing_files = job_path, shown_axes, trials, missing
-    return job
+                    trials.append(Trial(tid, cfg, varying, config_id=cid, fold=fold,
+                                        lineage=point.lineage))
+    return trials
 
 
-def _data_settings(sweep: Sweep, where: str) -> tuple[Path | None, int, dict[str, Any]]:
-    """(base sweep directory, top, data settings). A staged sweep without its own ``train``
-    takes the base sweep's data settings, so both stages see the same rows."""
-    data = {"train": sweep.train, "valid": sweep.valid, "labels": sweep.labels,
-            "negative_label": sweep.negative_label, "split_seed": sweep.split_seed,
-            "folds": 0 if sweep.folds is None else sweep.folds, "fold_seed": sweep.fold_seed,
-            "skip_bad_rows": sweep.skip_bad_rows}
-    if sweep.base is None:
-        return None, 0, data
-    from relex.sweep.stages import read_base
-
-    base_dir = _path(sweep.base, "base", where)
-    top = _int(sweep.top, "top", where, 1)
-    base_job, _ = read_base(base_dir, where)
-    if sweep.train is None:
-        for k in ("train", "valid", "labels", "negative_label", "split_seed"):
-            if k != "valid" or sweep.valid is None:
-                data[k] = base_job.get(k, data[k])
-        data["skip_bad_rows"] = sweep.skip_bad_rows or bool(base_job.get("skip_bad_rows", False))
-        if sweep.folds is None:
-            data["folds"] = base_job.get("folds", 0)
-            data["fold_seed"] = base_job.get("fold_seed", sweep.fold_seed)
-    return base_dir, top, data
-
-
-__all__ = ["Sweep", "grid", "Grid", "Trial", "load_job", "exec_job_file", "ASHA_DEFAULTS",
-           "METRICS"]
+__all__ = ["Sweep", "grid", "Grid", "Trial", "GridPoint", "load_job", "exec_job_file",
+           "ASHA_DEFAULTS", "METRICS", "uniform", "loguniform", "randint", "choice", "narrow"]

@@ -10,6 +10,7 @@
       trials.parquet         one row per trial (relex.sweep.results.TRIALS_SCHEMA)
       history.parquet        one row per evaluation
       asha_state.json        ASHA's rungs (relex.sweep.asha)
+      study.journal          TPE sweeps: the Optuna studies, one line per ask and tell (relex.sweep.search)
       usage.json             resource-hours spent (relex.sweep.budget)
       driver.lease           the driver that owns the sweep (relex.sweep.lease)
       valid_probs/<id>.npy   each trial's best-checkpoint validation probabilities
@@ -41,6 +42,7 @@ FOLDS_FILE = "folds.parquet"
 TRIALS_FILE = "trials.parquet"
 HISTORY_FILE = "history.parquet"
 ASHA_STATE_FILE = "asha_state.json"
+STUDY_FILE = "study.journal"
 USAGE_FILE = "usage.json"
 LEASE_FILE = "driver.lease"
 VALID_PROBS_DIR = "valid_probs"
@@ -51,7 +53,7 @@ CACHE_DIR = "cache"
 TRACKER_DIRS = {"tensorboard": "tensorboard", "mlflow": "mlruns", "wandb": "wandb"}  # logger -> dir
 # everything relex writes in a sweep directory (a start that failed early leaves a subset)
 ENTRIES = frozenset({JOB_FILE, LABELS_FILE, VALID_INDEX_FILE, FOLDS_FILE, TRIALS_FILE, HISTORY_FILE,
-                     ASHA_STATE_FILE, USAGE_FILE, LEASE_FILE, VALID_PROBS_DIR, OOF_DIR, TRIALS_DIR,
+                     ASHA_STATE_FILE, STUDY_FILE, USAGE_FILE, LEASE_FILE, VALID_PROBS_DIR, OOF_DIR, TRIALS_DIR,
                      RAY_DIR, CACHE_DIR, *TRACKER_DIRS.values()})
 
 # <sweep_dir>/trials/<trial_id>/
@@ -180,6 +182,7 @@ class SweepDir:
     trials_file = _Entry(TRIALS_FILE)
     history_file = _Entry(HISTORY_FILE)
     asha_state_file = _Entry(ASHA_STATE_FILE)
+    study_file = _Entry(STUDY_FILE)
     usage_file = _Entry(USAGE_FILE)
     lease_file = _Entry(LEASE_FILE)
     valid_probs_dir = _Entry(VALID_PROBS_DIR)

@@ -37,7 +37,7 @@ from relex.sweep.job import _NAME_RE, Sweep, check_gpus_per_trial
 from relex.sweep.layout import CACHE_DIR, DEFAULT_STORAGE, ENTRIES, LEASE_FILE, TRIALS_FILE, SweepDir
 from relex.sweep.lease import Lease
 from relex.sweep.results import ERROR, FINISHED, NOT_STARTED, PAUSED, PENDING, Tables
-from relex.sweep.trial import Prepared
+from relex.sweep.trial import Prepared, backbone_key
 
 TUNE_SNAPSHOT_GLOB = "experiment_state-*.json"  # Ray Tune's experiment state, one per driver start
 
@@ -166,29 +166,21 @@ def preflight(job: Sweep, sweep_dir: Path, *, console=None) -> tuple[Prepared, S
     cache = SweepDir(sweep_dir).cache_dir
     corpus = list(train.frame["sentence"])
     backbones: dict[str, str] = {}
-    resolved: dict[tuple, str] = {}
-    for t in job.trials:
-        cfg = t.config
-        key = (cfg.backbone,) + ((cfg.tiny_hidden, cfg.tiny_layers, cfg.tiny_heads, cfg.tiny_vocab)
-                                 if cfg.backbone == "relex/tiny" else ())
-        if key not in resolved:
-            say(f"backbone {cfg.backbone}")
-            resolved[key] = resolve_backbone(cfg.backbone, corpus=corpus, cfg=cfg,
-                                             cache_dir=cache / "backbones")
-        backbones[t.trial_id] = resolved[key]
-
     feats_cache = cache / "features"
     built: set[tuple] = set()
-    for t in job.trials:
-        cfg = t.config
-        key = (backbones[t.trial_id], cfg.marker, cfg.max_length)
-        if key in built:
+    for cfg in job.feature_configs():
+        key = backbone_key(cfg)
+        if key not in backbones:
+            say(f"backbone {cfg.backbone}")
+            backbones[key] = resolve_backbone(cfg.backbone, corpus=corpus, cfg=cfg,
+                                              cache_dir=cache / "backbones")
+        if (key, cfg.marker, cfg.max_length) in built:
             continue
-        built.add(key)
+        built.add((key, cfg.marker, cfg.max_length))
         say(f"features {cfg.marker}, max_length {cfg.max_length}")
         # the trainer's own tokenizer → features sequence: trials find exactly these in the cache
         for tr, va in splits:
-            tokenizer_and_features(cfg, tr, va, backbones[t.trial_id], feats_cache)
+            tokenizer_and_features(cfg, tr, va, backbones[key], feats_cache)
     prepared = Prepared(sweep_dir=str(sweep_dir), train=train, valid=valid, splits=data.splits,
                         backbones=backbones, features_cache=str(feats_cache),
                         before_trial=job.before_trial, skipped_bad_rows=data.skipped)
@@ -260,13 +252,16 @@ def mark_unfinished(job: Sweep, writer, reason: str, console) -> None:
     """After a budget ended the sweep: trials never started (or cut off before their first
     evaluation) are NOT_STARTED, those stopped at a checkpoint PAUSED; --resume runs both."""
     counts = {NOT_STARTED: 0, PAUSED: 0}
-    for t in job.trials:
-        row = writer.trials.get(t.trial_id, {})
+    # a searched sweep knows the trials it suggested: those have rows
+    known = ([(t.trial_id, t.config.to_dict()) for t in job.trials] if not job.searched
+             else [(tid, {}) for tid in writer.trials])
+    for tid, config in known:
+        row = writer.trials.get(tid, {})
         if row.get("status") in FINISHED:
             continue
         status = PAUSED if row.get("evaluations") else NOT_STARTED
         counts[status] += 1
-        writer.set_trial({"trial_id": t.trial_id, **t.config.to_dict(), "status": status})
+        writer.set_trial({"trial_id": tid, **config, "status": status})
     writer.flush()
     if console is not None:
         console.print(f"{reason}: {counts[PAUSED]} trial(s) paused at a checkpoint, "
@@ -339,6 +334,9 @@ def _check_same_job(job: Sweep, sweep_dir: Path) -> None:
     if old.get("trials") != new["trials"]:
         raise RelexError(f"{sweep_dir}: the job's trials differ from those the sweep started with; "
                          "resume with the same job file, or start a new sweep with --name")
+    if old.get("search") != new.get("search"):
+        raise RelexError(f"{sweep_dir}: the job's sampled space or search settings differ from "
+                         "the sweep's; resume with the same job file")
     if old.get("asha") != new["asha"]:
         raise RelexError(f"{sweep_dir}: the job's ASHA settings differ from the sweep's; "
                          "resume with the same job file")
@@ -431,7 +429,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
         if job.workers_per_trial > 1:
             prepared = replace(prepared, worker_resources=res, worker_failures=job.max_failures)
         if console is not None:
-            console.print(f"sweep {sweep.name}: {len(job.trials)} trials, {res['gpu']:g} GPU + "
+            console.print(f"sweep {sweep.name}: {job.total} trials, {res['gpu']:g} GPU + "
                           f"{res['cpu']:g} CPU per " + ("trial" if job.workers_per_trial == 1 else
                           f"worker, {job.workers_per_trial} workers per trial")
                           + (f", at most {job.max_concurrent} at once" if job.max_concurrent else "")
@@ -444,6 +442,36 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
             ray.shutdown()
         if watchdog is not None:
             watchdog.stop()
+
+
+def _concurrency(job: Sweep, cluster: dict[str, float], res: dict[str, float]) -> int:
+    """Trials a searcher lets run at once: the job's max_concurrent, else what fits the
+    cluster now (a searcher that never waits for results would only draw at random)."""
+    if job.max_concurrent:
+        return job.max_concurrent
+    fits = [float(cluster.get(k, 0) or 0) // res[r] for k, r in (("CPU", "cpu"), ("GPU", "gpu"))
+            if res[r] > 0]
+    return max(1, int(min(fits))) if fits else 1
+
+
+def _searched_tuner(job: Sweep, sweep_dir: Path, wrapped, scheduler, callback, writer,
+                    concurrency: int):
+    """A TPE sweep's Tuner. Started or resumed alike: the searcher rebuilds its state from the
+    study journal and the recorded rows (see relex.sweep.search), so a resume is a new Tune run
+    in the same experiment directory rather than Tuner.restore, whose searcher restore is a
+    stale pickle."""
+    from ray import tune
+
+    from relex.sweep.search import make_search_alg
+
+    search_alg = make_search_alg(job, sweep_dir, writer.trials, concurrency)
+    return tune.Tuner(
+        wrapped, param_space={},
+        tune_config=tune.TuneConfig(
+            search_alg=search_alg, scheduler=scheduler, num_samples=-1,
+            reuse_actors=job.reuse_actors, trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name),
+        run_config=_run_config(job, sweep_dir, callback))
 
 
 def _claim_dir(sweep: SweepDir, *, resume: bool, overwrite: bool) -> None:
@@ -514,8 +542,15 @@ def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared
     register_callback(callback)
     wrapped = tune.with_resources(tune.with_parameters(trainable or run_trial, prepared=prepared),
                                   tune_resources(job, res))
-    tuner = _tuner(job, sweep.path, wrapped, scheduler, callback, resume=resume,
-                   retry_errors=retry_errors, console=console, concurrent=concurrent)
+    if job.searched:
+        import ray
+
+        cap = _concurrency(job, ray.cluster_resources(), res)
+        tuner = _searched_tuner(job, sweep.path, wrapped, scheduler, callback, writer,
+                                min(cap, concurrent) if concurrent else cap)
+    else:
+        tuner = _tuner(job, sweep.path, wrapped, scheduler, callback, resume=resume,
+                       retry_errors=retry_errors, console=console, concurrent=concurrent)
     _fit_quietly(tuner, callback, writer, sweep.path)
     if scheduler.budget.reason:
         mark_unfinished(job, writer, scheduler.budget.reason, console)
@@ -528,7 +563,7 @@ def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    return SweepOutcome(sweep.path, counts, rows, total=len(job.trials), job_path=job.path)
+    return SweepOutcome(sweep.path, counts, rows, total=job.total, job_path=job.path)
 
 
 def unfinished_trials(job: Sweep, sweep_dir: Path) -> list:
@@ -567,11 +602,17 @@ def _tuner(job: Sweep, sweep_dir: Path, trainable, scheduler, callback, *, resum
             # a stopped trial's actor must end: the Ray Train run it owns ends with it
             reuse_actors=job.reuse_actors and job.workers_per_trial == 1,
             trial_name_creator=trial_name, trial_dirname_creator=trial_name),
-        run_config=tune.RunConfig(
-            name=ray_dir.name, storage_path=str(sweep_dir),
-            failure_config=tune.FailureConfig(max_failures=job.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[callback, *_tracker_callbacks(job, sweep_dir, sweep_dir.name)], verbose=0))
+        run_config=_run_config(job, sweep_dir, callback))
+
+
+def _run_config(job: Sweep, sweep_dir: Path, callback):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=SweepDir(sweep_dir).ray_dir.name, storage_path=str(sweep_dir),
+        failure_config=tune.FailureConfig(max_failures=job.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=[callback, *_tracker_callbacks(job, sweep_dir, sweep_dir.name)], verbose=0))
 
 
 def _fit_quietly(tuner, callback, writer, sweep_dir: Path) -> None:

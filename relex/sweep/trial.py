@@ -50,7 +50,7 @@ class Prepared:
     train: Any = None  # relex.data.Dataset; None in fold sweeps
     valid: Any = None
     splits: list[tuple[Any, Any]] | None = None  # fold sweeps: (train, valid) of each fold
-    backbones: dict[str, str] = field(default_factory=dict)  # trial id -> backbone directory
+    backbones: dict[str, str] = field(default_factory=dict)  # backbone_key -> its directory
     features_cache: str | None = None
     before_trial: Callable[[Any, str], None] | None = None  # the job's per-trial hook
     # a trial on several workers (workers_per_trial > 1): each worker's cpu and gpu, and how
@@ -62,6 +62,13 @@ class Prepared:
     def split(self, fold: int | None) -> tuple[Any, Any]:
         """(train, valid) of a trial: a fold sweep's trial trains and validates on its fold."""
         return (self.train, self.valid) if fold is None else self.splits[fold]
+
+
+def backbone_key(cfg) -> str:
+    """What tells resolved backbones apart: the name, and the sizes of relex/tiny."""
+    if cfg.backbone != "relex/tiny":
+        return cfg.backbone
+    return f"{cfg.backbone}:{cfg.tiny_hidden}x{cfg.tiny_layers}x{cfg.tiny_heads}:{cfg.tiny_vocab}"
 
 
 @dataclass
@@ -184,9 +191,12 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
     tmp_root = Path(tempfile.mkdtemp(prefix=f"relex-{trial_id}-"))
     try:
         resume_dir = _state_of(ckpt, sweep_dir, tmp_root) if ckpt is not None else None
-        backbone_path = prepared.backbones.get(trial_id)  # resolved once by the driver
+        if resume_dir is None and spec.get("continue"):
+            resume_dir = _newest_state(tdir.states)
+        backbone_path = prepared.backbones.get(backbone_key(cfg))  # resolved once by the driver
         attempt = _append_attempt(tdir.attempts_file, {
-            "started_at": started, "resume_from": ckpt.path if ckpt is not None else None,
+            "started_at": started,
+            "resume_from": ckpt.path if ckpt is not None else (str(resume_dir) if resume_dir else None),
             "backbone_path": backbone_path, **where})
 
         evaluated = EvaluationRecord(trial_id, str(sweep_dir), attempt, started, where)
@@ -277,6 +287,13 @@ def _pointer_to(kept: Path, sweep_dir: Path, tmp_root: Path) -> Path:
     from relex.train.workers import write_pointer
 
     return write_pointer(tmp_root / "pointer", kept, sweep_dir)
+
+
+def _newest_state(states: Path) -> Path | None:
+    """A searched trial the resumed driver hands out again has no Tune checkpoint (a new Tune
+    run); it continues from the newest resumable state it wrote, if any."""
+    kept = sorted(states.glob("step_*"))
+    return kept[-1] if kept else None
 
 
 def _prune_states(states: Path, keep: int) -> None:
