@@ -612,7 +612,7 @@ def _run_config(job: Sweep, sweep_dir: Path, callback):
         name=SweepDir(sweep_dir).ray_dir.name, storage_path=str(sweep_dir),
         failure_config=tune.FailureConfig(max_failures=job.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        callbacks=[callback, *_tracker_callbacks(job, sweep_dir, sweep_dir.name)], verbose=0))
+        callbacks=[callback, *_tracker_callbacks(job, sweep_dir, sweep_dir.name)], verbose=0)
 
 
 def _fit_quietly(tuner, callback, writer, sweep_dir: Path) -> None:
