@@ -185,6 +185,10 @@ class PretrainRun:
     def state_dir(self) -> Path:
         return self.out_dir / STATE_DIR
 
+    def forward(self, batch: dict) -> torch.Tensor:
+        """The training forward the step calls (one worker: the model itself)."""
+        return self.model(batch)
+
     def wall_s(self) -> float:
         return self.pos.wall_s + (time.perf_counter() - self.t_start)
 
