@@ -227,6 +227,7 @@ def test_fp16_scaler_with_the_adversarial_second_backward(technique, overflow):
                           scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0),
                           loss_fn=lambda logits, labels, w: torch.nn.functional.cross_entropy(logits, labels))
     run.scaler = run.amp.scaler()
+    run.forward = model  # the step's training forward (one worker: the model itself)
     cls = FGMTechnique if technique == "fgm" else AWPTechnique
     run.techniques = {technique: cls(cfg, run)}
     # FGM moves the embedding table by ε; AWP each weight matrix by γ·‖W‖
