@@ -378,8 +378,7 @@ def scaling(counts: list[int], *, device: str, amp: str, backbone: str, train_ds
         print(f"  {k} worker(s): {m['examples_per_s']:.1f} training ex/s", flush=True)
     if rows:
         base = rows[0]["examples_per_s"] / rows[0]["workers"]
-        print(f"
-one run over data-parallel workers ({args.batch_size} examples per worker per step, "
+        print(f"\none run over data-parallel workers ({args.batch_size} examples per worker per step, "
               f"{args.steps} steps):")
         print(C.table([[r["workers"], r["global_batch"], r["examples_per_s"],
                         f"{r['examples_per_s'] / (base * r['workers']):.2f}", r["micro_f1"]] for r in rows],
