@@ -285,6 +285,7 @@ def test_a_sweep_grid_over_a_pretrained_directory_resolves_it_for_the_trials(pre
                                                                              monkeypatch):
     from relex.sweep.job import load_job
     from relex.sweep.runner import preflight
+    from relex.sweep.trial import backbone_key
 
     monkeypatch.chdir(pretrained_dir.parent)  # the job names the directory relative to here
     job_file = tmp_path / "job.py"
@@ -296,7 +297,7 @@ def test_a_sweep_grid_over_a_pretrained_directory_resolves_it_for_the_trials(pre
     job = load_job(job_file)
     assert sorted(t.config.backbone for t in job.trials) == ["relex/tiny", "relex/tiny", "tapt", "tapt"]
     prepared, _ = preflight(job, tmp_path / "sweep")
-    dirs = {t.config.backbone: prepared.backbones[t.trial_id] for t in job.trials}
+    dirs = {t.config.backbone: prepared.backbones[backbone_key(t.config)] for t in job.trials}
     # trials run in directories of their own: they get the absolute path of the pretrained one
     assert dirs["tapt"] == str(pretrained_dir.resolve())
     assert Path(dirs["relex/tiny"]).is_absolute() and dirs["relex/tiny"] != dirs["tapt"]
