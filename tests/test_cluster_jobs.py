@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from relex.data.sample import SAMPLE_PATH
+from relex.sweep.layout import SweepDir
 
 
 def _jobs_api_missing() -> str | None:
@@ -352,12 +353,16 @@ def test_node_loss_mid_trial_continues_on_another_node(cluster, workdir, submitt
     try:
         deadline, victim = time.time() + 600, None
         while time.time() < deadline and sweep.poll() is None:
-            # the first trial has reported (a checkpoint exists) and has evaluations to go
-            if list(sweep_dir.glob("ray/t000/checkpoint_*")) and _attempts(sweep_dir, "t000"):
+            # the first trial has reported and the driver has taken its report in (its evaluation
+            # is in the results; Tune registers the report's checkpoint right after the callbacks
+            # that write them): a checkpoint on disk alone may not be the driver's yet under load
+            if list(sweep_dir.glob("ray/t000/checkpoint_*")) and _attempts(sweep_dir, "t000") and \
+                    any(r["trial_id"] == "t000" for r in SweepDir(sweep_dir).history_rows()):
                 victim = _attempts(sweep_dir, "t000")[0]["node_id"]
                 break
             time.sleep(0.1)
         assert victim, sweep.communicate()[0][-3000:] if sweep.poll() is not None else "no start"
+        time.sleep(1.0)  # the driver's processing of that report ends with the checkpoint's save
         name, raylet = cluster.raylet_of(victim)
         raylet.kill()  # the node is gone: its raylet (and with it every worker there) dies
         out = sweep.communicate(timeout=600)[0]
