@@ -3,19 +3,20 @@
 Optuna's own ``JournalFileBackend`` serves many processes: it takes a lock file, appends and
 fsyncs every operation on its own, and reads the file again after each. An ask of three
 parameters is five operations (the trial, TPE's joint draw, each parameter), so a suggestion
-paid five locks, five fsyncs and five reads. A sweep's study has one writer, the driver, so
-:class:`StudyJournal` reads the file once, when the sweep opens it, and serves Optuna's replay
-from memory. What the driver does is still on disk before anything acts on it: an operation is
-appended and fsynced as it happens, or, inside :meth:`StudyJournal.step`, with the other
-operations of its step (an ask with all its parameters, a staged sweep's hand-over) in one
-append and one fsync as the step ends. A step the driver died in before that is not in the file
-at all, so it never reached Ray.
+paid five locks, five fsyncs and five reads. A sweep's study has one writer, the driver that
+holds the sweep's lease (:mod:`relex.sweep.lease`), so :class:`StudyJournal` reads the file
+once, when the sweep opens it, and serves Optuna's replay from memory. What the driver does is
+still on disk before anything acts on it: an operation is appended and fsynced as it happens,
+or, inside :meth:`StudyJournal.step`, with the other operations of its step (an ask with all
+its parameters, a staged sweep's hand-over) in one append and one fsync as the step ends. A
+step the driver died in before that is not in the file at all, so it never reached Ray.
 
 The file stays Optuna's format (one JSON operation a line): ``optuna.load_study`` with a
-``JournalFileBackend`` reads it. One case is left for the reader: the kernel can cut an append
-that a SIGKILL interrupts between two pages. The cut line has no newline and is dropped when the
-file is opened (Optuna would refuse a file with it in the middle); complete lines of a cut step
-are mended by the searcher (:func:`relex.sweep.search.open_studies`).
+``JournalFileBackend`` reads it. One case is left for the reader: the kernel can cut short an
+append that a SIGKILL interrupts between two pages. A cut line has no newline and is dropped
+when the file is opened (Optuna would refuse a file with it in the middle); the searcher
+completes a step whose complete lines are there but not all of them (an ask, a hand-over:
+:func:`relex.sweep.search.open_studies`).
 """
 
 from __future__ import annotations

@@ -42,11 +42,14 @@ import functools
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relex.errors import RelexError
 from relex.sweep.layout import SweepDir
 from relex.sweep.results import ERROR, SCORED
+
+if TYPE_CHECKING:
+    from relex.sweep.journal import StudyJournal
 
 INSTALL_HINT = "pip install 'relex[search]'"
 
@@ -65,7 +68,7 @@ def seed_trial_ids(cid: str, seeds: list[int]) -> list[str]:
     return [cid] if len(seeds) == 1 else [f"{cid}-{s}" for s in seeds]
 
 
-def open_studies(job, sweep_dir: Path | None) -> tuple[list, Any]:
+def open_studies(job, sweep_dir: Path | None) -> tuple[list, StudyJournal | None]:
     """One Optuna study per grid point, in the journal of ``sweep_dir`` (in memory without), and
     the journal (None in memory). A staged sweep's new study starts with the base sweep's
     evaluated points; an ask that a kill cut short is completed (see relex.sweep.journal)."""
@@ -247,9 +250,6 @@ def _searcher_class():
             open_points = [g for g, n in enumerate(counts) if n < self.job.num_samples]
             return min(open_points, key=lambda g: counts[g]) if open_points else None
 
-        def _step(self):
-            return self.journal.step()
-
         # ------------------------------------------------------------------ Searcher
         def set_search_properties(self, metric, mode, config, **spec) -> bool:
             return True  # the space is the job's; Ray's param_space is empty
@@ -259,7 +259,7 @@ def _searcher_class():
                 point = self._next_point()
                 if point is None:
                     return self.FINISHED
-                with self._step():  # the trial and its parameters: one append, one fsync
+                with self.journal.step():  # the trial and its parameters: one append, one fsync
                     trial = self.studies[point].ask(fixed_distributions=self.dists[point])
                 self.queue.extend(self._specs(point, trial.number, trial.params))
             spec = self.queue.pop(0)
@@ -287,7 +287,7 @@ def _searcher_class():
             if study.get_trials(deepcopy=False)[number].state != TrialState.RUNNING:
                 return
             mean = sum(float(v) for v in values) / len(values)
-            with self._step():
+            with self.journal.step():
                 try:
                     study.tell(number, mean)
                 except ValueError as e:  # a NaN score: the suggestion counts as failed
