@@ -80,9 +80,9 @@ def _job(tmp_path, extra, flag="no-such-flag"):
     return p
 
 
-def _cmd(job, storage, address, *extra):
+def _cmd(job, storage, address, *extra, name="tpe"):
     return [sys.executable, "-m", "relex.cli", "sweep", str(job), "--storage", str(storage),
-            "--name", "tpe", "--address", address, *extra]
+            "--name", name, "--address", address, *extra]
 
 
 def _env(tmp_path):
@@ -92,8 +92,8 @@ def _env(tmp_path):
     return env
 
 
-def _run(job, tmp_path, address, *extra, ok=True):
-    p = subprocess.run(_cmd(job, tmp_path / "art", address, *extra), cwd=tmp_path,
+def _run(job, tmp_path, address, *extra, ok=True, name="tpe"):
+    p = subprocess.run(_cmd(job, tmp_path / "art", address, *extra, name=name), cwd=tmp_path,
                        env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     if ok:
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
@@ -114,11 +114,13 @@ def _study(sweep_dir):
 
 
 def _tells(sweep_dir):
-    """How many times the journal records each study trial as COMPLETE (told)."""
+    """How many times the journal records each study trial as told COMPLETE (a trial created
+    finished, a staged sweep's hand-over, is not a tell)."""
     from optuna.trial import TrialState
 
     ops = [json.loads(x) for x in (sweep_dir / "study.journal").read_text().splitlines()]
-    return Counter(op["trial_id"] for op in ops if op.get("state") == TrialState.COMPLETE.value)
+    return Counter(op["trial_id"] for op in ops
+                   if op.get("state") == TrialState.COMPLETE.value and "trial_id" in op)
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +224,59 @@ def test_retry_errors_reruns_a_sampled_trial_with_its_parameters(cluster, tmp_pa
     study = _study(sweep_dir)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
     assert study.trials[1].value == pytest.approx(again["s001"]["micro_f1"])
+
+
+STAGE = """
+from relex.sweep import Sweep, grid, loguniform, narrow
+RUN = dict(tiny_hidden=32, tiny_layers=1, tiny_heads=2, max_length=64, batch_size=16, epochs=1,
+           eval_every=8, num_threads=1, amp="off")
+sweep = Sweep({args}, seeds=[7], resources=dict(gpu=0, cpu=1), max_concurrent={concurrent},
+              asha=dict(grace_period=1, reduction_factor=2))
+"""
+
+
+def test_a_staged_tpe_sweep_builds_on_the_first_stages_trials_without_rerunning_them(cluster, tmp_path):
+    import math
+
+    # stage 1: a grid over the learning rate; stage 2: TPE within 0.6 of loguniform(1e-4, 1e-2)'s
+    # two decades around stage 1's best, i.e. 0.6 decades either side
+    first = tmp_path / "stage1.py"
+    first.write_text(STAGE.format(concurrent=2, args=f"name='stage1', train={str(SAMPLE_PATH)!r}, valid=0.25, "
+                                                     "space=dict(lr=grid([3e-4, 1e-3, 3e-3]), **RUN)"))
+    _run(first, tmp_path, cluster, name="stage1")
+    stage1 = _rows(tmp_path / "art" / "stage1")
+    assert sorted(stage1) == ["t000", "t001", "t002"]
+    assert all(r["status"] in ("TERMINATED", "STOPPED_EARLY") for r in stage1.values())
+    best = max(sorted(stage1), key=lambda t: stage1[t]["micro_f1"])
+    in_range = sorted(t for t, r in stage1.items()
+                      if abs(math.log10(r["lr"]) - math.log10(stage1[best]["lr"])) <= 0.6)
+    assert best in in_range and len(in_range) >= 2  # the best and its grid neighbours
+
+    second = tmp_path / "stage2.py"
+    second.write_text(STAGE.format(concurrent=1, args=f"name='stage2', base={str(tmp_path / 'art' / 'stage1')!r}, "
+                                                      "top=1, space=dict(lr=narrow(loguniform(1e-4, 1e-2), 0.6), **RUN), "
+                                                      "search='tpe', search_seed=1, num_samples=2"))
+    _run(second, tmp_path, cluster, name="stage2")
+    sweep_dir = tmp_path / "art" / "stage2"
+    rows = _rows(sweep_dir)
+    # only the new suggestions ran; stage 1's trials are untouched
+    assert sorted(rows) == ["s000", "s001"]
+    assert sorted(p.name for p in (sweep_dir / "trials").iterdir()) == ["s000", "s001"]
+    ran = ("status", "lr", "micro_f1", "ended_at", "wall_s")
+    assert ({t: [r[k] for k in ran] for t, r in _rows(tmp_path / "art" / "stage1").items()}
+            == {t: [r[k] for k in ran] for t, r in stage1.items()})
+    assert all(r["status"] in ("TERMINATED", "STOPPED_EARLY") and r["lineage"] == f"stage1/{best}"
+               for r in rows.values())
+    center = math.log10(stage1[best]["lr"])
+    assert all(abs(math.log10(r["lr"]) - center) <= 0.6 + 1e-9 for r in rows.values())
+    # the study was told stage 1's finished trials in range first, with their scores, then its own
+    study = _study(sweep_dir)
+    given = len(in_range)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * (given + 2)
+    assert sorted((t.user_attrs["from"], t.params["lr"], t.value) for t in study.trials[:given]) == [
+        (f"stage1/{t}", stage1[t]["lr"], stage1[t]["micro_f1"]) for t in in_range]
+    for t in study.trials[given:]:
+        row = rows[f"s{t.number - given:03d}"]
+        assert "from" not in t.user_attrs and t.params["lr"] == row["lr"]
+        assert t.value == pytest.approx(row["micro_f1"])
+    assert _tells(sweep_dir) == {given: 1, given + 1: 1}

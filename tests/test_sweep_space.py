@@ -233,6 +233,27 @@ def test_a_staged_tpe_study_starts_from_the_base_trials_in_range(tmp_path):
     assert len(study.get_trials(deepcopy=False)) == 3 + 4
 
 
+def test_a_hand_over_cut_short_by_a_kill_is_completed_once(tmp_path):
+    pytest.importorskip("optuna")
+    from relex.sweep.search import _searcher_class
+
+    bdir = _base_sweep(tmp_path, {1e-5: 40.0, 1e-4: 60.0, 1e-3: 50.0})
+    job = load_job(_job(tmp_path, f"from relex.sweep import narrow\n"
+                                  f"sweep = Sweep(name='stage2', base={str(bdir)!r}, top=1, num_samples=2,\n"
+                                  "  search='tpe', space=dict(lr=narrow(loguniform(1e-6, 1e-1), 0.5)))\n"))
+    sweep_dir = tmp_path / "art" / "stage2"
+    sweep_dir.mkdir(parents=True)
+    _searcher_class()(job, sweep_dir, {})
+    journal = sweep_dir / "study.journal"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 1 + 3  # the study, then the three base trials in one append
+    journal.write_bytes(b"".join(lines[:2]) + lines[2][:20])  # killed inside the second one
+    searcher = _searcher_class()(job, sweep_dir, {})
+    given = searcher.studies[0].get_trials(deepcopy=False)
+    assert sorted(t.user_attrs["from"] for t in given) == ["stage1/t000", "stage1/t001", "stage1/t002"]
+    assert searcher.given == [3] and searcher.suggest("ray-0")["trial"]["trial_id"] == "s000"
+
+
 def test_narrow_needs_a_base(tmp_path):
     p = _job(tmp_path, f"from relex.sweep import narrow\n"
                        f"sweep = Sweep(name='s', train={str(SAMPLE_PATH)!r},\n"

@@ -10,7 +10,7 @@
       trials.parquet         one row per trial (relex.sweep.results.TRIALS_SCHEMA)
       history.parquet        one row per evaluation
       asha_state.json        ASHA's rungs (relex.sweep.asha)
-      study.journal          TPE sweeps: the Optuna studies, one line per ask and tell (relex.sweep.search)
+      study.journal          TPE sweeps: the Optuna studies, one append per ask and tell (relex.sweep.journal)
       usage.json             resource-hours spent (relex.sweep.budget)
       driver.lease           the driver that owns the sweep (relex.sweep.lease)
       valid_probs/<id>.npy   each trial's best-checkpoint validation probabilities

@@ -3,9 +3,10 @@
 ``Sweep(search="tpe", num_samples=N)`` runs N configurations per grid point, each suggested by
 Optuna's TPE sampler from what finished before it, while relex's ASHA stops weak trials. One
 Optuna study per grid point lives in the sweep directory's ``study.journal``
-(:attr:`relex.sweep.layout.SweepDir.study_file`; Optuna's append-only
-journal file: every ask and tell is one line, written before the suggestion reaches Ray). The
-journal, not a searcher pickle, is the search state:
+(:attr:`relex.sweep.layout.SweepDir.study_file`; Optuna's append-only journal format, written
+through :class:`relex.sweep.journal.StudyJournal`: an ask with all its parameters is one append,
+fsynced before the suggestion reaches Ray, and so is a tell). The journal, not a searcher
+pickle, is the search state:
 
 * a suggestion is a study trial; its relex configuration id is derived from the study trial's
   number (``s007``, ``g1s007`` with several grid points) and each seed of the sweep runs it as
@@ -36,15 +37,19 @@ out) and ``max(3, min(10, N // 3))`` random draws before it models the results.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relex.errors import RelexError
 from relex.sweep.layout import SweepDir
 from relex.sweep.results import ERROR, SCORED
+
+if TYPE_CHECKING:
+    from relex.sweep.journal import StudyJournal
 
 INSTALL_HINT = "pip install 'relex[search]'"
 
@@ -63,27 +68,36 @@ def seed_trial_ids(cid: str, seeds: list[int]) -> list[str]:
     return [cid] if len(seeds) == 1 else [f"{cid}-{s}" for s in seeds]
 
 
-def open_studies(job, sweep_dir: Path | None) -> list:
-    """One Optuna study per grid point, in the journal of ``sweep_dir`` (in memory without)."""
+def open_studies(job, sweep_dir: Path | None) -> tuple[list, StudyJournal | None]:
+    """One Optuna study per grid point, in the journal of ``sweep_dir`` (in memory without), and
+    the journal (None in memory). A staged sweep's new study starts with the base sweep's
+    evaluated points; an ask that a kill cut short is completed (see relex.sweep.journal)."""
     import optuna
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+
+    from relex.sweep.journal import StudyJournal
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = (JournalStorage(JournalFileBackend(str(SweepDir(sweep_dir).study_file)))
-               if sweep_dir is not None else None)
+    journal = StudyJournal(SweepDir(sweep_dir).study_file) if sweep_dir is not None else None
+    storage = JournalStorage(journal) if journal is not None else None
+    step = journal.step if journal is not None else contextlib.nullcontext
     direction = "maximize" if job.asha["mode"] == "max" else "minimize"
     studies = []
     for g, point in enumerate(job.points):
-        study = optuna.create_study(storage=storage, study_name=f"point-{g}", load_if_exists=True,
-                                    direction=direction)
-        if job.base is not None and not study.get_trials(deepcopy=False):
-            _hand_over(job, point, study)
+        with step():
+            study = optuna.create_study(storage=storage, study_name=f"point-{g}",
+                                        load_if_exists=True, direction=direction)
+        trials = study.get_trials(deepcopy=False)
+        if job.base is not None and all("from" in t.user_attrs for t in trials):
+            with step():  # nothing asked yet: (the rest of) the hand-over
+                _hand_over(job, point, study, {t.user_attrs["from"] for t in trials})
         study.sampler = optuna.samplers.TPESampler(
             seed=sampler_seed(job.search_seed, g, study), n_startup_trials=startup_trials(job),
             multivariate=True, constant_liar=True)
+        with step():
+            _complete_cut_ask(study, distributions(point))
         studies.append(study)
-    return studies
+    return studies, journal
 
 
 def startup_trials(job) -> int:
@@ -131,19 +145,41 @@ def evaluated_points(job, point) -> list[tuple[dict[str, Any], float, str]]:
              f"{name}/{'+'.join(r['trial_id'] for r in rs)}") for key, rs in groups.items()]
 
 
-def _hand_over(job, point, study) -> None:
-    """Add the base sweep's evaluated points to a new study of a staged sweep."""
+def _hand_over(job, point, study, present: set[str]) -> None:
+    """Add the base sweep's evaluated points (those not ``present`` yet) to a new study of a
+    staged sweep."""
     import optuna
 
     dists = distributions(point)
     study.add_trials([optuna.trial.create_trial(params=params, distributions=dists, value=value,
                                                 user_attrs={"from": trials})
-                      for params, value, trials in evaluated_points(job, point)])
+                      for params, value, trials in evaluated_points(job, point)
+                      if trials not in present])
+
+
+def _complete_cut_ask(study, dists: dict[str, Any]) -> None:
+    """Draw the parameters an ask cut short by a kill left out (only the study's last trial can
+    lack any). Its suggestion never reached Ray: the searcher hands it out as a new one."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import Trial, TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    last = trials[-1] if trials else None
+    if last is None or last.state != TrialState.RUNNING or dists.keys() <= last.params.keys():
+        return
+    trial = Trial(study, last._trial_id)
+    for name, d in dists.items():
+        if isinstance(d, CategoricalDistribution):
+            trial.suggest_categorical(name, d.choices)
+        elif isinstance(d, FloatDistribution):
+            trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
+        else:
+            trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
 
 
 def first_suggestions(job, n: int) -> list[dict[str, Any]]:
     """What the sweep's first grid point will try first (a fresh in-memory study, same seed)."""
-    study = open_studies(job, None)[0]
+    study = open_studies(job, None)[0][0]
     dists = distributions(job.points[0])
     return [{k: job.space[k].tidy(v) for k, v in study.ask(fixed_distributions=dists).params.items()}
             for _ in range(n)]
@@ -159,7 +195,7 @@ def _searcher_class():
         def __init__(self, job, sweep_dir: Path, rows: dict[str, dict[str, Any]]):
             super().__init__(metric=f"best_{job.asha['metric']}", mode=job.asha["mode"])
             self.job = job
-            self.studies = open_studies(job, sweep_dir)
+            self.studies, self.journal = open_studies(job, sweep_dir)
             self.dists = [distributions(p) for p in job.points]
             # the base sweep's trials a staged study starts with (numbers 0 .. given - 1)
             self.given = [sum("from" in t.user_attrs for t in s.get_trials(deepcopy=False))
@@ -223,7 +259,8 @@ def _searcher_class():
                 point = self._next_point()
                 if point is None:
                     return self.FINISHED
-                trial = self.studies[point].ask(fixed_distributions=self.dists[point])
+                with self.journal.step():  # the trial and its parameters: one append, one fsync
+                    trial = self.studies[point].ask(fixed_distributions=self.dists[point])
                 self.queue.extend(self._specs(point, trial.number, trial.params))
             spec = self.queue.pop(0)
             self.live[trial_id] = spec["trial_id"]
@@ -250,11 +287,12 @@ def _searcher_class():
             if study.get_trials(deepcopy=False)[number].state != TrialState.RUNNING:
                 return
             mean = sum(float(v) for v in values) / len(values)
-            try:
-                study.tell(number, mean)
-            except ValueError as e:  # a NaN score: the suggestion counts as failed
-                logging.getLogger(__name__).warning("suggestion %s: %s", cid, e)
-                study.tell(number, state=TrialState.FAIL)
+            with self.journal.step():
+                try:
+                    study.tell(number, mean)
+                except ValueError as e:  # a NaN score: the suggestion counts as failed
+                    logging.getLogger(__name__).warning("suggestion %s: %s", cid, e)
+                    study.tell(number, state=TrialState.FAIL)
 
         # the journal is the state: nothing of the searcher goes into Ray's experiment snapshot
         def save(self, checkpoint_path: str) -> None:
