@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test test-e2e install clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,8 +22,14 @@ demo: $(STAMP)
 	$(BIN)/relex leaderboard artifacts/smoke
 	$(BIN)/relex report artifacts/smoke --html artifacts/smoke/report.html
 
+# the suite without the end-to-end tests (marked slow): every module, technique, command and error
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# the end-to-end tests: real sweeps on Ray (kill and resume, retries, budgets, search, workers),
+# a `ray start` cluster, the GPU benchmark on the CPU, and README's commands run as written
+test-e2e: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) artifacts/smoke

@@ -38,18 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("A tour on the embedded default", "Data", "Training", "Sweeps",
             "Reports: what a sweep concluded")
 SERVICES = ("tensorboard", "mlflow")  # their UIs: servers that run until stopped
-KLUE_SLICE = 1500
+KLUE_SLICE = 1000
 CAPPED = {("train", "../shared/data/klue-re/klue-re-v1.1_train.json"): ["--max-steps", "30"],
           ("pretrain", "../shared/data/klue-re/klue-re-v1.1_train.json"): ["--steps", "20",
                                                                          "--save-every", "10"]}
 
-pytestmark = [
-    pytest.mark.slow, pytest.mark.ray,
-    # the whole tour trains, sweeps and pretrains for real: tens of minutes on 2 cores, so it runs
-    # when asked for (`RELEX_README_TOUR=1 make test`) rather than in every `make test`
-    pytest.mark.skipif(os.environ.get("RELEX_README_TOUR") != "1",
-                       reason="README's commands end to end: set RELEX_README_TOUR=1 to run them"),
-]
+# the tour trains, sweeps and pretrains for real: it runs with the end-to-end tests (make test-e2e)
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 @dataclass
@@ -135,7 +130,7 @@ def klue_slice(src: Path, dst: Path, n: int) -> None:
     (dst / "klue-re-v1.1_train.json").write_text(json.dumps(kept, ensure_ascii=False), encoding="utf-8")
     csv = pd.read_csv(src / "train.csv")
     ids = {r["guid"] for r in kept}
-    csv[csv["id"].isin({int(g.rsplit("-", 1)[-1]) for g in ids})].to_csv(dst / "train.csv", index=False)
+    csv[csv["id"].isin({int(g.rsplit("_", 1)[-1]) for g in ids})].to_csv(dst / "train.csv", index=False)
     (dst / "relation_list.json").write_bytes((src / "relation_list.json").read_bytes())
 
 
