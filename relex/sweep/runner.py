@@ -262,7 +262,7 @@ def mark_unfinished(job: Sweep, writer, reason: str, console) -> None:
         status = PAUSED if row.get("evaluations") else NOT_STARTED
         counts[status] += 1
         writer.set_trial({"trial_id": tid, **config, "status": status})
-    writer.flush()
+    writer.compact()  # the sweep ends here
     if console is not None:
         console.print(f"{reason}: {counts[PAUSED]} trial(s) paused at a checkpoint, "
                       f"{counts[NOT_STARTED]} not started", markup=False, highlight=False)
@@ -636,7 +636,7 @@ def _fit_quietly(tuner, callback, writer, sweep_dir: Path) -> None:
         tune_log.setLevel(level)
         callback.stop_live()
         if lost is None:
-            writer.flush()
+            writer.compact()
     if lost is not None:
         raise RelexError(lost)
 
