@@ -316,3 +316,54 @@ def test_the_live_table_redraws_only_after_a_change(tmp_path, monkeypatch):
     cb.on_experiment_end([])
     assert drawn == [0, 5, 5]  # the final state, drawn once as the sweep ends
     assert "scale: 0/30 trials finished · 5 running · 25 waiting" in out.getvalue()
+
+
+# ---------------------------------------------------------------------------------- report
+def test_the_report_of_a_large_sweep_lists_the_best_configurations_and_checks_the_best_trials(
+        tmp_path, monkeypatch):
+    """At a thousand trials the report summarises: the configurations table keeps the best
+    TOP_CONFIGS_LISTED (a note counts the rest), and ties are looked for in the best
+    TOP_HONESTY trials only. The limits are
+    shrunk here so that twelve configurations stand for a thousand."""
+    from synthetic_sweep import make_sweep
+
+    from relex import metrics as M
+    from relex.analysis import report as R
+
+    monkeypatch.setattr(R, "TOP_CONFIGS_LISTED", 5)
+    monkeypatch.setattr(R, "TOP_HONESTY", 4)
+    d = make_sweep(tmp_path, axes={"lr": [1e-5 * (i + 1) for i in range(12)]}, seeds=[1],
+                   effect=lambda c: 1e5 * c["lr"])
+    looked_at = []
+    real = M.has_ties
+
+    def has_ties(probs):
+        looked_at.append(probs)
+        return real(probs)
+
+    monkeypatch.setattr(M, "has_ties", has_ties)
+    doc = R.build_report(d)
+    configs = next(s for s in doc.sections if s.anchor == "configs")
+    table = next(b for b in configs.blocks if hasattr(b, "rows"))
+    assert len(table.rows) == 5 and table.rows[0][1] == "lr=0.00012"  # the best first
+    assert any(getattr(b, "text", "").startswith("The best 5 of 12 configurations;") for b in configs.blocks)
+    honesty = next(s for s in doc.sections if s.anchor == "honesty")
+    texts = [getattr(b, "text", "") for b in honesty.blocks]
+    assert "(4 trials with saved probabilities checked)" in " ".join(texts)
+    assert "The 4 best trials with saved probabilities were checked, of 12" in " ".join(texts)
+    # the best 4 were looked at for ties (an AUPRC pass only where one is found), no other
+    sweep = SweepDir(d)
+    best = sorted(sweep.trial_rows(), key=lambda r: -r["micro_f1"])[:4]
+    assert len(looked_at) == 4
+    assert all((p == sweep.probs(r["trial_id"])).all() for p, r in zip(looked_at, best))
+
+
+def test_ties_are_found_in_any_class_column():
+    import numpy as np
+
+    from relex import metrics as M
+
+    probs = np.array([[0.1, 0.9], [0.2, 0.8], [0.3, 0.7]])
+    assert not M.has_ties(probs)
+    probs[2, 1] = 0.8  # a tie in the second column only
+    assert M.has_ties(probs)
