@@ -367,3 +367,71 @@ def test_ties_are_found_in_any_class_column():
     assert not M.has_ties(probs)
     probs[2, 1] = 0.8  # a tie in the second column only
     assert M.has_ties(probs)
+
+
+# ------------------------------------------------------------------------------------ ASHA
+def _asha_sweep(tmp_path, n: int, monkeypatch) -> tuple[list[tuple[str, int]], "Rungs"]:
+    """n trials reaching rungs 1 and 2 (reduction factor 2); the ASHA files written, with
+    their sizes."""
+    from relex.sweep import asha
+
+    written = []
+    real = asha.atomic_write_text
+
+    def counted(path, text):
+        written.append((path.name, len(text)))
+        real(path, text)
+
+    monkeypatch.setattr(asha, "atomic_write_text", counted)
+    rungs = asha.Rungs(grace_period=1, reduction_factor=2, path=tmp_path / f"a{n}" / "asha_state.json")
+    for i in range(n):
+        for it in (1, 2):
+            if rungs.decide(f"t{i:04d}", it, float((i * 37) % 100)) == asha.STOP:
+                break
+    rungs.compact()
+    monkeypatch.undo()
+    return written, rungs
+
+
+def test_asha_state_is_written_in_linear_bytes_and_reloads_whole(tmp_path, monkeypatch):
+    from relex.sweep.asha import Rungs
+
+    small, _ = _asha_sweep(tmp_path, 100, monkeypatch)
+    big, rungs = _asha_sweep(tmp_path, 200, monkeypatch)
+    total = lambda w: sum(n for _, n in w)  # noqa: E731
+    # twice the trials, about twice the bytes (the whole state at every decision: ~4x)
+    assert total(big) / total(small) < 2.5
+    assert sum(name == "asha_state.json" for name, _ in big) <= 12  # a doubling schedule
+    assert not list(rungs.decisions.iterdir())  # compact() left no decision file
+    again = Rungs(grace_period=1, reduction_factor=2, path=rungs.path)
+    assert (again.records, again.stopped) == (rungs.records, rungs.stopped)
+
+
+def test_asha_decisions_since_the_state_survive_a_crash_and_are_not_doubled(tmp_path, monkeypatch):
+    from relex.sweep import asha
+
+    path = tmp_path / "asha_state.json"
+    rungs = asha.Rungs(grace_period=1, reduction_factor=2, path=path)
+    for i in range(6):  # compacted after the 1st and 3rd: the last three stay files
+        rungs.decide(f"t{i}", 1, float(i % 3))
+    assert list(rungs.decisions.iterdir())  # decisions beside the state, not yet folded in
+    # killed as it reloads: the state and the decision files since read back as decided
+    resumed = asha.Rungs(grace_period=1, reduction_factor=2, path=path)
+    assert (resumed.records, resumed.stopped) == (rungs.records, rungs.stopped)
+    assert resumed.decide("t3", 1, 99.0) == rungs.decide("t3", 1, 99.0)  # a replay: the recorded decision
+
+    class Killed(BaseException):
+        pass
+
+    real_unlink = type(path).unlink
+
+    def unlink(p, missing_ok=False):
+        raise Killed  # after the state is written, before the absorbed files go
+
+    monkeypatch.setattr(type(path), "unlink", unlink)
+    with pytest.raises(Killed):
+        rungs.compact()
+    monkeypatch.setattr(type(path), "unlink", real_unlink)
+    again = asha.Rungs(grace_period=1, reduction_factor=2, path=path)
+    assert again.records == rungs.records and again.stopped == rungs.stopped  # none twice
+    assert [r[0] for r in again.records["1"]] == [f"t{i}" for i in range(6)]  # arrival order kept

@@ -221,8 +221,14 @@ class SweepCallback(Callback):
                 err = None
         self._finish(trial, ERROR, err or "trial failed (no error message recorded)")
 
-    def on_experiment_end(self, trials, **info) -> None:
+    def compact(self) -> None:
+        """The results and ASHA's decisions each in their one file (the end of a run)."""
         self.writer.compact()
+        if self.rungs is not None:
+            self.rungs.compact()
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.compact()
         self.stop_live()
 
 

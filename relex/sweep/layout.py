@@ -10,7 +10,8 @@
       trials.parquet         one row per trial (relex.sweep.schema.TRIALS_SCHEMA), as of the last compaction
       history.parquet        one row per evaluation, as of the last compaction
       results/<id>.json      a trial changed since then: its row and its evaluations since then (they win)
-      asha_state.json        ASHA's rungs (relex.sweep.asha)
+      asha_state.json        ASHA's rungs (relex.sweep.asha), as of its last compaction
+      asha_decisions/        ASHA's decisions since then, one file each
       study.journal          TPE sweeps: the Optuna studies, one line per ask and tell (relex.sweep.search)
       usage.json             resource-hours spent (relex.sweep.budget)
       driver.lease           the driver that owns the sweep (relex.sweep.lease)
@@ -51,6 +52,7 @@ FRAGMENT_SUFFIX = ".json"
 TRIALS_KEY = ("trial_id",)  # what identifies a row of trials.parquet, and of history.parquet
 HISTORY_KEY = ("trial_id", "iteration")
 ASHA_STATE_FILE = "asha_state.json"
+ASHA_DECISIONS_DIR = "asha_decisions"
 STUDY_FILE = "study.journal"
 USAGE_FILE = "usage.json"
 LEASE_FILE = "driver.lease"
@@ -62,7 +64,7 @@ CACHE_DIR = "cache"
 TRACKER_DIRS = {"tensorboard": "tensorboard", "mlflow": "mlruns", "wandb": "wandb"}  # logger -> dir
 # everything relex writes in a sweep directory (a start that failed early leaves a subset)
 ENTRIES = frozenset({JOB_FILE, LABELS_FILE, VALID_INDEX_FILE, FOLDS_FILE, TRIALS_FILE, HISTORY_FILE, RESULTS_DIR,
-                     ASHA_STATE_FILE, STUDY_FILE, USAGE_FILE, LEASE_FILE, VALID_PROBS_DIR, OOF_DIR, TRIALS_DIR,
+                     ASHA_STATE_FILE, ASHA_DECISIONS_DIR, STUDY_FILE, USAGE_FILE, LEASE_FILE, VALID_PROBS_DIR, OOF_DIR, TRIALS_DIR,
                      RAY_DIR, CACHE_DIR, *TRACKER_DIRS.values()})
 
 # <sweep_dir>/trials/<trial_id>/
@@ -232,6 +234,7 @@ class SweepDir:
     trials_file = _Entry(TRIALS_FILE)
     history_file = _Entry(HISTORY_FILE)
     asha_state_file = _Entry(ASHA_STATE_FILE)
+    asha_decisions_dir = _Entry(ASHA_DECISIONS_DIR)
     study_file = _Entry(STUDY_FILE)
     usage_file = _Entry(USAGE_FILE)
     lease_file = _Entry(LEASE_FILE)

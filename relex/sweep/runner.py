@@ -551,7 +551,7 @@ def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared
     else:
         tuner = _tuner(job, sweep.path, wrapped, scheduler, callback, resume=resume,
                        retry_errors=retry_errors, console=console, concurrent=concurrent)
-    _fit_quietly(tuner, callback, writer, sweep.path)
+    _fit_quietly(tuner, callback, sweep.path)
     if scheduler.budget.reason:
         mark_unfinished(job, writer, scheduler.budget.reason, console)
     rows = writer.trial_rows()
@@ -615,7 +615,7 @@ def _run_config(job: Sweep, sweep_dir: Path, callback):
         callbacks=[callback, *_tracker_callbacks(job, sweep_dir, sweep_dir.name)], verbose=0)
 
 
-def _fit_quietly(tuner, callback, writer, sweep_dir: Path) -> None:
+def _fit_quietly(tuner, callback, sweep_dir: Path) -> None:
     """``tuner.fit()`` (None: no trial left to run) with Tune's own console output off: its config
     box and tracebacks of failed trials would tear through the live leaderboard. The callback
     reports every trial, and each failed trial's full traceback stays in
@@ -642,7 +642,7 @@ def _fit_quietly(tuner, callback, writer, sweep_dir: Path) -> None:
         tune_log.setLevel(level)
         callback.stop_live()
         if lost is None:
-            writer.compact()
+            callback.compact()
     if lost is not None:
         raise RelexError(lost)
 
