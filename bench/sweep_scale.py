@@ -206,7 +206,8 @@ class Meter:
         return wrapper
 
     def _count(self, path: Path, n: int) -> None:
-        kind = "results fragments" if path.parent.name == "results" else path.name
+        kind = {"results": "results fragments", "asha_decisions": "ASHA decisions"}.get(
+            path.parent.name, path.name)
         if path.suffix == ".npy":
             kind = "valid_probs (trials' own)"
         self.bytes[kind] = self.bytes.get(kind, 0) + n
