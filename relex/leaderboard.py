@@ -98,8 +98,8 @@ def leaderboard(args: argparse.Namespace) -> int:
 def sweep(args: argparse.Namespace) -> int:
     """``relex sweep`` drawn as a live leaderboard: the sweep layer runs it and gets the tables
     from here (it imports nothing above itself)."""
-    from relex.analysis.leaderboard import plain_text, rich_table
+    from relex.analysis.leaderboard import live_table, plain_text
     from relex.sweep.commands import sweep as run_sweep
     from relex.sweep.results import Tables
 
-    return run_sweep(args, tables=Tables(rich=rich_table, plain=plain_text))
+    return run_sweep(args, tables=Tables(live=live_table, plain=plain_text))

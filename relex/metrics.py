@@ -79,6 +79,12 @@ def mean_ap(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean(scores) * 100.0)
 
 
+def has_ties(probs: np.ndarray) -> bool:
+    """Does any class column hold a score twice? Without, ties move no AUPRC."""
+    ordered = np.sort(np.asarray(probs), axis=0)
+    return bool((ordered[1:] == ordered[:-1]).any())
+
+
 def _tied_share(column: np.ndarray) -> float:
     """Share of the rows whose score equals another row's score."""
     _, inverse, counts = np.unique(column, return_inverse=True, return_counts=True)

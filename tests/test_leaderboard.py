@@ -13,6 +13,7 @@ import pytest
 from relex.cli import main
 from relex.config import TrialConfig
 from relex.analysis.leaderboard import TECHNIQUES, rank
+from relex.sweep.layout import SweepDir
 from relex.sweep.results import HISTORY_FILE, TRIALS_FILE, ResultsWriter
 
 
@@ -63,7 +64,7 @@ def test_writer_reload_replaces_replayed_rows(sweep_dir):
     assert w.finished() == {"t000", "t001", "t002", "t003", "t004"}
     w.add_history({"trial_id": "t000", "iteration": 2, "step": 10, "micro_f1": 99.0})
     w.flush()
-    hist = pq.read_table(sweep_dir / HISTORY_FILE).to_pylist()
+    hist = SweepDir(sweep_dir).history_rows()
     assert len(hist) == 2 and hist[1]["micro_f1"] == 99.0
 
 

@@ -100,16 +100,17 @@ def test_max_t_ends_without_early_stop():
     assert not r.was_stopped("a")
 
 
-def test_state_is_written_on_every_decision_and_reloaded(tmp_path):
+def test_every_decision_is_on_disk_before_it_is_returned_and_reloaded(tmp_path):
     path = tmp_path / "asha_state.json"
     r = Rungs(grace_period=1, reduction_factor=2, path=path)
     r.decide("a", 1, 3.0)
-    r.decide("b", 1, 1.0)
+    r.decide("b", 1, 1.0)  # a decision file beside the state (see test_sweep_scale)
+    again = Rungs(grace_period=1, reduction_factor=2, path=path)
+    assert again.records == r.records and again.stopped == r.stopped
+    r.compact()  # the end of a sweep: all in asha_state.json
     saved = json.loads(path.read_text())
     assert saved["records"]["1"] == [["a", 3.0, CONTINUE], ["b", 1.0, STOP]]
     assert saved["stopped"] == {"b": 1}
-    again = Rungs(grace_period=1, reduction_factor=2, path=path)
-    assert again.records == r.records and again.stopped == r.stopped
     with pytest.raises(ValueError, match="differ"):
         Rungs(grace_period=2, reduction_factor=2, path=path)
 

@@ -14,7 +14,7 @@ from relex.errors import RelexError
 from relex.sweep.asha import Rungs
 from relex.sweep.callback import SweepCallback
 from relex.sweep.job import load_job
-from relex.analysis.leaderboard import plain_text, rich_table
+from relex.analysis.leaderboard import live_table, plain_text
 from relex.sweep.results import ResultsWriter, Tables
 
 
@@ -52,7 +52,7 @@ def test_callback_records_statuses_history_and_draws_the_table(job, tmp_path):
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=250)
     cb = SweepCallback(job, sweep_dir, ResultsWriter(sweep_dir), rungs, console=console,
-                       tables=Tables(rich=rich_table, plain=plain_text))
+                       tables=Tables(live=live_table, plain=plain_text))
     assert cb.live_enabled
     cb.setup()
     a, b, c = FakeTrial("t000"), FakeTrial("t001"), FakeTrial("t002")

@@ -90,12 +90,13 @@ def test_trial_markers_written_read_and_reopened(tmp_path):
 def test_every_path_of_a_sweep_is_an_entry_the_runner_may_clear(tmp_path):
     sweep = SweepDir(tmp_path)
     named = [sweep.job_file, sweep.labels_file, sweep.valid_index_file, sweep.folds_file,
-             sweep.trials_file, sweep.history_file, sweep.asha_state_file, sweep.usage_file,
+             sweep.trials_file, sweep.history_file, sweep.results_dir, sweep.asha_state_file, sweep.asha_decisions_dir, sweep.usage_file,
              sweep.lease_file, sweep.valid_probs_dir, sweep.oof_dir, sweep.trials_dir, sweep.ray_dir,
              sweep.cache_dir, sweep.study_file, *(sweep.tracker_dir(t) for t in ("tensorboard", "mlflow", "wandb"))]
     assert {p.name for p in named} == ENTRIES
     assert sweep.probs_file("t1").parent == sweep.valid_probs_dir
     assert sweep.trial("t1").path.parent == sweep.trials_dir
+    assert sweep.fragment("t1").parent == sweep.results_dir
 
 
 def test_latest_sweep_is_the_most_recently_updated(tmp_path):

@@ -212,7 +212,7 @@ def read_pool(sweep_dir: str | os.PathLike, *, types: bool = True) -> Pool:
 
     sweep = SweepDir(sweep_dir)
     sweep_dir = sweep.path
-    if not sweep.trials_file.is_file() or not sweep.job_file.is_file():
+    if not sweep.has_results() or not sweep.job_file.is_file():
         raise RelexError(f"{sweep_dir}: not a sweep directory (no {TRIALS_FILE} or {JOB_FILE})")
     resolved = read_json(sweep.job_file)
     label_file = read_json(sweep.labels_file)

@@ -3,9 +3,12 @@
 Ray Tune restores trials, searcher and callbacks on ``Tuner.restore`` but not the scheduler's
 state (ray#30838): a resumed sweep's ASHA would start with empty rungs and decide differently.
 :class:`Rungs` is the whole of ASHA's state — for every rung, the metric each trial had when it
-reached it, and each decision made — and it is written atomically to ``asha_state.json`` in the
-sweep directory *before* each decision is returned to Tune. :class:`PersistentASHA` is a Tune
-scheduler (FIFO order) driven by it; on ``relex sweep --resume`` it reloads the file.
+reached it, and each decision made — and each decision is written atomically to the sweep
+directory *before* it is returned to Tune: one small file per decision in ``asha_decisions/``
+(``<rung>-<trial_id>.json``), folded into ``asha_state.json`` when they outnumber the records it
+holds and when the sweep ends, so a sweep of n trials writes O(n) bytes of ASHA state rather than
+the whole state at every decision. :class:`PersistentASHA` is a Tune scheduler (FIFO order)
+driven by it; on ``relex sweep --resume`` it reloads the file and the decisions beside it.
 
 The rule is Ray's ``AsyncHyperBandScheduler`` with one bracket: rungs at
 ``grace_period · reduction_factor^k`` evaluations (below ``max_t`` when set); a trial reaching a
@@ -36,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from relex.io_utils import atomic_write_text
+from relex.sweep.layout import ASHA_DECISIONS_DIR
 
 CONTINUE, STOP = "CONTINUE", "STOP"
 
@@ -57,8 +61,14 @@ class Rungs:
         self.records: dict[str, list[list[Any]]] = {}
         self.stopped: dict[str, int] = {}  # trial_id -> milestone where ASHA stopped it
         self._lock = threading.Lock()
+        self._seq = 0  # arrival order of the decisions, kept by their files
+        self._compacted = 0  # records asha_state.json holds
+        self._journaled: set[Path] = set()  # decision files written since
+        self.decisions = self.path.parent / ASHA_DECISIONS_DIR if self.path else None
         if self.path and self.path.exists():
             self._load()
+        if self.decisions is not None and self.decisions.is_dir():
+            self._replay()
 
     # ------------------------------------------------------------------ rungs
     def milestones(self, upto: int) -> list[int]:
@@ -102,10 +112,11 @@ class Rungs:
                 cutoff = float(np.percentile(earlier, (1 - 1 / self.reduction_factor) * 100))
                 if score < cutoff:
                     decision = STOP
-            recorded.append([trial_id, score if math.isfinite(score) else None, decision])
+            record = [trial_id, score if math.isfinite(score) else None, decision]
+            recorded.append(record)
             if decision == STOP:
                 self.stopped[trial_id] = iteration
-            self._save()
+            self._save(key, record)
             return decision
 
     def was_stopped(self, trial_id: str) -> bool:
@@ -117,9 +128,32 @@ class Rungs:
                 "max_t": self.max_t, "mode": self.mode, "records": self.records,
                 "stopped": self.stopped}
 
-    def _save(self) -> None:
-        if self.path:
-            atomic_write_text(self.path, json.dumps(self.to_dict(), indent=1, sort_keys=True))
+    def _save(self, rung: str, record: list[Any]) -> None:
+        """One decision on disk; everything in asha_state.json when the decision files outnumber
+        the records it holds (or it holds none yet)."""
+        if not self.path:
+            return
+        self._seq += 1
+        path = self.decisions / f"{rung}-{record[0]}.json"
+        atomic_write_text(path, json.dumps({"rung": rung, "record": record, "seq": self._seq}))
+        self._journaled.add(path)
+        if len(self._journaled) > self._compacted:
+            self._compact()
+
+    def compact(self) -> None:
+        """Every decision in asha_state.json, no decision file left (the end of a sweep)."""
+        with self._lock:
+            if self.path and (self._journaled or not self.path.exists()):
+                self._compact()
+
+    def _compact(self) -> None:
+        # the whole state first, then the files it absorbed: a crash in between leaves files
+        # whose decisions the state already holds, which a reload skips
+        atomic_write_text(self.path, json.dumps(self.to_dict(), indent=1, sort_keys=True))
+        for path in self._journaled:
+            path.unlink(missing_ok=True)
+        self._journaled.clear()
+        self._compacted = sum(len(v) for v in self.records.values())
 
     def _load(self) -> None:
         data = json.loads(self.path.read_text(encoding="utf-8"))
@@ -130,6 +164,26 @@ class Rungs:
             raise ValueError(f"{self.path}: ASHA settings differ from the job's")
         self.records = {k: [list(r) for r in v] for k, v in data.get("records", {}).items()}
         self.stopped = {k: int(v) for k, v in data.get("stopped", {}).items()}
+        self._compacted = sum(len(v) for v in self.records.values())
+
+    def _replay(self) -> None:
+        """The decisions written since asha_state.json, in the order they were made; one it
+        already holds (a crash during a compaction) is not added twice."""
+        entries = []
+        for path in self.decisions.glob("*.json"):
+            try:
+                entries.append((json.loads(path.read_text(encoding="utf-8")), path))
+            except (OSError, ValueError):
+                continue  # a decision file is written by rename: a partial one was never returned
+        for entry, path in sorted(entries, key=lambda e: e[0]["seq"]):
+            rung, record = entry["rung"], entry["record"]
+            recorded = self.records.setdefault(rung, [])
+            if not any(r[0] == record[0] for r in recorded):
+                recorded.append(list(record))
+                if record[2] == STOP:
+                    self.stopped[record[0]] = int(rung)
+            self._journaled.add(path)
+            self._seq = max(self._seq, int(entry["seq"]))
 
 
 def _trial_key(trial) -> str:

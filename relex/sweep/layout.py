@@ -7,9 +7,11 @@
       labels.json            {"names": [...], "negative": ...}: column order of every probability file
       valid_index.parquet    the validation rows, in probability-row order
       folds.parquet          fold sweeps: every row with the fold that holds it out
-      trials.parquet         one row per trial (relex.sweep.results.TRIALS_SCHEMA)
-      history.parquet        one row per evaluation
-      asha_state.json        ASHA's rungs (relex.sweep.asha)
+      trials.parquet         one row per trial (relex.sweep.schema.TRIALS_SCHEMA), as of the last compaction
+      history.parquet        one row per evaluation, as of the last compaction
+      results/<id>.json      a trial changed since then: its row and its evaluations since then (they win)
+      asha_state.json        ASHA's rungs (relex.sweep.asha), as of its last compaction
+      asha_decisions/        ASHA's decisions since then, one file each
       study.journal          TPE sweeps: the Optuna studies, one append per ask and tell (relex.sweep.journal)
       usage.json             resource-hours spent (relex.sweep.budget)
       driver.lease           the driver that owns the sweep (relex.sweep.lease)
@@ -22,6 +24,10 @@
 
 Everything that reads or writes a sweep goes through :class:`SweepDir`. Sweeps written before a
 file existed still read: a missing optional file reads as empty (``{}``, no rows, None).
+
+A sweep's results are read as the compacted file plus the fragments of ``results/`` (see
+:mod:`relex.sweep.results`): while a sweep runs, each flush writes only the trials that changed,
+one small file each, and folds them into the compacted files now and then.
 """
 
 from __future__ import annotations
@@ -41,7 +47,12 @@ VALID_INDEX_FILE = "valid_index.parquet"
 FOLDS_FILE = "folds.parquet"
 TRIALS_FILE = "trials.parquet"
 HISTORY_FILE = "history.parquet"
+RESULTS_DIR = "results"  # a fragment per trial changed since the last compaction: results/<id>.json
+FRAGMENT_SUFFIX = ".json"
+TRIALS_KEY = ("trial_id",)  # what identifies a row of trials.parquet, and of history.parquet
+HISTORY_KEY = ("trial_id", "iteration")
 ASHA_STATE_FILE = "asha_state.json"
+ASHA_DECISIONS_DIR = "asha_decisions"
 STUDY_FILE = "study.journal"
 USAGE_FILE = "usage.json"
 LEASE_FILE = "driver.lease"
@@ -52,8 +63,8 @@ RAY_DIR = "ray"  # kept apart from relex's files: on resume Tune writes back cop
 CACHE_DIR = "cache"
 TRACKER_DIRS = {"tensorboard": "tensorboard", "mlflow": "mlruns", "wandb": "wandb"}  # logger -> dir
 # everything relex writes in a sweep directory (a start that failed early leaves a subset)
-ENTRIES = frozenset({JOB_FILE, LABELS_FILE, VALID_INDEX_FILE, FOLDS_FILE, TRIALS_FILE, HISTORY_FILE,
-                     ASHA_STATE_FILE, STUDY_FILE, USAGE_FILE, LEASE_FILE, VALID_PROBS_DIR, OOF_DIR, TRIALS_DIR,
+ENTRIES = frozenset({JOB_FILE, LABELS_FILE, VALID_INDEX_FILE, FOLDS_FILE, TRIALS_FILE, HISTORY_FILE, RESULTS_DIR,
+                     ASHA_STATE_FILE, ASHA_DECISIONS_DIR, STUDY_FILE, USAGE_FILE, LEASE_FILE, VALID_PROBS_DIR, OOF_DIR, TRIALS_DIR,
                      RAY_DIR, CACHE_DIR, *TRACKER_DIRS.values()})
 
 # <sweep_dir>/trials/<trial_id>/
@@ -112,10 +123,51 @@ def _json_or_empty_quiet(path: Path) -> dict[str, Any]:
 
 def latest_sweep(root: Path = DEFAULT_STORAGE) -> Path:
     """The most recently updated sweep directory (one with results) under ``root``."""
-    found = [p.parent for p in root.glob(f"*/{TRIALS_FILE}")] if root.is_dir() else []
+    found = ({p.parent for p in root.glob(f"*/{TRIALS_FILE}")}
+             | {p.parent for p in root.glob(f"*/{RESULTS_DIR}")}) if root.is_dir() else set()
+    found = {p for p in found if SweepDir(p).has_results()}
     if not found:
         raise RelexError(f"{root}: no sweep results found (run `relex sweep JOB.py` first)")
-    return max(found, key=lambda p: (p / TRIALS_FILE).stat().st_mtime)
+    return max(found, key=lambda p: SweepDir(p).results_updated_at())
+
+
+def _read_table(path: Path):
+    """A Parquet file as a table; FileNotFoundError when it is gone, any other failure one clear
+    error naming it."""
+    import pyarrow.parquet as pq
+
+    with open(path, "rb") as fh:
+        try:
+            return pq.read_table(fh)
+        except Exception as e:  # a damaged file is the user's to fix
+            raise RelexError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+
+
+def _read_fragment(path: Path) -> dict[str, Any]:
+    """A fragment: ``{"trial": row, "history": [evaluation rows]}``; FileNotFoundError when a
+    compaction absorbed it, a damaged one one clear error naming it."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        fragment = json.loads(text)
+        if not isinstance(fragment, dict) or not isinstance(fragment.get("history", []), list):
+            raise ValueError("not a results fragment")
+    except ValueError as e:
+        raise RelexError(f"{path}: cannot read ({e})") from None
+    return fragment
+
+
+def _latest_per_key(tables: list, key: tuple[str, ...]):
+    """The rows of ``tables`` in order, one per ``key`` (the last one wins), sorted by ``key``."""
+    import pyarrow as pa
+
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+    if len(tables) > 1:
+        last = {k: i for i, k in enumerate(zip(*(table.column(c).to_pylist() for c in key)))}
+        table = table.take(sorted(last.values()))
+    return table.sort_by([(c, "ascending") for c in key])
+
+
+_READ_TRIES = 5  # reads that may meet a compaction of a running sweep before giving up
 
 
 class TrialDir:
@@ -182,12 +234,14 @@ class SweepDir:
     trials_file = _Entry(TRIALS_FILE)
     history_file = _Entry(HISTORY_FILE)
     asha_state_file = _Entry(ASHA_STATE_FILE)
+    asha_decisions_dir = _Entry(ASHA_DECISIONS_DIR)
     study_file = _Entry(STUDY_FILE)
     usage_file = _Entry(USAGE_FILE)
     lease_file = _Entry(LEASE_FILE)
     valid_probs_dir = _Entry(VALID_PROBS_DIR)
     oof_dir = _Entry(OOF_DIR)
     trials_dir = _Entry(TRIALS_DIR)
+    results_dir = _Entry(RESULTS_DIR)
     ray_dir = _Entry(RAY_DIR)
     cache_dir = _Entry(CACHE_DIR)
 
@@ -214,8 +268,24 @@ class SweepDir:
         """Where the tracker ``logger`` (tensorboard, mlflow, wandb) writes."""
         return self.path / TRACKER_DIRS[logger]
 
+    def fragment(self, trial_id: str) -> Path:
+        """A trial's row and evaluations written since the last compaction."""
+        return self.results_dir / f"{trial_id}{FRAGMENT_SUFFIX}"
+
+    def fragments(self) -> dict[str, Path]:
+        """Trial id -> its fragment, for every fragment on disk."""
+        if not self.results_dir.is_dir():
+            return {}
+        return {p.name[:-len(FRAGMENT_SUFFIX)]: p
+                for p in sorted(self.results_dir.glob(f"*{FRAGMENT_SUFFIX}"))}
+
     def has_results(self) -> bool:
-        return self.trials_file.exists()
+        return self.trials_file.exists() or bool(self.fragments())
+
+    def results_updated_at(self) -> float:
+        """When the results last changed: the newest of the compacted file and the fragments."""
+        files = [self.trials_file, *self.fragments().values()]
+        return max((p.stat().st_mtime for p in files if p.exists()), default=0.0)
 
     def ray_started(self) -> bool:
         """Has Ray Tune started this sweep (its experiment state is there to restore)?"""
@@ -226,7 +296,7 @@ class SweepDir:
         """This directory, or one clear error when it holds no results to read."""
         if not self.path.is_dir():
             raise RelexError(f"{self.path}: no such sweep directory")
-        if not self.trials_file.exists():
+        if not self.has_results():
             raise RelexError(f"{self.path}: no {TRIALS_FILE} (not a sweep directory, or no trial "
                              "has finished yet)")
         return self
@@ -245,26 +315,63 @@ class SweepDir:
             return None
         return read_frame(self.valid_index_file).sort_values("row").reset_index(drop=True)
 
+    def trials_table(self):
+        """Every trial's latest row (trials.parquet overlaid with the fragments), by trial id;
+        None before the first is recorded."""
+        return self._results(self.trials_file, "trial", TRIALS_KEY)
+
+    def history_table(self):
+        """Every evaluation's latest row, by trial id and iteration; None when there is none."""
+        return self._results(self.history_file, "history", HISTORY_KEY)
+
+    def _results(self, compacted: Path, part: str, key: tuple[str, ...]):
+        """The compacted file's rows overlaid with the fragments' ``part`` (a fragment's row
+        wins). Fragments are listed before the compacted file is read: one that a compaction
+        absorbed meanwhile is gone when opened, and the read starts again."""
+        from relex.sweep.schema import HISTORY_SCHEMA, TRIALS_SCHEMA, to_table
+
+        schema = TRIALS_SCHEMA if part == "trial" else HISTORY_SCHEMA
+        for _ in range(_READ_TRIES):
+            paths = list(self.fragments().values())
+            try:
+                tables = [_read_table(compacted)] if compacted.exists() else []
+                fragments = [_read_fragment(p) for p in paths]
+            except FileNotFoundError:
+                continue
+            rows = ([f["trial"] for f in fragments if f.get("trial")] if part == "trial"
+                    else [h for f in fragments for h in f.get("history", [])])
+            if rows:
+                tables.append(to_table(rows, schema))
+            return _latest_per_key(tables, key) if tables else None
+        raise RelexError(f"{self.results_dir}: the results kept changing while being read; "
+                         "read them again")
+
     def trial_rows(self) -> list[dict[str, Any]]:
-        """trials.parquet's rows (none before the first trial is recorded)."""
-        return read_rows(self.trials_file)
+        """The trials' rows (none before the first trial is recorded)."""
+        table = self.trials_table()
+        return [] if table is None else table.to_pylist()
 
     def history_rows(self) -> list[dict[str, Any]]:
-        return read_rows(self.history_file)
+        table = self.history_table()
+        return [] if table is None else table.to_pylist()
 
     def trials(self):
-        """trials.parquet as a DataFrame ordered by trial id; one clear error when unreadable."""
-        return read_frame(self.trials_file).sort_values("trial_id").reset_index(drop=True)
+        """The trials as a DataFrame ordered by trial id; one clear error when unreadable."""
+        table = self.trials_table()
+        if table is None:
+            raise RelexError(f"{self.trials_file}: cannot read (no trial is recorded)")
+        return table.to_pandas()
 
     def history(self):
-        """history.parquet as a DataFrame (empty, with its key columns, when absent)."""
+        """The evaluations as a DataFrame (empty, with its key columns, when there is none)."""
         import pandas as pd
 
         from relex.metrics import PRIMARY
 
-        if not self.history_file.exists():
+        table = self.history_table()
+        if table is None:
             return pd.DataFrame(columns=["trial_id", "iteration", PRIMARY])
-        return read_frame(self.history_file)
+        return table.to_pandas()
 
     def probs(self, trial_id: str, recorded: str | None = None):
         """A trial's validation probabilities, or None when not saved. The directory's own copy
@@ -290,6 +397,12 @@ class SweepDir:
         """``labels.json``: the column order of every probability file of the sweep."""
         atomic_write_text(self.labels_file, json.dumps(
             {"names": list(labels.names), "negative": labels.negative}, ensure_ascii=False))
+
+    def write_fragment(self, trial_id: str, row: dict[str, Any] | None,
+                       history: list[dict[str, Any]]) -> None:
+        """A trial's fragment, atomically: its row and its evaluations since the last compaction."""
+        atomic_write_text(self.fragment(trial_id), json.dumps(
+            {"trial": row, "history": history}, ensure_ascii=False, default=json_default))
 
     def write_valid_index(self, table) -> None:
         write_table(self.valid_index_file, table)

@@ -17,24 +17,32 @@
   trial_id, iteration (1-based evaluation index), step, epoch, micro_f1, auprc, mean_ap, accuracy,
   val_loss, lr, train_loss, is_best.
 
-Both files are rewritten whole through a temporary file and ``os.replace``: a crash leaves the
-previous complete version, so every trial that had finished is kept.
+Written in O(n): a flush writes only the trials that changed since the last one, each as a small
+JSON fragment of its own (``results/<trial_id>.json``: its row, and its evaluations since the
+last compaction), and readers overlay the fragments on the compacted Parquet files
+(:meth:`relex.sweep.layout.SweepDir.trial_rows`). When the fragments outnumber the trials the
+compacted files hold (or their evaluations the evaluations held), and when the sweep ends, the
+writer compacts: it rewrites both Parquet files whole, then deletes the fragments they absorbed.
+What is compacted at least doubles between two compactions, so the rows written in all stay
+within a small multiple of the rows written as fragments. Fragments are JSON because a
+one-row Parquet file of this schema costs milliseconds to write and to read again, a JSON one
+a fraction of that. Every file goes through a temporary name and ``os.replace``: a crash at
+any point leaves each trial's last flushed row in its fragment or in the compacted file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import pyarrow as pa
 
-from relex.config import TrialConfig
-from relex.metrics import EVAL_METRICS
 # the file names and Parquet helpers live with the rest of the directory's layout
 from relex.sweep.layout import HISTORY_FILE, TRIALS_FILE, SweepDir, read_rows, write_table  # noqa: F401
+# the schemas live apart so that the layout's readers share them
+from relex.sweep.schema import HISTORY_SCHEMA, METRIC_COLUMNS, TRIALS_SCHEMA, to_table  # noqa: F401
 
 # A trial's status, the ``status`` column of trials.parquet.
 TERMINATED = "TERMINATED"  # ran its whole budget
@@ -46,10 +54,6 @@ PAUSED = "PAUSED"  # a budget ended the sweep after the trial's checkpoint; --re
 NOT_STARTED = "NOT_STARTED"  # a budget ended the sweep before its first evaluation
 SCORED = (TERMINATED, STOPPED_EARLY)  # ended with a best evaluation worth ranking
 FINISHED = (*SCORED, ERROR)  # will not run again unless --retry-errors reopens it
-# every metric a trial reports after each evaluation (mean_ap: tie-free, see relex.metrics)
-METRIC_COLUMNS = EVAL_METRICS
-
-_PA_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,62 +61,17 @@ class Tables:
     """How a sweep draws its results table: the caller's (``relex.leaderboard``'s), since the
     sweep layer imports no layer above it."""
 
-    rich: Callable[..., Any]  # (rows, *, title=None, top=None) -> a rich renderable
-    plain: Callable[..., str]  # (rows) -> the same table as plain text
+    # (rows, *, name, total, top, running) -> a rich renderable: the counts by status, the best
+    # ``top`` trials and up to ``running`` running ones
+    live: Callable[..., Any]
+    plain: Callable[..., str]  # (rows) -> the whole ranked table as plain text
 
 
-def _config_fields() -> list[tuple[str, pa.DataType]]:
-    out = []
-    for f in dataclasses.fields(TrialConfig):
-        typ = f.type if isinstance(f.type, str) else f.type.__name__
-        out.append((f.name, _PA_TYPES[typ]))
-    return out
+def parquet_rows(path: Path) -> int:
+    """How many rows a Parquet file holds (from its footer), 0 when it does not exist."""
+    import pyarrow.parquet as pq
 
-
-TRIALS_SCHEMA = pa.schema(
-    [("trial_id", pa.string()), ("status", pa.string()), ("config_id", pa.string()),
-     ("fold", pa.int64()), ("lineage", pa.string())]
-    + _config_fields()
-    + [(m, pa.float64()) for m in METRIC_COLUMNS]
-    + [("best_step", pa.int64()), ("best_epoch", pa.float64()), ("epochs_run", pa.float64()),
-       ("evaluations", pa.int64()), ("attempts", pa.int64()), ("wall_s", pa.float64()),
-       ("node", pa.string()), ("node_id", pa.string()), ("gpu", pa.string()),
-       ("error", pa.string()), ("checkpoint", pa.string()), ("checkpoint_dropped", pa.string()),
-       ("valid_probs", pa.string()),
-       ("started_at", pa.float64()), ("ended_at", pa.float64())]
-)
-
-HISTORY_SCHEMA = pa.schema(
-    [("trial_id", pa.string()), ("iteration", pa.int64()), ("step", pa.int64()),
-     ("epoch", pa.float64())]
-    + [(m, pa.float64()) for m in METRIC_COLUMNS]
-    + [("lr", pa.float64()), ("train_loss", pa.float64()), ("is_best", pa.bool_())]
-)
-
-
-def _clean(value: Any, typ: pa.DataType) -> Any:
-    if value is None:
-        return None
-    if pa.types.is_floating(typ):
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            return None
-    if pa.types.is_integer(typ):
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            return None
-        return int(f) if math.isfinite(f) else None
-    if pa.types.is_boolean(typ):
-        return bool(value)
-    return str(value)
-
-
-def to_table(rows: Iterable[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    rows = list(rows)
-    cols = {f.name: [_clean(r.get(f.name), f.type) for r in rows] for f in schema}
-    return pa.table(cols, schema=schema)
+    return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
 
 
 def index_columns(frame) -> dict[str, pa.Array]:
@@ -130,24 +89,48 @@ def index_columns(frame) -> dict[str, pa.Array]:
 
 
 class ResultsWriter:
-    """Keeps the rows of a sweep in memory and rewrites the Parquet files atomically."""
+    """Keeps the rows of a sweep in memory; :meth:`flush` writes what changed, as fragments, and
+    compacts them now and then; :meth:`compact` at the end."""
 
     def __init__(self, sweep_dir: str | Path):
         self.sweep = SweepDir(sweep_dir)
         self._lock = threading.Lock()
         self.trials: dict[str, dict[str, Any]] = {r["trial_id"]: r for r in self.sweep.trial_rows()}
-        self.history: dict[tuple[str, int], dict[str, Any]] = {
-            (r["trial_id"], r["iteration"]): r for r in self.sweep.history_rows()}
+        self._history: dict[str, dict[int, dict[str, Any]]] = {}
+        for r in self.sweep.history_rows():
+            self._history.setdefault(r["trial_id"], {})[int(r["iteration"])] = r
+        self._dirty: set[str] = set()  # trials changed since the last flush
+        # what the compacted files hold, and the evaluations written since (an interrupted
+        # run's fragments are read back as such)
+        self._compacted = parquet_rows(self.sweep.trials_file)
+        self._compacted_history = parquet_rows(self.sweep.history_file)
+        self._fragments = set(self.sweep.fragments())
+        # a fragment's trial rewrites all its evaluations: some may be compacted already, none
+        # may be left out
+        self._fresh: dict[str, set[int]] = {tid: set(self._history.get(tid, {})) for tid in self._fragments}
+        self._fresh_rows = sum(len(v) for v in self._fresh.values())
+        self.version = 0  # counts changes: a reader redraws only when it moved
 
     def set_trial(self, row: dict[str, Any]) -> None:
         with self._lock:
             old = self.trials.get(row["trial_id"], {})
             self.trials[row["trial_id"]] = {**old, **row}
+            self._changed(row["trial_id"])
 
     def add_history(self, row: dict[str, Any]) -> None:
         """Add one evaluation; a replayed evaluation (after a resume) replaces the earlier row."""
         with self._lock:
-            self.history[(row["trial_id"], int(row["iteration"]))] = row
+            tid, it = row["trial_id"], int(row["iteration"])
+            self._history.setdefault(tid, {})[it] = row
+            fresh = self._fresh.setdefault(tid, set())
+            if it not in fresh:
+                fresh.add(it)
+                self._fresh_rows += 1
+            self._changed(tid)
+
+    def _changed(self, trial_id: str) -> None:
+        self._dirty.add(trial_id)
+        self.version += 1
 
     def finished(self) -> set[str]:
         return {t for t, r in self.trials.items() if r.get("status") in FINISHED}
@@ -156,10 +139,54 @@ class ResultsWriter:
         with self._lock:
             return [dict(self.trials[k]) for k in sorted(self.trials)]
 
-    def flush(self) -> None:
+    def rows(self) -> list[dict[str, Any]]:
+        """The current rows, uncopied: :meth:`set_trial` replaces a row, never changes it in
+        place, so a reader on another thread (the live table) may keep them as they are."""
         with self._lock:
-            trials = [self.trials[k] for k in sorted(self.trials)]
-            history = [self.history[k] for k in sorted(self.history)]
-            self.sweep.path.mkdir(parents=True, exist_ok=True)
-            write_table(self.sweep.trials_file, to_table(trials, TRIALS_SCHEMA))
-            write_table(self.sweep.history_file, to_table(history, HISTORY_SCHEMA))
+            return list(self.trials.values())
+
+    def history_rows(self, trial_id: str) -> list[dict[str, Any]]:
+        """A trial's evaluations in order."""
+        with self._lock:
+            evals = self._history.get(trial_id, {})
+            return [evals[i] for i in sorted(evals)]
+
+    def flush(self) -> None:
+        """Write every trial changed since the last flush as its fragment; compact when the
+        fragments outnumber what is compacted (or nothing is compacted yet)."""
+        with self._lock:
+            self._write_dirty()
+            if (len(self._fragments) > self._compacted or self._fresh_rows > self._compacted_history
+                    or not self.sweep.trials_file.exists()):
+                self._compact()
+
+    def compact(self) -> None:
+        """Everything in the compacted files, no fragment left (the end of a sweep)."""
+        with self._lock:
+            self._write_dirty()
+            if self._fragments or not self.sweep.trials_file.exists():
+                self._compact()
+
+    def _write_dirty(self) -> None:
+        for tid in sorted(self._dirty):
+            evals = self._history.get(tid, {})
+            self.sweep.write_fragment(tid, self.trials.get(tid),
+                                      [evals[i] for i in sorted(self._fresh.get(tid, ()))])
+        self._fragments |= self._dirty
+        self._dirty.clear()
+
+    def _compact(self) -> None:
+        """Both compacted files whole, then the fragments they absorbed: a crash in between
+        leaves fragments that repeat compacted rows, which readers take as they are."""
+        trials = [self.trials[k] for k in sorted(self.trials)]
+        history = [row for tid in sorted(self._history)
+                   for _, row in sorted(self._history[tid].items())]
+        self.sweep.path.mkdir(parents=True, exist_ok=True)
+        write_table(self.sweep.trials_file, to_table(trials, TRIALS_SCHEMA))
+        write_table(self.sweep.history_file, to_table(history, HISTORY_SCHEMA))
+        for tid in self._fragments:
+            self.sweep.fragment(tid).unlink(missing_ok=True)
+        self._fragments.clear()
+        self._fresh.clear()
+        self._fresh_rows = 0
+        self._compacted, self._compacted_history = len(trials), len(history)

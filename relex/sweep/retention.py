@@ -70,7 +70,10 @@ def dir_size(path: str | Path) -> int:
 
 
 def _on_disk(row: dict[str, Any]) -> bool:
-    return bool(row.get("checkpoint")) and Path(row["checkpoint"]).is_dir()
+    # a checkpoint the sweep dropped is not looked for again: at every trial end of a long
+    # sweep that would be one file-system call per earlier trial (slow on shared storage)
+    return (bool(row.get("checkpoint")) and not row.get("checkpoint_dropped")
+            and Path(row["checkpoint"]).is_dir())
 
 
 def checkpoints_to_drop(rows: list[dict[str, Any]], keep: int, metric: str, mode: str,

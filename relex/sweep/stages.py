@@ -28,7 +28,7 @@ from relex.sweep.results import SCORED
 def read_base(base_dir: Path, where: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(job.json, trials.parquet rows) of a finished base sweep, or one clear error."""
     base = SweepDir(base_dir)
-    if not base.job_file.is_file() or not base.trials_file.is_file():
+    if not base.job_file.is_file() or not base.has_results():
         raise RelexError(f"{where}: base={str(base_dir)!r} is not a sweep with results "
                          f"(no {JOB_FILE} or {TRIALS_FILE}); run that sweep first")
     return read_json(base.job_file), base.trial_rows()
