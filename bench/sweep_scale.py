@@ -72,9 +72,10 @@ def stub_trial(config, prepared):
     from ray import tune
 
     from relex.sweep.layout import SweepDir
+    from relex.sweep.specs import tune_trial_spec
     from relex.sweep.trial import TrialReport, placement
 
-    spec = config["trial"]
+    spec = tune_trial_spec(config, prepared.specs)
     tid, cfg = spec["trial_id"], spec["config"]
     sweep = SweepDir(prepared.sweep_dir)
     if sweep.trial(tid).is_final():
@@ -282,10 +283,11 @@ def drive_tune(args) -> dict:
     rss0 = _peak_rss_mb()
     t0 = time.perf_counter()
     ray.init(address=args.address, log_to_driver=False, logging_level="WARNING")
-    name = lambda t: str(t.config["trial"]["trial_id"])  # noqa: E731
+    inputs.specs = job.specs()
+    name = lambda t: str(t.config["trial"])  # noqa: E731
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(stub_trial, prepared=inputs), {"cpu": 1, "gpu": 1}),
-        param_space={"trial": tune.grid_search([t.spec() for t in job.trials])},
+        param_space={"trial": tune.grid_search([t.trial_id for t in job.trials])},
         tune_config=tune.TuneConfig(
             scheduler=ASHAScheduler(metric="micro_f1", mode="max", grace_period=1, reduction_factor=2,
                                     max_t=args.evals),

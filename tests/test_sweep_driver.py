@@ -21,6 +21,7 @@ import pytest
 
 from relex.data.sample import SAMPLE_PATH
 from relex.sweep.lease import LEASE_FILE
+from relex.sweep.specs import tune_trial_id
 from relex.sweep.trial import Prepared
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -148,7 +149,7 @@ def _flaky_trial(config, prepared):
     """A lightweight trainable: records each start; fails while its id is listed in ``fail``."""
     from ray import tune
 
-    tid = config["trial"]["trial_id"]
+    tid = tune_trial_id(config)
     control = Path(prepared.control)
     (control / "starts").mkdir(exist_ok=True)
     (control / "starts" / f"{tid}-{time.time_ns()}").write_text("")

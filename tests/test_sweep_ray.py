@@ -24,6 +24,7 @@ import pytest
 
 from relex.data.sample import SAMPLE_PATH
 from relex.sweep.layout import SweepDir
+from relex.sweep.specs import tune_trial_id
 from relex.sweep.trial import Prepared
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -87,7 +88,7 @@ def _probe_trial(config, prepared):
     import ray
     from ray import tune
 
-    tid = config["trial"]["trial_id"]
+    tid = tune_trial_id(config)
     start = time.time()
     node = ray.get_runtime_context().get_node_id()
     if prepared.gather:
@@ -502,7 +503,7 @@ def _metered_trial(config, prepared):
 
     from ray import tune
 
-    tid = config["trial"]["trial_id"]
+    tid = tune_trial_id(config)
     ckpt = tune.get_checkpoint()
     done = int(Path(ckpt.to_directory(), "it").read_text()) if ckpt else 0
     log = Path(prepared.sweep_dir) / "starts.jsonl"
@@ -663,7 +664,7 @@ def _unmounting_trial(config, prepared):
     file system would (its path is then no directory)."""
     from ray import tune
 
-    tid = config["trial"]["trial_id"]
+    tid = tune_trial_id(config)
     if tid == "t002":
         sweep_dir = Path(prepared.sweep_dir)
         os.replace(sweep_dir, sweep_dir.with_name("unmounted"))

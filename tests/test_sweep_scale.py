@@ -27,7 +27,7 @@ AT_ONCE = 8  # trials running at once
 class FakeTrial:
     def __init__(self, tid):
         self.trial_id = "ray_" + tid
-        self.config = {"trial": {"trial_id": tid, "config": {}}}
+        self.config = {"trial": tid}  # as Tune carries a grid trial
 
 
 def _job(tmp_path, n):
@@ -60,7 +60,7 @@ def _stub_sweep(cb: SweepCallback, trial_ids: list[str]) -> None:
             cb.on_trial_start(0, [], t)
         for it in range(1, EVALS + 1):
             for t in batch:
-                tid = t.config["trial"]["trial_id"]
+                tid = t.config["trial"]
                 cb.on_trial_result(0, [], t, _result(it, _score(tid, it)))
         for t in batch:
             cb.on_trial_complete(0, [], t)
@@ -435,3 +435,41 @@ def test_asha_decisions_since_the_state_survive_a_crash_and_are_not_doubled(tmp_
     again = asha.Rungs(grace_period=1, reduction_factor=2, path=path)
     assert again.records == rungs.records and again.stopped == rungs.stopped  # none twice
     assert [r[0] for r in again.records["1"]] == [f"t{i}" for i in range(6)]  # arrival order kept
+
+
+def test_a_grid_sweeps_tuner_carries_trial_ids_and_each_trial_finds_its_spec(tmp_path, monkeypatch):
+    """Tune deep-copies a grid's values once per trial: whole specs would cost O(n²) at start-up
+    and on resume. The Tuner's space holds the ids; the trial looks its spec up in Prepared."""
+    import json
+
+    from ray import tune
+
+    from relex.sweep import runner
+    from relex.sweep.specs import tune_trial_id, tune_trial_spec
+    from relex.sweep.trial import Prepared
+
+    job = _job(tmp_path, 40)
+    sweep = SweepDir(tmp_path / "sweep")
+    sweep.path.mkdir()
+    made = {}
+
+    class RecordingTuner:
+        def __init__(self, trainable, *, param_space, **kwargs):
+            made["space"] = param_space
+
+    monkeypatch.setattr(tune, "Tuner", RecordingTuner)
+    runner._tuner(job, sweep.path, None, None, None, resume=False, retry_errors=False,
+                  console=None, concurrent=None)
+    ids = made["space"]["trial"]["grid_search"]
+    assert ids == [t.trial_id for t in job.trials]
+    assert len(json.dumps(made["space"])) < 12 * len(ids)  # ids only, no configurations
+
+    prepared = runner._prepare(job, sweep, Prepared(), None)
+    for t in job.trials:
+        config = {"trial": t.trial_id}  # what Tune hands the trial
+        assert tune_trial_spec(config, prepared.specs) == t.spec()
+        assert tune_trial_id(config) == t.trial_id
+    # a searched trial, and a trial of a sweep written before, carry the whole spec
+    whole = {"trial": job.trials[3].spec()}
+    assert tune_trial_spec(whole, {}) == job.trials[3].spec()
+    assert tune_trial_id(whole) == job.trials[3].trial_id

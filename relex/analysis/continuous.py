@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from relex.analysis.document import Figure, Para, Section, Table

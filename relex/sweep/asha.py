@@ -40,6 +40,7 @@ import numpy as np
 
 from relex.io_utils import atomic_write_text
 from relex.sweep.layout import ASHA_DECISIONS_DIR
+from relex.sweep.specs import tune_trial_id_or_none
 
 CONTINUE, STOP = "CONTINUE", "STOP"
 
@@ -187,11 +188,7 @@ class Rungs:
 
 
 def _trial_key(trial) -> str:
-    cfg = getattr(trial, "config", None) or {}
-    spec = cfg.get("trial") if isinstance(cfg, dict) else None
-    if isinstance(spec, dict) and "trial_id" in spec:
-        return str(spec["trial_id"])
-    return str(trial.trial_id)
+    return tune_trial_id_or_none(getattr(trial, "config", None)) or str(trial.trial_id)
 
 
 def _make_scheduler_class():

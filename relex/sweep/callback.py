@@ -26,6 +26,7 @@ from relex.sweep.job import Sweep
 from relex.sweep.layout import SweepDir
 from relex.sweep.results import (ERROR, RUNNING, STOPPED_EARLY, TERMINATED, ResultsWriter,
                                  Tables)
+from relex.sweep.specs import tune_trial_id
 from relex.sweep.trial import TrialReport
 from relex.sweep.retention import checkpoints_to_drop
 
@@ -36,7 +37,7 @@ LIVE_CPU_SHARE = 0.03  # ... and a redraw that took d s of CPU waits d / LIVE_CP
 
 
 def _trial_id(trial) -> str:
-    return str(trial.config["trial"]["trial_id"])
+    return tune_trial_id(trial.config)
 
 
 def _error_line(text: str | None) -> str | None:
@@ -84,7 +85,7 @@ class SweepCallback(Callback):
     def _learn_config(self, trial) -> None:
         """A searched trial's configuration arrives with the trial (its spec), not the job."""
         spec = trial.config["trial"]
-        if spec["trial_id"] not in self.configs:
+        if isinstance(spec, dict) and spec["trial_id"] not in self.configs:
             self.configs[spec["trial_id"]] = {**spec["config"], "config_id": spec.get("config_id"),
                                               "fold": spec.get("fold"), "lineage": spec.get("lineage")}
 

@@ -441,6 +441,10 @@ class Sweep:
         some = {k: self.space[k].bounds()[0] for k in self.sampled}
         return [TrialConfig.from_dict({**p.values, **some, "seed": self.seeds[0]}) for p in self.points]
 
+    def specs(self) -> dict[str, dict[str, Any]]:
+        """Each grid trial's spec by its id: what a trial that Tune knows by id runs."""
+        return {t.trial_id: t.spec() for t in self.trials}
+
     def resolved(self) -> dict[str, Any]:
         """The loaded job as plain JSON-able data (what ran, with absolute paths): ``job.json``."""
         out: dict[str, Any] = {"job_file": str(self.path)}

@@ -37,6 +37,7 @@ from relex.sweep.job import _NAME_RE, Sweep, check_gpus_per_trial
 from relex.sweep.layout import CACHE_DIR, DEFAULT_STORAGE, ENTRIES, LEASE_FILE, TRIALS_FILE, SweepDir
 from relex.sweep.lease import Lease
 from relex.sweep.results import ERROR, FINISHED, NOT_STARTED, PAUSED, PENDING, Tables
+from relex.sweep.specs import tune_trial_id
 from relex.sweep.trial import Prepared, backbone_key
 
 TUNE_SNAPSHOT_GLOB = "experiment_state-*.json"  # Ray Tune's experiment state, one per driver start
@@ -302,7 +303,7 @@ def ray_session_dir() -> str | None:
 
 
 def trial_name(trial) -> str:
-    return str(trial.config["trial"]["trial_id"])
+    return tune_trial_id(trial.config)
 
 
 def tune_snapshot_problem(ray_dir: Path) -> str | None:
@@ -508,8 +509,7 @@ def _prepare(job: Sweep, sweep: SweepDir, prepared: Prepared | None, console) ->
             sweep.write_labels(data.full.labels)
         else:
             write_valid_index(sweep.path, data.valid)
-    else:
-        prepared = replace(prepared, sweep_dir=str(sweep.path))
+    prepared = replace(prepared, sweep_dir=str(sweep.path), specs=job.specs())
     resolved = job.resolved()
     if prepared.skipped_bad_rows:  # bad rows dropped per data file (skip_bad_rows)
         resolved["skipped_bad_rows"] = prepared.skipped_bad_rows
@@ -584,7 +584,7 @@ def _tuner(job: Sweep, sweep_dir: Path, trainable, scheduler, callback, *, resum
         return None
     # Tune does not store the search space: it is given on resume too, so a snapshot Tune fails
     # to read is restarted over these trials rather than over an empty config
-    space = {"trial": tune.grid_search([t.spec() for t in pending])}
+    space = {"trial": tune.grid_search([t.trial_id for t in pending])}  # specs: Prepared.specs
     unusable = tune_snapshot_problem(ray_dir) if resume else None
     if unusable and console is not None:
         console.print(f"{unusable} (its driver was stopped while writing it): the unfinished "
@@ -652,7 +652,7 @@ def _tracker_callbacks(job: Sweep, sweep_dir: Path, name: str) -> list:
         return []
     from relex.sweep.tracking import callbacks
 
-    return callbacks(job.loggers, sweep_dir, name)
+    return callbacks(job.loggers, sweep_dir, name, job.specs())
 
 
 def print_summary(outcome: SweepOutcome, console, *, tables: Tables | None = None) -> None:

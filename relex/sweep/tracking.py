@@ -24,6 +24,7 @@ from ray.tune.logger import TBXLoggerCallback
 from tensorboardX import SummaryWriter  # a dependency of ray[tune]; Ray's TBX callback writes with it
 
 from relex.sweep.layout import TRACKER_DIRS, SweepDir
+from relex.sweep.specs import tune_trial_spec
 from relex.tracking import mlflow_uri, tracked_metrics, wandb_project
 
 TUNE_TAG_PREFIX = "ray/tune/"
@@ -51,14 +52,15 @@ class _TrialView:
 class _RelexView:
     """Mixin for a Ray ``LoggerCallback``: hands it :class:`_TrialView`\\ s and relex's metrics."""
 
-    def _relex_init(self, sweep_dir: Path, subdir: str | None) -> None:
+    def _relex_init(self, sweep_dir: Path, subdir: str | None, specs: dict[str, dict] | None) -> None:
         self._sweep_dir = Path(sweep_dir)
+        self._specs = specs or {}
         self._subdir = subdir
         self._views: dict[Any, _TrialView] = {}
 
     def _view(self, trial) -> _TrialView:
         if trial not in self._views:
-            spec = trial.config["trial"]
+            spec = tune_trial_spec(trial.config, self._specs)
             tid = str(spec["trial_id"])
             where = self._sweep_dir / self._subdir / tid if self._subdir else Path(trial.local_path)
             self._views[trial] = _TrialView(trial, dict(spec["config"]), where)
@@ -96,36 +98,37 @@ class PlainTagSummaryWriter(SummaryWriter):
 
 
 class TensorBoardCallback(_RelexView, TBXLoggerCallback):
-    def __init__(self, sweep_dir: Path):
+    def __init__(self, sweep_dir: Path, specs: dict[str, dict] | None = None):
         super().__init__()
         self._summary_writer_cls = PlainTagSummaryWriter
-        self._relex_init(sweep_dir, TRACKER_DIRS["tensorboard"])
+        self._relex_init(sweep_dir, TRACKER_DIRS["tensorboard"], specs)
 
     def _try_log_hparams(self, trial, result: dict) -> None:
         super()._try_log_hparams(trial, {_plain_tag(k): v for k, v in result.items()})
 
 
 class MLflowCallback(_RelexView, MLflowLoggerCallback):
-    def __init__(self, sweep_dir: Path, experiment: str):
+    def __init__(self, sweep_dir: Path, experiment: str, specs: dict[str, dict] | None = None):
         super().__init__(tracking_uri=mlflow_uri(SweepDir(sweep_dir).tracker_dir("mlflow")), experiment_name=experiment)
-        self._relex_init(sweep_dir, None)
+        self._relex_init(sweep_dir, None, specs)
 
 
 class WandbCallback(_RelexView, WandbLoggerCallback):
-    def __init__(self, sweep_dir: Path, group: str):
+    def __init__(self, sweep_dir: Path, group: str, specs: dict[str, dict] | None = None):
         # the logging actors may run where the driver's environment is not: pass the mode on
         mode = os.environ.get("WANDB_MODE")
         super().__init__(project=wandb_project(), group=group, **({"mode": mode} if mode else {}))
-        self._relex_init(sweep_dir, TRACKER_DIRS["wandb"])
+        self._relex_init(sweep_dir, TRACKER_DIRS["wandb"], specs)
 
     def log_trial_start(self, trial) -> None:
         Path(self._view(trial).local_path).mkdir(parents=True, exist_ok=True)  # the logging actor's cwd
         super().log_trial_start(trial)
 
 
-def callbacks(names, sweep_dir: Path, sweep_name: str) -> list:
-    """Ray Tune callbacks for the trackers ``names`` (validated by relex.tracking.check_loggers)."""
-    made = {"tensorboard": lambda: TensorBoardCallback(sweep_dir),
-            "mlflow": lambda: MLflowCallback(sweep_dir, sweep_name),
-            "wandb": lambda: WandbCallback(sweep_dir, sweep_name)}
+def callbacks(names, sweep_dir: Path, sweep_name: str, specs: dict[str, dict] | None = None) -> list:
+    """Ray Tune callbacks for the trackers ``names`` (validated by relex.tracking.check_loggers);
+    ``specs``: the grid trials' specs by id (relex.sweep.specs)."""
+    made = {"tensorboard": lambda: TensorBoardCallback(sweep_dir, specs),
+            "mlflow": lambda: MLflowCallback(sweep_dir, sweep_name, specs),
+            "wandb": lambda: WandbCallback(sweep_dir, sweep_name, specs)}
     return [made[n]() for n in names]

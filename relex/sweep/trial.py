@@ -39,6 +39,7 @@ from typing import Any, Callable
 from relex.io_utils import atomic_write_text
 from relex.metrics import EVAL_METRICS
 from relex.sweep.layout import POINTER_FILE, SweepDir
+from relex.sweep.specs import tune_trial_spec
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Prepared:
     worker_resources: dict[str, float] = field(default_factory=dict)
     worker_failures: int = 0
     skipped_bad_rows: dict[str, int] = field(default_factory=dict)  # data file -> rows dropped
+    specs: dict[str, dict] = field(default_factory=dict)  # a grid trial's spec by its id (relex.sweep.specs)
 
     def split(self, fold: int | None) -> tuple[Any, Any]:
         """(train, valid) of a trial: a fold sweep's trial trains and validates on its fold."""
@@ -165,7 +167,8 @@ def _append_attempt(path: Path, record: dict[str, Any]) -> int:
 
 
 def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
-    """Tune function trainable. ``config["trial"]`` = :meth:`relex.sweep.job.Trial.spec` (trial_id,
+    """Tune function trainable. ``config["trial"]`` = a trial id whose spec is in
+    ``prepared.specs``, or a searched trial's spec (:meth:`relex.sweep.job.Trial.spec`: trial_id,
     config; in a fold sweep also config_id and fold); ``prepared`` comes from the driver's
     pre-flight (datasets and fold splits, resolved backbones, feature cache, sweep dir)."""
     from ray import tune
@@ -173,7 +176,7 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
     from relex.config import TrialConfig
     from relex.train.fit import fit
 
-    spec = config["trial"]
+    spec = tune_trial_spec(config, prepared.specs)
     trial_id = spec["trial_id"]
     cfg = TrialConfig.from_dict(spec["config"], where=f"trial {trial_id}")
     sweep = SweepDir(prepared.sweep_dir)

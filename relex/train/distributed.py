@@ -28,7 +28,6 @@ without dropout reproduces one worker's weights; with dropout the runs agree in 
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass
 from typing import Any, Callable
