@@ -122,6 +122,55 @@ def test_mean_ap_is_sklearn_average_precision_over_present_classes():
     assert out["mean_ap"] == pytest.approx(want, abs=1e-12)
 
 
+@pytest.mark.parametrize("scores", ["distinct", "rounded", "three values", "all equal"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_curves_match_sklearns_point_for_point_with_ties(scores, dtype):
+    """relex draws the precision-recall curve itself (scikit-learn's input checks dominated the
+    report at 1,000 trials): KLUE-AUPRC and mean AP must still be scikit-learn's to the bit."""
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(11)
+    for n in (1, 2, 7, 400):
+        target = rng.random(n) < 0.3
+        target[rng.integers(n)] = True  # at least one positive, as for every scored class
+        raw = {"distinct": rng.random(n), "rounded": np.round(rng.random(n), 1),
+               "three values": rng.integers(0, 3, n) / 2, "all equal": np.full(n, 0.5)}[scores]
+        s = raw.astype(dtype)
+        precision, recall, _ = precision_recall_curve(target, s)
+        mine_p, mine_r = metrics._pr_curve(target, s)
+        np.testing.assert_array_equal(mine_p, precision)
+        np.testing.assert_array_equal(mine_r, recall)
+        assert metrics._area(target, s) == pytest.approx(auc(recall, precision), abs=1e-15)
+        assert metrics._average_precision(target, s) == pytest.approx(
+            average_precision_score(target, s), abs=1e-15)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_counts_match_sklearns_f1_per_class_report_and_confusion_matrix(seed):
+    """Micro-F1, the per-class report and the confusion matrix are counted with numpy; they must
+    equal scikit-learn's, including classes never predicted or never gold (zero division)."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    rng = np.random.default_rng(seed)
+    names = ["no_relation", "a", "b", "c", "d"]
+    y = rng.integers(0, 4, size=200)  # "d" never gold
+    preds = np.where(rng.random(200) < 0.5, y, rng.integers(0, 3, size=200))  # "c", "d" rarely/never predicted
+    for neg in (0, 2, None):
+        positive = [i for i in range(len(names)) if i != neg]
+        assert metrics.micro_f1(y, preds, len(names), neg) == pytest.approx(
+            f1_score(y, preds, average="micro", labels=positive, zero_division=0) * 100, abs=1e-12)
+    rep = classification_report(y, preds, labels=list(range(len(names))), target_names=names,
+                                output_dict=True, zero_division=0)
+    mine = metrics.per_class_scores(y, preds, names)
+    for name in names:
+        for key, theirs in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score")):
+            assert mine[name][key] == pytest.approx(rep[name][theirs] * 100, abs=1e-12), (name, key)
+        assert mine[name]["support"] == rep[name]["support"]
+    np.testing.assert_array_equal(metrics.confusion(y, preds, len(names)),
+                                  confusion_matrix(y, preds, labels=list(range(len(names)))))
+    assert metrics.micro_f1(np.zeros(3, int), np.zeros(3, int), 3, 0) == 0.0  # nothing positive
+
+
 def _type_pair_predictor(rng, n=3000, pairs=12, classes=6):
     """Scores every row by its (hidden) entity-type pair alone: a few distinct values, many ties,
     each pair mildly informative about the label."""

@@ -358,6 +358,34 @@ def test_the_report_of_a_large_sweep_lists_the_best_configurations_and_checks_th
     assert all((p == sweep.probs(r["trial_id"])).all() for p, r in zip(looked_at, best))
 
 
+def test_the_effects_plot_of_an_axis_with_many_values_shows_the_largest_in_grid_order(
+        tmp_path, monkeypatch):
+    """A hundred values of one axis would make a forest plot no one can read: the plot keeps
+    the TOP_EFFECTS_PLOTTED largest effects by micro-F1 in grid order, the table lists all."""
+    pytest.importorskip("matplotlib")
+    from synthetic_sweep import make_sweep
+
+    from relex.analysis import plots as P
+    from relex.analysis import report as R
+
+    monkeypatch.setattr(R, "TOP_EFFECTS_PLOTTED", 4)
+    lrs = [1e-5 * (i + 1) for i in range(12)]
+    large = {3: 5.0, 7: -6.0, 9: 4.0, 11: -3.0}  # lr / 1e-5 -> its effect; the rest: none
+    d = make_sweep(tmp_path, axes={"lr": lrs}, seeds=[1, 2, 3], noise=0.05,
+                   effect=lambda c: large.get(round(c["lr"] * 1e5), 0.0))
+    plotted = []
+    real = P.effects
+    monkeypatch.setattr(P, "effects", lambda rows, titles: plotted.extend(rows) or real(rows, titles))
+    doc = R.build_report(d, plots=True)
+    effects = next(s for s in doc.sections if s.anchor == "effects")
+    table = next(b for b in effects.blocks if hasattr(b, "rows"))
+    assert len(table.rows) == 11  # every value against the reference
+    assert [label for label, _ in plotted] == [
+        f"lr: {R.fmt_value(v)} vs {R.fmt_value(lrs[0])}" for v in (3e-5, 7e-5, 9e-5, 1.1e-4)]
+    figure = next(b for b in effects.blocks if b.__class__.__name__ == "Figure")
+    assert "The 4 largest of 11 effects by micro-F1; the table lists all." in figure.caption
+
+
 def test_ties_are_found_in_any_class_column():
     import numpy as np
 

@@ -95,14 +95,28 @@ class Comparer:
         # the registry's effect metrics the sweep recorded (mean AP is missing from older sweeps)
         self.metrics = [m for m in EFFECT_METRICS
                         if m in res.trials.columns and res.scored[m].notna().any()]
-        self.rows = res.scored.set_index("trial_id")
+        # plain arrays and dicts, built once: a report of 1,000 trials asks for thousands of pairs
+        scored = res.scored
+        self.status = dict(zip(scored["trial_id"], scored["status"]))
+        self.final = {t: {m: finite(v) for m, v in zip(self.metrics, vals)}
+                      for t, *vals in zip(scored["trial_id"], *(scored[m] for m in self.metrics))}
+        self.curves: dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = {}
         hist = res.history
-        self.curves = {t: g.sort_values("iteration") for t, g in hist.groupby("trial_id")} \
-            if not hist.empty else {}
+        if not hist.empty:
+            hist = hist.sort_values(["trial_id", "iteration"], kind="stable")
+            ids = hist["trial_id"].to_numpy()
+            starts = np.r_[0, np.flatnonzero(ids[1:] != ids[:-1]) + 1]
+            iterations = hist["iteration"].to_numpy(dtype=np.int64)
+            f1 = np.nan_to_num(hist["micro_f1"].to_numpy(dtype=float, na_value=np.nan), nan=-np.inf)
+            columns = {m: hist[m].to_numpy(dtype=float, na_value=np.nan) if m in hist else
+                       np.full(len(hist), np.nan) for m in self.metrics}
+            for a, b in zip(starts, np.r_[starts[1:], len(hist)]):
+                self.curves[ids[a]] = (iterations[a:b], f1[a:b],
+                                       {m: c[a:b] for m, c in columns.items()})
 
     def evaluations(self, trial_id: str) -> int | None:
         curve = self.curves.get(trial_id)
-        return None if curve is None or curve.empty else int(curve["iteration"].max())
+        return None if curve is None or not len(curve[0]) else int(curve[0].max())
 
     def at_budget(self, trial_id: str, budget: int) -> dict[str, float] | None:
         """The trial's best checkpoint (first highest micro-F1) among its first ``budget``
@@ -110,18 +124,17 @@ class Comparer:
         curve = self.curves.get(trial_id)
         if curve is None:
             return None
-        seen = curve[curve["iteration"] <= budget]
-        if seen.empty:
+        iterations, f1, columns = curve
+        seen = np.flatnonzero(iterations <= budget)
+        if not seen.size:
             return None
-        f1 = seen["micro_f1"].astype(float).fillna(-np.inf).to_numpy()
-        best = seen.iloc[int(np.argmax(f1))]
-        return {m: finite(best.get(m)) for m in self.metrics}
+        best = seen[int(np.argmax(f1[seen]))]
+        return {m: finite(columns[m][best]) for m in self.metrics}
 
     def values(self, trial_ids: Sequence[str]) -> list[dict[str, float | None]] | None:
         """Each trial's metrics under the rule, or None when the group is not comparable."""
-        finished = all(self.rows.at[t, "status"] == TERMINATED for t in trial_ids)
-        if finished:
-            return [{m: finite(self.rows.at[t, m]) for m in self.metrics} for t in trial_ids]
+        if all(self.status[t] == TERMINATED for t in trial_ids):
+            return [self.final[t] for t in trial_ids]
         if self.budget == "finished":
             return None
         reached = [self.evaluations(t) for t in trial_ids]

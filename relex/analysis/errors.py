@@ -14,7 +14,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix
 
 from relex import metrics as M
 
@@ -60,7 +59,7 @@ def analyse(gold: np.ndarray, probs: np.ndarray, labels: Sequence[str], negative
     same order, with sentence, entities, types and source) adds the breakdowns and examples."""
     labels = list(labels)
     pred = probs.argmax(axis=1)
-    cm = confusion_matrix(gold, pred, labels=list(range(len(labels))))
+    cm = M.confusion(gold, pred, len(labels))
     neg = labels.index(negative) if negative in labels else None
     has_text = rows is not None and "sentence" in rows.columns
     fps = np.flatnonzero((gold == neg) & (pred != neg)) if neg is not None else np.array([], int)

@@ -33,6 +33,7 @@ from relex.sweep.results import ERROR, STOPPED_EARLY
 TOP_CONFIGS_PLOTTED = 25
 TOP_CONFIGS_LISTED = 50  # rows of the configurations table; the leaderboard lists every one
 TOP_INTERACTIONS = 5
+TOP_EFFECTS_PLOTTED = 30  # rows of the effects plot; the table lists every effect
 TOP_TYPE_PAIRS = 15
 TOP_HONESTY = 100  # trials whose AUPRC is checked for ties, best first (each check costs a pass per class)
 
@@ -253,14 +254,30 @@ class ReportBuilder:
         if self.plots and any(e.stats for e in effects):
             from relex.analysis import plots as P
 
+            measured = [e for e in effects if e.stats]
+            shown = self._largest_effects(measured, TOP_EFFECTS_PLOTTED)
+            caption = ("Difference from the reference value with its 95% interval; grey: the "
+                       "interval contains 0.")
+            if len(shown) < len(measured):
+                caption += (f" The {len(shown)} largest of {len(measured)} effects by "
+                            f"{M.REGISTRY[M.PRIMARY].heading}; the table lists all.")
             forest = [(f"{e.axis}: {fmt_value(e.value)} vs {fmt_value(e.reference)}",
-                       {m: (s.estimate, s.low, s.high) for m, s in e.stats.items()})
-                      for e in effects if e.stats]
+                       {m: (s.estimate, s.low, s.high) for m, s in e.stats.items()}) for e in shown]
             sec.add(Figure(P.effects(forest, {m: M.REGISTRY[m].heading for m in metrics[:2]}),
-                           "effects with 95% intervals", "Difference from the reference value "
-                           "with its 95% interval; grey: the interval contains 0."))
+                           "effects with 95% intervals", caption))
         self._interactions(sec)
         return sec
+
+    @staticmethod
+    def _largest_effects(effects: list, limit: int) -> list:
+        """At most ``limit`` effects, the largest by the primary metric, kept in grid order: a
+        plot of a hundred values of one axis is not legible."""
+        if len(effects) <= limit:
+            return effects
+        size = {id(e): abs(e.stats[M.PRIMARY].estimate) if M.PRIMARY in e.stats else 0.0
+                for e in effects}
+        keep = set(sorted(size, key=size.get, reverse=True)[:limit])
+        return [e for e in effects if id(e) in keep]
 
     def _interactions(self, sec: Section) -> None:
         res = self.grid

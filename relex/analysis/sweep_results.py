@@ -41,6 +41,7 @@ class SweepResults:
     valid_note: str | None = None  # why validation text is missing, when it is
     rung_milestones: list[int] = field(default_factory=list)
     _probs: dict[str, np.ndarray | None] = field(default_factory=dict, repr=False)
+    _recorded: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def dir(self) -> Path:
@@ -63,7 +64,10 @@ class SweepResults:
         return self._probs[trial_id]
 
     def _read_probs(self, trial_id: str) -> np.ndarray | None:
-        recorded = self.trials.set_index("trial_id").get("valid_probs", pd.Series()).get(trial_id)
+        if self._recorded is None:  # each trial's recorded path, looked up once for all
+            self._recorded = (dict(zip(self.trials["trial_id"], self.trials["valid_probs"]))
+                              if "valid_probs" in self.trials else {})
+        recorded = self._recorded.get(trial_id)
         probs = self.sweep.probs(trial_id, recorded if isinstance(recorded, str) else None)
         if probs is not None and self.labels is not None and (
                 probs.ndim != 2 or probs.shape[1] != len(self.labels)):
