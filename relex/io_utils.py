@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from relex.errors import RelexError
 
@@ -157,3 +157,33 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(text)
     except ValueError as e:
         raise RelexError(f"{p}: not valid JSON ({e})") from None
+
+
+class Compaction:
+    """A journal of small files folded now and then into one compacted file.
+
+    A writer that changes a little at a time (a trial's results, an ASHA decision) writes each
+    change as its own small file (by rename) and folds them into the compacted file when they
+    outnumber the records it holds, and at the end: a doubling schedule, so n changes cost O(n)
+    bytes in all instead of a whole rewrite per change. The compacted file is written whole
+    before the files it absorbed are deleted; a crash in between leaves files that repeat
+    compacted records, which readers take as they are (or skip).
+    """
+
+    def __init__(self, compacted: int = 0, journal: Iterable[Path] = ()):
+        self.compacted = compacted  # records the compacted file holds
+        self.journal: set[Path] = set(journal)  # files written since
+
+    def wrote(self, path: Path) -> None:
+        self.journal.add(path)
+
+    def due(self) -> bool:
+        """The journal outnumbers the compacted file (or that holds nothing yet)."""
+        return len(self.journal) > self.compacted
+
+    def absorbed(self, records: int) -> None:
+        """The compacted file, written whole, now holds ``records``: delete the journal."""
+        for path in self.journal:
+            path.unlink(missing_ok=True)
+        self.journal.clear()
+        self.compacted = records

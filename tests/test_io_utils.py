@@ -57,3 +57,22 @@ def test_atomic_writes_get_ordinary_modes(tmp_path):
         (tmp / "a").write_text("1")
     (tmp_path / "od").mkdir()
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == stat.S_IMODE((tmp_path / "od").stat().st_mode)
+
+
+def test_a_compaction_is_due_on_a_doubling_schedule_and_deletes_what_it_absorbed(tmp_path):
+    """n changes journaled one file each are compacted about log2(n) times, not n times."""
+    from relex.io_utils import Compaction
+
+    c = Compaction()
+    compactions = []
+    for i in range(100):
+        f = tmp_path / f"change-{i}.json"
+        f.write_text("{}")
+        c.wrote(f)
+        if c.due():
+            c.absorbed(i + 1)
+            compactions.append(i + 1)
+    assert compactions == [1, 3, 7, 15, 31, 63]  # each when the journal outgrew the file
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"change-{i}.json" for i in range(63, 100)]
+    c.wrote(tmp_path / "change-63.json")  # written again before the next compaction: one file
+    assert len(c.journal) == 37 and not c.due()

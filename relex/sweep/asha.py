@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from relex.io_utils import atomic_write_text
+from relex.io_utils import Compaction, atomic_write_text
 from relex.sweep.layout import ASHA_DECISIONS_DIR
 from relex.sweep.specs import tune_trial_id_or_none
 
@@ -63,8 +63,7 @@ class Rungs:
         self.stopped: dict[str, int] = {}  # trial_id -> milestone where ASHA stopped it
         self._lock = threading.Lock()
         self._seq = 0  # arrival order of the decisions, kept by their files
-        self._compacted = 0  # records asha_state.json holds
-        self._journaled: set[Path] = set()  # decision files written since
+        self._compaction = Compaction()  # asha_state.json and the decision files since
         self.decisions = self.path.parent / ASHA_DECISIONS_DIR if self.path else None
         if self.path and self.path.exists():
             self._load()
@@ -137,24 +136,21 @@ class Rungs:
         self._seq += 1
         path = self.decisions / f"{rung}-{record[0]}.json"
         atomic_write_text(path, json.dumps({"rung": rung, "record": record, "seq": self._seq}))
-        self._journaled.add(path)
-        if len(self._journaled) > self._compacted:
+        self._compaction.wrote(path)
+        if self._compaction.due():
             self._compact()
 
     def compact(self) -> None:
         """Every decision in asha_state.json, no decision file left (the end of a sweep)."""
         with self._lock:
-            if self.path and (self._journaled or not self.path.exists()):
+            if self.path and (self._compaction.journal or not self.path.exists()):
                 self._compact()
 
     def _compact(self) -> None:
-        # the whole state first, then the files it absorbed: a crash in between leaves files
-        # whose decisions the state already holds, which a reload skips
+        # a crash before the decision files are deleted leaves decisions the state already
+        # holds, which a reload skips
         atomic_write_text(self.path, json.dumps(self.to_dict(), indent=1, sort_keys=True))
-        for path in self._journaled:
-            path.unlink(missing_ok=True)
-        self._journaled.clear()
-        self._compacted = sum(len(v) for v in self.records.values())
+        self._compaction.absorbed(sum(len(v) for v in self.records.values()))
 
     def _load(self) -> None:
         data = json.loads(self.path.read_text(encoding="utf-8"))
@@ -165,7 +161,7 @@ class Rungs:
             raise ValueError(f"{self.path}: ASHA settings differ from the job's")
         self.records = {k: [list(r) for r in v] for k, v in data.get("records", {}).items()}
         self.stopped = {k: int(v) for k, v in data.get("stopped", {}).items()}
-        self._compacted = sum(len(v) for v in self.records.values())
+        self._compaction.compacted = sum(len(v) for v in self.records.values())
 
     def _replay(self) -> None:
         """The decisions written since asha_state.json, in the order they were made; one it
@@ -183,7 +179,7 @@ class Rungs:
                 recorded.append(list(record))
                 if record[2] == STOP:
                     self.stopped[record[0]] = int(rung)
-            self._journaled.add(path)
+            self._compaction.wrote(path)
             self._seq = max(self._seq, int(entry["seq"]))
 
 

@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
+from relex.io_utils import Compaction
 # the file names and Parquet helpers live with the rest of the directory's layout
 from relex.sweep.layout import HISTORY_FILE, TRIALS_FILE, SweepDir, read_rows, write_table  # noqa: F401
 # the schemas live apart so that the layout's readers share them
@@ -102,12 +103,12 @@ class ResultsWriter:
         self._dirty: set[str] = set()  # trials changed since the last flush
         # what the compacted files hold, and the evaluations written since (an interrupted
         # run's fragments are read back as such)
-        self._compacted = parquet_rows(self.sweep.trials_file)
+        fragments = self.sweep.fragments()
+        self._compaction = Compaction(parquet_rows(self.sweep.trials_file), fragments.values())
         self._compacted_history = parquet_rows(self.sweep.history_file)
-        self._fragments = set(self.sweep.fragments())
         # a fragment's trial rewrites all its evaluations: some may be compacted already, none
         # may be left out
-        self._fresh: dict[str, set[int]] = {tid: set(self._history.get(tid, {})) for tid in self._fragments}
+        self._fresh: dict[str, set[int]] = {tid: set(self._history.get(tid, {})) for tid in fragments}
         self._fresh_rows = sum(len(v) for v in self._fresh.values())
         self.version = 0  # counts changes: a reader redraws only when it moved
 
@@ -156,7 +157,7 @@ class ResultsWriter:
         fragments outnumber what is compacted (or nothing is compacted yet)."""
         with self._lock:
             self._write_dirty()
-            if (len(self._fragments) > self._compacted or self._fresh_rows > self._compacted_history
+            if (self._compaction.due() or self._fresh_rows > self._compacted_history
                     or not self.sweep.trials_file.exists()):
                 self._compact()
 
@@ -164,7 +165,7 @@ class ResultsWriter:
         """Everything in the compacted files, no fragment left (the end of a sweep)."""
         with self._lock:
             self._write_dirty()
-            if self._fragments or not self.sweep.trials_file.exists():
+            if self._compaction.journal or not self.sweep.trials_file.exists():
                 self._compact()
 
     def _write_dirty(self) -> None:
@@ -172,21 +173,18 @@ class ResultsWriter:
             evals = self._history.get(tid, {})
             self.sweep.write_fragment(tid, self.trials.get(tid),
                                       [evals[i] for i in sorted(self._fresh.get(tid, ()))])
-        self._fragments |= self._dirty
+            self._compaction.wrote(self.sweep.fragment(tid))
         self._dirty.clear()
 
     def _compact(self) -> None:
-        """Both compacted files whole, then the fragments they absorbed: a crash in between
-        leaves fragments that repeat compacted rows, which readers take as they are."""
+        """Both compacted files whole, then the fragments they absorbed (relex.io_utils.Compaction)."""
         trials = [self.trials[k] for k in sorted(self.trials)]
         history = [row for tid in sorted(self._history)
                    for _, row in sorted(self._history[tid].items())]
         self.sweep.path.mkdir(parents=True, exist_ok=True)
         write_table(self.sweep.trials_file, to_table(trials, TRIALS_SCHEMA))
         write_table(self.sweep.history_file, to_table(history, HISTORY_SCHEMA))
-        for tid in self._fragments:
-            self.sweep.fragment(tid).unlink(missing_ok=True)
-        self._fragments.clear()
+        self._compaction.absorbed(len(trials))
         self._fresh.clear()
         self._fresh_rows = 0
-        self._compacted, self._compacted_history = len(trials), len(history)
+        self._compacted_history = len(history)
