@@ -178,31 +178,40 @@ def cmd_report(args) -> None:
                   f"{i['tokens_per_s']:,.0f} tokens/s; held-out MLM loss {i['held_out']['mlm_loss']:.3f}, "
                   f"accuracy {i['held_out']['mlm_accuracy']:.2f}%; load(1m) at start "
                   f"{r['machine']['load_avg_1m']}")
-    print("\n| split | metric | from scratch | TAPT | Δ (paired by seed) |\n|---|---|---|---|---|")
+    arms = sorted({r["backbone"] for r in runs if r["backbone"] != "scratch"}, key=lambda b: _steps(b, recs))
+    print("\n| split | metric | pretrained | steps | from scratch | pretrained | Δ (paired by seed) | seeds |"
+          "\n|---|---|---|---|---|---|---|---|")
     for split in ("stratified", "shifted"):
         for metric in ("micro_f1", "mean_ap"):
-            a = {r["seed"]: r["metrics"][metric] for r in runs if r["split"] == split and r["backbone"] == "scratch"}
-            b = {r["seed"]: r["metrics"][metric] for r in runs if r["split"] == split and r["backbone"] == "tapt"}
-            both = sorted(set(a) & set(b))
-            if not both:
-                continue
-            print(f"| {split} | {metric} | {fmt([a[s] for s in both])} | {fmt([b[s] for s in both])} | "
-                  f"{fmt([b[s] - a[s] for s in both])} |")
+            a = _by_seed(runs, split, "scratch", metric)
+            for arm in arms:
+                b = _by_seed(runs, split, arm, metric)
+                both = sorted(set(a) & set(b))
+                if both:
+                    print(f"| {split} | {metric} | {arm} | {_steps(arm, recs)} | {fmt([a[s] for s in both])} | "
+                          f"{fmt([b[s] for s in both])} | {fmt([b[s] - a[s] for s in both])} | {len(both)} |")
     print("\nshifted split by source (micro-F1, mean over seeds):")
-    for bb in ("scratch", "tapt"):
+    for bb in ("scratch", *arms):
         rs = [r for r in runs if r["split"] == "shifted" and r["backbone"] == bb]
         if rs:
             srcs = sorted(rs[0]["by_source"])
             print(f"  {bb}: " + ", ".join(
                 f"{s} (n={rs[0]['by_source'][s]['n']}) {np.mean([r['by_source'][s]['micro_f1'] for r in rs]):.2f}"
                 for s in srcs))
-    print("\ncurve (shifted split, seed 1): pretraining steps → micro-F1 / mean AP")
-    for r in sorted((r for r in runs if r["split"] == "shifted" and r["seed"] == 1),
-                    key=lambda r: _steps(r["backbone"], recs)):
-        print(f"  {_steps(r['backbone'], recs):>6}  {r['metrics']['micro_f1']:.2f} / {r['metrics']['mean_ap']:.2f}")
+    print("\ncurve (shifted split): pretraining steps → micro-F1 / mean AP, mean [95% interval] over seeds")
+    for bb in ("scratch", *arms):
+        f1, ap = _by_seed(runs, "shifted", bb, "micro_f1"), _by_seed(runs, "shifted", bb, "mean_ap")
+        if f1:
+            print(f"  {_steps(bb, recs):>6}  {fmt(list(f1.values()))} / {fmt(list(ap.values()))}  "
+                  f"(seeds {', '.join(map(str, sorted(f1)))})")
     walls = [r["cpu_s"] for r in runs]
     if walls:
         print(f"\nfine-tuning: {runs[0]['steps']} steps per run, {np.mean(walls) / 60:.1f} CPU-min per run")
+
+
+def _by_seed(runs, split: str, backbone: str, metric: str) -> dict[int, float]:
+    return {r["seed"]: r["metrics"][metric] for r in runs
+            if r["split"] == split and r["backbone"] == backbone and r["steps"] == runs[0]["steps"]}
 
 
 def _steps(backbone: str, recs) -> int:
