@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
-from ray.air.integrations.wandb import WandbLoggerCallback
+from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
 from ray.tune.logger import TBXLoggerCallback
 from tensorboardX import SummaryWriter  # a dependency of ray[tune]; Ray's TBX callback writes with it
 
@@ -113,7 +113,20 @@ class MLflowCallback(_RelexView, MLflowLoggerCallback):
         self._relex_init(sweep_dir, None, specs)
 
 
+class _FlushedWandbActor(_WandbLoggingActor):
+    """Ray's W&B logging actor, which Ray kills as soon as ``wandb.finish()`` returns. The run's
+    last records (its exit record among them) are written by wandb's service process, which may
+    not have closed the run's files by then on a loaded machine and dies with the actor: tear the
+    service down first, which returns once they are closed."""
+
+    def run(self):
+        super().run()
+        self._wandb.teardown()
+
+
 class WandbCallback(_RelexView, WandbLoggerCallback):
+    _logger_actor_cls = _FlushedWandbActor
+
     def __init__(self, sweep_dir: Path, group: str, specs: dict[str, dict] | None = None):
         # the logging actors may run where the driver's environment is not: pass the mode on
         mode = os.environ.get("WANDB_MODE")
