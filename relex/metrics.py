@@ -91,41 +91,62 @@ def _pr_curve(target: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.append(precision[::-1], 1.0), np.append(recall[::-1], 0.0)
 
 
-def _area(target: np.ndarray, scores: np.ndarray) -> float:
-    """Trapezoidal area under one class's precision-recall curve (KLUE's rule: scikit-learn's
-    ``auc`` of its curve), 0–1."""
-    precision, recall = _pr_curve(target, scores)
+def _trapezoid(precision: np.ndarray, recall: np.ndarray) -> float:
+    """KLUE's rule: scikit-learn's ``auc`` of the curve (recall decreasing), 0–1."""
     return float(np.sum((recall[:-1] - recall[1:]) * (precision[:-1] + precision[1:]) / 2.0))
 
 
-def _average_precision(target: np.ndarray, scores: np.ndarray) -> float:
-    """scikit-learn's ``average_precision_score``: the step sum over thresholds, 0–1."""
-    precision, recall = _pr_curve(target, scores)
+def _step_sum(precision: np.ndarray, recall: np.ndarray) -> float:
+    """scikit-learn's ``average_precision_score`` of the curve: the step sum, 0–1."""
     return float(max(0.0, np.sum((recall[:-1] - recall[1:]) * precision[:-1])))
 
 
-def auprc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, list[int]]:
-    """Mean per-class area under the PR curve ×100, and the class ids skipped (no gold example)."""
+def _area(target: np.ndarray, scores: np.ndarray) -> float:
+    """Trapezoidal area under one class's precision-recall curve, 0–1."""
+    return _trapezoid(*_pr_curve(target, scores))
 
-    areas, skipped = [], []
+
+def _average_precision(target: np.ndarray, scores: np.ndarray) -> float:
+    """One class's average precision, 0–1."""
+    return _step_sum(*_pr_curve(target, scores))
+
+
+def _class_curves(labels: np.ndarray, probs: np.ndarray) -> tuple[list[float], list[float], list[int]]:
+    """KLUE's area and the average precision (0–1) of each class with a gold example, both from
+    its one precision-recall curve (the sort is the cost), and the class ids skipped."""
+    areas, aps, skipped = [], [], []
     for c in range(probs.shape[1]):
         target = labels == c
         if not target.any():
             skipped.append(c)
             continue
-        areas.append(_area(target, probs[:, c]))
+        precision, recall = _pr_curve(target, probs[:, c])
+        areas.append(_trapezoid(precision, recall))
+        aps.append(_step_sum(precision, recall))
+    return areas, aps, skipped
+
+
+def _auprc_of(areas: list[float]) -> float:
     if not areas:
         raise ValueError("AUPRC is undefined: no class has a gold example")
-    return float(np.mean(areas) * 100.0), skipped
+    return float(np.mean(areas) * 100.0)
+
+
+def _mean_ap_of(aps: list[float]) -> float:
+    if not aps:
+        raise ValueError("mean average precision is undefined: no class has a gold example")
+    return float(np.mean(aps) * 100.0)
+
+
+def auprc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, list[int]]:
+    """Mean per-class area under the PR curve ×100, and the class ids skipped (no gold example)."""
+    areas, _, skipped = _class_curves(labels, probs)
+    return _auprc_of(areas), skipped
 
 
 def mean_ap(labels: np.ndarray, probs: np.ndarray) -> float:
     """Mean over classes with a gold example of ``average_precision_score`` ×100 (tie-free)."""
-    scores = [_average_precision(labels == c, probs[:, c])
-              for c in range(probs.shape[1]) if (labels == c).any()]
-    if not scores:
-        raise ValueError("mean average precision is undefined: no class has a gold example")
-    return float(np.mean(scores) * 100.0)
+    return _mean_ap_of(_class_curves(labels, probs)[1])
 
 
 def has_ties(probs: np.ndarray) -> bool:
@@ -205,11 +226,11 @@ def compute(
         raise ValueError("gold label ids out of range")
     neg_id = names.index(negative) if negative is not None and negative in names else None
     preds = p.argmax(axis=1)
-    area, skipped = auprc(y, p)
+    areas, aps, skipped = _class_curves(y, p)  # one curve per class for both
     out: dict[str, Any] = {
         "micro_f1": micro_f1(y, preds, len(names), neg_id),
-        "auprc": area,
-        "mean_ap": mean_ap(y, p),
+        "auprc": _auprc_of(areas),
+        "mean_ap": _mean_ap_of(aps),
         "accuracy": float(np.mean(preds == y) * 100.0),
         "auprc_classes": len(names) - len(skipped),
         "auprc_skipped": [names[i] for i in skipped],
