@@ -126,6 +126,9 @@ def _fraction(text: str | None) -> float:
 
 def train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if args.logger and cfg.workers > 1:  # whatever trackers are installed: said first
+        raise RelexError("--logger is not available with --workers > 1 yet; log a one-worker run, "
+                         "or read OUT/history.jsonl")
     loggers = check_loggers(args.logger, where="--logger")
     fraction = _fraction(args.valid_fraction)
     out = check_output(args.out, "--out", is_dir=True)
@@ -210,9 +213,6 @@ def _train_on_workers(args: argparse.Namespace, cfg: TrialConfig, train_ds, vali
     from relex.train.fit import check_state
     from relex.train.workers import RayTrainReport, start_ray, train_on_ray
 
-    if args.logger:
-        raise RelexError("--logger is not available with --workers > 1 yet; log a one-worker run, "
-                         "or read OUT/history.jsonl")
     if args.resume:
         check_state(Path(args.resume), cfg, train_ds, valid_ds)  # before any worker starts
     backbone_path, cache = prepare_inputs(cfg, train_ds, valid_ds, backbone_path=backbone_path)
