@@ -79,7 +79,8 @@ def stub_trial(config, prepared):
     tid, cfg = spec["trial_id"], spec["config"]
     sweep = SweepDir(prepared.sweep_dir)
     if sweep.trial(tid).is_final():
-        # as run_trial: finished before a killed driver's last Tune snapshot knew it
+        # as run_trial: its result is recorded (a resume runs only the trials without one, so
+        # this counts what should not happen)
         with open(os.path.join(prepared.sweep_dir, "skipped.log"), "a") as fh:
             fh.write(tid + "\n")
         return
@@ -107,7 +108,7 @@ def stub_trial(config, prepared):
         report = TrialReport(trial_id=tid, step=10 * it, epoch=float(it), is_best=is_best,
                              metrics=metrics, best=best_metrics, best_step=10 * best_it,
                              best_epoch=float(best_it), checkpoint=None, attempt=1,
-                             started_at=started, elapsed_s=time.time() - started, where=where)
+                             evaluation=it, started_at=started, elapsed_s=time.time() - started, where=where)
         tune.report({**report.to_result(), **where})
 
 

@@ -171,3 +171,28 @@ def test_tune_scheduler_uses_relex_trial_ids_and_survives_pickling(tmp_path):
     restored = cloudpickle.loads(blob)
     assert restored is fresh and restored.rungs.was_stopped("t001")
     assert math.isclose(restored.rungs.records["1"][0][1], 50.0)
+
+
+def test_rungs_count_the_trials_own_evaluations_across_a_resume(tmp_path):
+    """A resumed sweep is a new Tune run: a trial continuing from its third evaluation reports
+    training_iteration 1 again. ASHA places it by the evaluation count relex's trials report."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from relex.sweep.trial import evaluation_of
+
+    assert evaluation_of({"training_iteration": 1, "evaluation": 3}) == 3
+    assert evaluation_of({"training_iteration": 2}) == 2  # another trainable: Tune's count
+    asha = {"metric": "micro_f1", "mode": "max", "grace_period": 3, "reduction_factor": 2, "max_t": 0}
+    sched = make_scheduler(asha, tmp_path / "asha_state.json")
+
+    class FakeTrial:
+        def __init__(self, tid):
+            self.trial_id, self.config = tid, {"trial": tid}
+
+    a, b = FakeTrial("t000"), FakeTrial("t001")
+    assert sched.on_trial_result(None, a, {"training_iteration": 3, "evaluation": 3,
+                                           "micro_f1": 50.0}) == TrialScheduler.CONTINUE
+    # t001 resumed after its second evaluation: Tune's first result of it is its third
+    assert sched.on_trial_result(None, b, {"training_iteration": 1, "evaluation": 3,
+                                           "micro_f1": 10.0}) == TrialScheduler.STOP
+    assert sched.rungs.was_stopped("t001") and [r[0] for r in sched.rungs.records["3"]] == ["t000", "t001"]

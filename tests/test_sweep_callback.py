@@ -101,6 +101,36 @@ def test_callback_records_statuses_history_and_draws_the_table(job, tmp_path):
     assert again == rows
 
 
+def test_a_resumed_trial_continues_from_its_last_recorded_evaluation(job, tmp_path):
+    """A resumed sweep is a new Tune run: a trial killed mid-run continues from its newest state
+    at or before the last evaluation the driver recorded (the trial may have written one past
+    it), and its evaluations are numbered on from there, not from Tune's training_iteration."""
+    from relex.sweep.trial import continue_from
+
+    sweep_dir = tmp_path / "sw"
+    cb = SweepCallback(job, sweep_dir, ResultsWriter(sweep_dir), None, console=None)
+    a = FakeTrial("t000")
+    cb.on_trial_start(0, [], a)
+    for it in (1, 2, 3):
+        cb.on_trial_result(0, [], a, _result(it, 40.0 + it, evaluation=it))
+    states = sweep_dir / "trials" / "t000" / "states"
+    for step in (20, 30, 40):  # step 40's evaluation never reached the driver (killed)
+        (states / f"step_{step:08d}").mkdir(parents=True)
+    recorded = ResultsWriter(sweep_dir).last_recorded()  # what the resumed driver reads back
+    assert recorded == {"t000": (3, 30)}
+    assert continue_from(states, recorded["t000"]) == states / "step_00000030"
+    assert continue_from(states, (1, 10)) is None  # nothing kept that early: from the start
+    assert continue_from(states, None) is None  # never recorded: from the start
+
+    cb2 = SweepCallback(job, sweep_dir, ResultsWriter(sweep_dir), None, console=None)
+    cb2.on_trial_start(0, [], a)
+    cb2.on_trial_result(0, [], a, {**_result(1, 44.0, evaluation=4), "step": 40})
+    cb2.compact()
+    hist = pq.read_table(sweep_dir / "history.parquet").to_pylist()
+    assert [(h["iteration"], h["step"], h["micro_f1"]) for h in hist] == [
+        (1, 10, 41.0), (2, 20, 42.0), (3, 30, 43.0), (4, 40, 44.0)]
+
+
 def test_plain_lines_off_a_terminal(job, tmp_path):
     from rich.console import Console
 

@@ -183,12 +183,13 @@ def local_ray(tmp_path_factory):
 @pytest.mark.parametrize("cut", ["truncated", "missing"])
 def test_resume_after_tune_snapshot_was_cut_short(local_ray, tmp_path, cut):
     """A driver killed while Ray Tune copies its experiment snapshot (Tune writes it in place)
-    leaves it truncated, or absent when killed before the first copy: the resume runs the
-    unfinished trials again and keeps the finished ones (it was a KeyError: 'trial')."""
+    leaves it truncated, or absent when killed before the first copy. The resume does not read
+    it (relex's own records say what is left to run): the unfinished trials run, the finished
+    ones are kept (restoring it was a KeyError: 'trial')."""
     from rich.console import Console
 
     from relex.sweep.job import load_job
-    from relex.sweep.runner import TUNE_SNAPSHOT_GLOB, run
+    from relex.sweep.runner import run
 
     job_file = tmp_path / "job.py"
     job_file.write_text(JOB.format(data=str(SAMPLE_PATH)))
@@ -197,7 +198,7 @@ def test_resume_after_tune_snapshot_was_cut_short(local_ray, tmp_path, cut):
     (tmp_path / "fail").write_text("t001")
     first = run(job, storage=tmp_path / "art", trainable=_flaky_trial, prepared=inputs, live=False)
     assert first.counts == {"TERMINATED": 1, "ERROR": 1}
-    snapshot = max((sweep_dir / "ray").glob(TUNE_SNAPSHOT_GLOB))
+    snapshot = max((sweep_dir / "ray").glob("experiment_state-*.json"))
     if cut == "truncated":
         snapshot.write_bytes(snapshot.read_bytes()[:1000])
     else:
@@ -208,20 +209,7 @@ def test_resume_after_tune_snapshot_was_cut_short(local_ray, tmp_path, cut):
                 trainable=_flaky_trial, prepared=inputs, live=False,
                 console=Console(file=out, width=400))
     assert again.counts == {"TERMINATED": 2}
-    assert "the unfinished trials start again from their first step" in out.getvalue()
+    assert "retrying 1 failed trial(s): t001" in out.getvalue()
     assert (_starts(tmp_path, "t000"), _starts(tmp_path, "t001")) == (1, 2)
     rows = {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
     assert rows["t001"]["micro_f1"] == 2.0 and rows["t000"]["micro_f1"] == 1.0
-
-
-def test_tune_snapshot_problem(tmp_path):
-    from relex.sweep.runner import tune_snapshot_problem
-
-    assert "holds no experiment snapshot" in tune_snapshot_problem(tmp_path)
-    older, newer = tmp_path / "experiment_state-2026-01-01.json", tmp_path / "experiment_state-2026-01-02.json"
-    older.write_text(json.dumps({"trial_data": [["{}", "{}"]]}))
-    assert tune_snapshot_problem(tmp_path) is None
-    newer.write_text('{"trial_data": [["{}", ')  # Tune restores the newest by name
-    assert tune_snapshot_problem(tmp_path) == f"Ray Tune's experiment snapshot {newer} is incomplete"
-    newer.write_text(json.dumps({"trial_data": []}))
-    assert tune_snapshot_problem(tmp_path) == f"Ray Tune's experiment snapshot {newer} holds no trial"

@@ -486,11 +486,16 @@ def test_a_grid_sweeps_tuner_carries_trial_ids_and_each_trial_finds_its_spec(tmp
             made["space"] = param_space
 
     monkeypatch.setattr(tune, "Tuner", RecordingTuner)
-    runner._tuner(job, sweep.path, None, None, None, resume=False, retry_errors=False,
-                  console=None, concurrent=None)
+    runner._tuner(job, sweep.path, None, None, None, concurrent=None)
     ids = made["space"]["trial"]["grid_search"]
     assert ids == [t.trial_id for t in job.trials]
     assert len(json.dumps(made["space"])) < 12 * len(ids)  # ids only, no configurations
+    # a resume is a new Tune run over the trials without a final result, whatever Tune recorded
+    for t in job.trials[:25:2]:
+        sweep.trial(t.trial_id).mark_final("TERMINATED")
+    runner._tuner(job, sweep.path, None, None, None, concurrent=None)
+    assert made["space"]["trial"]["grid_search"] == [t.trial_id for i, t in enumerate(job.trials)
+                                                     if i >= 25 or i % 2]
 
     prepared = runner._prepare(job, sweep, Prepared(), None)
     for t in job.trials:

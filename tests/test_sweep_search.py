@@ -17,7 +17,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from relex.data.sample import SAMPLE_PATH
@@ -101,7 +100,11 @@ def _run(job, tmp_path, address, *extra, ok=True, name="tpe"):
 
 
 def _rows(sweep_dir):
-    return {r["trial_id"]: r for r in pq.read_table(sweep_dir / "trials.parquet").to_pylist()}
+    """The rows as recorded now: the compacted file and the fragments a running (or killed)
+    driver wrote since."""
+    from relex.sweep.layout import SweepDir
+
+    return {r["trial_id"]: r for r in SweepDir(sweep_dir).trial_rows()}
 
 
 def _study(sweep_dir):

@@ -121,8 +121,10 @@ def test_resume_is_bit_exact_with_every_technique(split, tmp_path):
     for step, state in saved.items():
         seen = []
         res = fit(cfg, *split, tmp_path / f"resumed-{step}", progress=False, resume_from=state,
-                  on_evaluate=lambda ev: seen.append(ev.step))
-        assert seen and seen[0] > step  # continued after the saved evaluation
+                  on_evaluate=lambda ev: seen.append((ev.step, ev.evaluation)))
+        assert seen and seen[0][0] > step  # continued after the saved evaluation
+        # the evaluations are counted on from the state (a resumed sweep's ASHA rungs need it)
+        assert seen[0][1] == step // 7 + 1 and [n for _, n in seen] == list(range(seen[0][1], len(full.history) + 1))
         assert same_history(full, res)
         assert res.best_metrics == full.best_metrics and res.best_step == full.best_step
         assert res.steps == full.steps and res.examples_seen == full.examples_seen

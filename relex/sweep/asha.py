@@ -1,8 +1,8 @@
 """ASHA whose rung records survive a driver crash.
 
-Ray Tune restores trials, searcher and callbacks on ``Tuner.restore`` but not the scheduler's
-state (ray#30838): a resumed sweep's ASHA would start with empty rungs and decide differently.
-:class:`Rungs` is the whole of ASHA's state — for every rung, the metric each trial had when it
+A resumed sweep is a new Tune run (:mod:`relex.sweep.runner`), and even ``Tuner.restore`` does
+not restore a scheduler's state (ray#30838): ASHA would start with empty rungs and decide
+differently. :class:`Rungs` is the whole of ASHA's state — for every rung, the metric each trial had when it
 reached it, and each decision made — and each decision is written atomically to the sweep
 directory *before* it is returned to Tune: one small file per decision in ``asha_decisions/``
 (``<rung>-<trial_id>.json``), folded into ``asha_state.json`` when they outnumber the records it
@@ -41,6 +41,7 @@ import numpy as np
 from relex.io_utils import Compaction, atomic_write_text
 from relex.sweep.layout import ASHA_DECISIONS_DIR
 from relex.sweep.specs import tune_trial_id_or_none
+from relex.sweep.trial import evaluation_of
 
 CONTINUE, STOP = "CONTINUE", "STOP"
 
@@ -193,12 +194,11 @@ def _make_scheduler_class():
     class PersistentASHA(FIFOScheduler):
         """Tune scheduler: FIFO trial order, ASHA stopping from persisted :class:`Rungs`."""
 
-        def __init__(self, rungs: Rungs, metric: str, time_attr: str = "training_iteration"):
+        def __init__(self, rungs: Rungs, metric: str):
             super().__init__()
             self.rungs = rungs
             self._metric = metric
             self._mode = rungs.mode
-            self.time_attr = time_attr
 
         def set_search_properties(self, metric, mode, **spec) -> bool:
             return True
@@ -208,10 +208,11 @@ def _make_scheduler_class():
         def on_trial_result(self, tune_controller, trial, result: dict) -> str:
             if self.budget is not None:
                 self.budget.on_report(_trial_key(trial), result)
-            if self.time_attr not in result:
+            evaluation = evaluation_of(result)
+            if not evaluation:
                 return TrialScheduler.CONTINUE
             value = result.get(self._metric)
-            decision = self.rungs.decide(_trial_key(trial), int(result[self.time_attr]),
+            decision = self.rungs.decide(_trial_key(trial), evaluation,
                                          None if value is None else float(value))
             return TrialScheduler.STOP if decision == STOP else TrialScheduler.CONTINUE
 
@@ -226,9 +227,9 @@ def _make_scheduler_class():
         def debug_string(self) -> str:
             return f"relex ASHA: {len(self.rungs.stopped)} stopped early"
 
-        # Tune pickles the scheduler into the experiment's tuner.pkl; on restore the runner
-        # registers a scheduler whose rungs were reloaded from asha_state.json, and that one
-        # is used instead of the stale pickled copy.
+        # Tune pickles the scheduler into the experiment's tuner.pkl: the pickle names the
+        # registered scheduler (its rungs live in asha_state.json), so it neither copies the
+        # rungs nor brings a stale copy back.
         def __reduce__(self):
             return (_registered_scheduler, ())
 

@@ -156,8 +156,8 @@ class SweepCallback(Callback):
         tid = _trial_id(trial)
         if tid in self.previously_finished:
             return
-        it = int(result.get("training_iteration", 0))
         report = TrialReport.from_result(result, tid)
+        it = report.evaluation
         self.writer.add_history({"trial_id": tid, "iteration": it, "step": report.step,
                                  "epoch": report.epoch, "is_best": report.is_best, **report.metrics})
         row = {**self._base_row(tid), "status": RUNNING, "evaluations": it,
@@ -166,8 +166,8 @@ class SweepCallback(Callback):
                **report.where, **report.best, "best_step": report.best_step,
                "best_epoch": report.best_epoch}
         self.writer.set_trial(row)
-        # Written before Tune snapshots the trial's new checkpoint into its experiment state, so
-        # a driver killed at any point loses no evaluation a resumed trial will not repeat.
+        # Written at once: a resumed trial continues from the last evaluation recorded here
+        # (relex.sweep.trial.continue_from), so a driver killed at any point loses none.
         self.writer.flush()
 
     def _finish(self, trial, status: str, error: str | None = None) -> dict[str, Any]:

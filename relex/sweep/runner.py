@@ -8,7 +8,10 @@ Order of work (every user mistake fails before Ray starts):
    features built once into ``<sweep_dir>/cache`` so trials find them there;
 3. Ray is started (or joined: ``--address``, ``RAY_ADDRESS``), resources per trial decided;
 4. a ``Tuner`` with relex's persistent ASHA, the results callback and one grid point per trial
-   (``Tuner.restore`` for ``--resume``).
+   still to run. ``--resume`` is a new Tune run in the same experiment directory over the trials
+   without a final result, each continuing from the newest state it wrote
+   (:func:`relex.sweep.trial.run_trial`): relex's own records say what finished, not Tune's
+   experiment snapshot, which lags the trials by seconds and costs O(n) to restore.
 
 Storage: the sweep directory is ``<storage>/<name>``: relex's results (``trials.parquet``,
 ``history.parquet``, ``job.json``, ``asha_state.json``, ``valid_probs/``, ``trials/<id>/``
@@ -21,7 +24,6 @@ disk for one machine, a shared mount such as EFS/NFS for a cluster).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -40,7 +42,6 @@ from relex.sweep.results import ERROR, FINISHED, NOT_STARTED, PAUSED, PENDING, T
 from relex.sweep.specs import tune_trial_id
 from relex.sweep.trial import Prepared, backbone_key
 
-TUNE_SNAPSHOT_GLOB = "experiment_state-*.json"  # Ray Tune's experiment state, one per driver start
 
 def _is_lease_file(name: str) -> bool:
     """The lease and the heartbeat's temporary files (``.driver.lease.*.tmp``)."""
@@ -306,26 +307,6 @@ def trial_name(trial) -> str:
     return tune_trial_id(trial.config)
 
 
-def tune_snapshot_problem(ray_dir: Path) -> str | None:
-    """Why Ray Tune's newest experiment snapshot in ``ray_dir`` cannot be restored, or None.
-
-    Tune copies its snapshot into the experiment directory in place, not by rename, and does so
-    continuously; a driver killed during the copy leaves it truncated, one killed before the
-    first copy leaves none. Tune's restore then starts the experiment afresh.
-    """
-    snapshots = sorted(ray_dir.glob(TUNE_SNAPSHOT_GLOB))  # Tune restores the newest by name
-    if not snapshots:
-        return f"{ray_dir} holds no experiment snapshot of Ray Tune"
-    newest = snapshots[-1]
-    try:
-        trials = json.loads(newest.read_text(encoding="utf-8"))["trial_data"]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        return f"Ray Tune's experiment snapshot {newest} is incomplete"
-    if not trials:
-        return f"Ray Tune's experiment snapshot {newest} holds no trial"
-    return None
-
-
 def _check_same_job(job: Sweep, sweep_dir: Path) -> None:
     path = SweepDir(sweep_dir).job_file
     if not path.exists():
@@ -435,7 +416,7 @@ def _run_leased(job: Sweep, sweep_dir: Path, lease: Lease, *, resume: bool, over
                           f"worker, {job.workers_per_trial} workers per trial")
                           + (f", at most {job.max_concurrent} at once" if job.max_concurrent else "")
                           + f" -> {sweep_dir}", markup=False, highlight=False)
-        return _tune(job, sweep, res, prepared, resume=resume, retry_errors=retry_errors,
+        return _tune(job, sweep, res, prepared, retry_errors=retry_errors,
                      console=console, live=live, tables=tables, trainable=trainable,
                      concurrent=concurrent_trials(job, res, cluster, local))
     finally:
@@ -517,10 +498,10 @@ def _prepare(job: Sweep, sweep: SweepDir, prepared: Prepared | None, console) ->
     return prepared
 
 
-def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared, *, resume: bool,
+def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared, *,
           retry_errors: bool, console, live: bool | None, tables: Tables | None,
           trainable: Callable | None, concurrent: int | None) -> SweepOutcome:
-    """Run the trials on Ray Tune (started or restored) and record how they ended; at most
+    """Run the trials still to run on Ray Tune and record how they ended; at most
     ``concurrent`` at once (:func:`concurrent_trials`)."""
     from ray import tune
 
@@ -537,6 +518,7 @@ def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared
         if console is not None:
             console.print(f"retrying {len(retried)} failed trial(s): {', '.join(retried) or '-'}",
                           markup=False, highlight=False)
+    prepared = replace(prepared, recorded=writer.last_recorded())
     callback = SweepCallback(job, sweep.path, writer, scheduler.rungs, console=console, live=live,
                              tables=tables)
     register_callback(callback)
@@ -549,8 +531,7 @@ def _tune(job: Sweep, sweep: SweepDir, res: dict[str, float], prepared: Prepared
         tuner = _searched_tuner(job, sweep.path, wrapped, scheduler, callback, writer,
                                 min(cap, concurrent) if concurrent else cap)
     else:
-        tuner = _tuner(job, sweep.path, wrapped, scheduler, callback, resume=resume,
-                       retry_errors=retry_errors, console=console, concurrent=concurrent)
+        tuner = _tuner(job, sweep.path, wrapped, scheduler, callback, concurrent=concurrent)
     _fit_quietly(tuner, callback, sweep.path)
     if scheduler.budget.reason:
         mark_unfinished(job, writer, scheduler.budget.reason, console)
@@ -573,28 +554,14 @@ def unfinished_trials(job: Sweep, sweep_dir: Path) -> list:
     return [t for t in job.trials if not sweep.trial(t.trial_id).is_final()]
 
 
-def _tuner(job: Sweep, sweep_dir: Path, trainable, scheduler, callback, *, resume: bool,
-           retry_errors: bool, console, concurrent: int | None):
-    """The Tuner of a start or a resume, over the trials still to run; None when none is left."""
+def _tuner(job: Sweep, sweep_dir: Path, trainable, scheduler, callback, *, concurrent: int | None):
+    """The Tuner over the trials still to run (a start, or a resume); None when none is left."""
     from ray import tune
 
-    ray_dir = SweepDir(sweep_dir).ray_dir
     pending = unfinished_trials(job, sweep_dir)
     if not pending:
         return None
-    # Tune does not store the search space: it is given on resume too, so a snapshot Tune fails
-    # to read is restarted over these trials rather than over an empty config
     space = {"trial": tune.grid_search([t.trial_id for t in pending])}  # specs: Prepared.specs
-    unusable = tune_snapshot_problem(ray_dir) if resume else None
-    if unusable and console is not None:
-        console.print(f"{unusable} (its driver was stopped while writing it): the unfinished "
-                      "trials start again from their first step; finished ones are kept",
-                      markup=False, highlight=False)
-    if resume and not unusable:
-        # resume_errored: a failed trial restarts from its last checkpoint, not from scratch
-        return tune.Tuner.restore(str(ray_dir), trainable, param_space=space,
-                                  resume_unfinished=True, resume_errored=retry_errors,
-                                  restart_errored=False)
     return tune.Tuner(
         trainable, param_space=space,
         tune_config=tune.TuneConfig(
@@ -621,11 +588,10 @@ def _fit_quietly(tuner, callback, sweep_dir: Path) -> None:
     reports every trial, and each failed trial's full traceback stays in
     <sweep_dir>/ray/<trial_id>/error.txt."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # A trial that ended after Tune's last experiment snapshot of a killed driver is started
-    # again by the resume and returns at once (its result is recorded: run_trial's guard). Its
-    # final result then holds the restored trial's config but no metric, which Tune's strict
-    # metric check takes for a trial that forgot to report and fails the whole sweep on.
-    # relex's trials report the ASHA metric at every evaluation (the job check names it).
+    # A trial whose fit returned before a killed driver recorded it is started again by the
+    # resume and returns at once (run_trial's guard) without a metric, which Tune's strict metric
+    # check takes for a trial that forgot to report and fails the whole sweep on. relex's trials
+    # report the ASHA metric at every evaluation (the job check names it).
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     tune_log = logging.getLogger("ray.tune")
     level = tune_log.level

@@ -1,15 +1,17 @@
 """The trial function Ray Tune runs: one TrialConfig through ``relex.train.fit``.
 
 After every evaluation the trial reports the metrics (plus the best-so-far summary the results
-writer needs if ASHA stops the trial there) with a Tune checkpoint; a restarted trial (retry
-after a failure, or ``relex sweep --resume``) continues from ``tune.get_checkpoint()``.
+writer needs if ASHA stops the trial there) with a Tune checkpoint. A trial Tune restarts within
+a run (a failure, a lost node) continues from ``tune.get_checkpoint()``; one started by
+``relex sweep --resume`` (a new Tune run: no Tune checkpoint) from its newest state at or before
+the last evaluation the driver recorded (:func:`continue_from`).
 
 The resumable training state is written once, straight into the sweep directory
 (``states/step_<N>``, on the storage every node shares); the Tune checkpoint is only a pointer to
 it (``pointer.json``). Ray Tune copies every checkpoint to storage, so a checkpoint holding the
 state itself (weights and both Adam moments: 1.3 GB for a base-size model) would be written twice
-per evaluation, and copied again to local disk to resume. The two newest states are kept: the
-driver's experiment snapshot may still name the one before the newest.
+per evaluation, and copied again to local disk to resume. The two newest states are kept: Tune
+may still name the one before the newest when the trial is restarted.
 
 Files of a trial live in ``<sweep_dir>/trials/<trial_id>/`` (:class:`relex.sweep.layout.TrialDir`):
 
@@ -60,6 +62,9 @@ class Prepared:
     worker_failures: int = 0
     skipped_bad_rows: dict[str, int] = field(default_factory=dict)  # data file -> rows dropped
     specs: dict[str, dict] = field(default_factory=dict)  # a grid trial's spec by its id (relex.sweep.specs)
+    # trial id -> (evaluation, step) of its last evaluation the driver recorded before this run:
+    # a trial started again continues from there (:func:`continue_from`)
+    recorded: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def split(self, fold: int | None) -> tuple[Any, Any]:
         """(train, valid) of a trial: a fold sweep's trial trains and validates on its fold."""
@@ -93,6 +98,7 @@ class TrialReport:
     best_epoch: float | None
     checkpoint: str | None  # the best checkpoint's directory
     attempt: int | None = None
+    evaluation: int | None = None  # the trial's evaluations so far, counted across restarts
     started_at: float | None = None
     elapsed_s: float | None = None
     where: dict[str, str] = field(default_factory=dict)  # node, node_id, gpu, ...
@@ -104,7 +110,7 @@ class TrialReport:
                 **{f"best_{k}": _f(self.best.get(k)) for k in EVAL_METRICS},
                 "trial_id": self.trial_id, "step": self.step, "epoch": self.epoch,
                 "is_best": self.is_best, "best_step": self.best_step, "best_epoch": self.best_epoch,
-                "checkpoint": self.checkpoint, "attempt": self.attempt,
+                "checkpoint": self.checkpoint, "attempt": self.attempt, EVALUATION: self.evaluation,
                 "started_at": self.started_at, "elapsed_s": self.elapsed_s, **self.where}
 
     @classmethod
@@ -116,7 +122,18 @@ class TrialReport:
                    best={k: result.get(f"best_{k}") for k in EVAL_METRICS},
                    best_step=result.get("best_step"), best_epoch=result.get("best_epoch"),
                    checkpoint=result.get("checkpoint"), attempt=result.get("attempt"),
-                   started_at=result.get("started_at"), elapsed_s=result.get("elapsed_s"), where=where)
+                   evaluation=evaluation_of(result), started_at=result.get("started_at"), elapsed_s=result.get("elapsed_s"), where=where)
+
+
+EVALUATION = "evaluation"  # the result key of a trial's evaluation count
+
+
+def evaluation_of(result: dict[str, Any]) -> int:
+    """Which evaluation of its trial a Tune result reports. A relex trial counts them itself,
+    across restarts: a resumed sweep is a new Tune run, whose ``training_iteration`` of a trial
+    continuing from its third evaluation starts at 1 again. Tune's count for other trainables."""
+    n = result.get(EVALUATION)
+    return int(n if n is not None else result.get("training_iteration", 0))
 
 
 def placement() -> dict[str, str]:
@@ -184,18 +201,15 @@ def run_trial(config: dict[str, Any], prepared: Prepared) -> None:
     tdir = sweep.trial(trial_id)
     tdir.path.mkdir(parents=True, exist_ok=True)
     if tdir.is_final():
-        # Finished before the driver died, but Ray's experiment snapshot (taken every few
-        # seconds) still had it running: its result is recorded, so do not run it again.
-        return
+        return  # recorded already (a resume runs only the trials without a final result)
     where = placement()
     started = time.time()
 
     ckpt = tune.get_checkpoint()
     tmp_root = Path(tempfile.mkdtemp(prefix=f"relex-{trial_id}-"))
     try:
-        resume_dir = _state_of(ckpt, sweep_dir, tmp_root) if ckpt is not None else None
-        if resume_dir is None and spec.get("continue"):
-            resume_dir = _newest_state(tdir.states)
+        resume_dir = (_state_of(ckpt, sweep_dir, tmp_root) if ckpt is not None
+                      else continue_from(tdir.states, prepared.recorded.get(trial_id)))
         backbone_path = prepared.backbones.get(backbone_key(cfg))  # resolved once by the driver
         attempt = _append_attempt(tdir.attempts_file, {
             "started_at": started,
@@ -265,7 +279,7 @@ class EvaluationRecord:
             trial_id=self.trial_id, step=int(ev.step), epoch=_f(ev.epoch), is_best=bool(ev.is_best),
             metrics=dict(ev.metrics), best=dict(ev.best_metrics), best_step=int(ev.best_step),
             best_epoch=_f(ev.best_epoch), checkpoint=str(ev.best_dir), attempt=self.attempt,
-            started_at=self.started, elapsed_s=time.time() - self.started, where=self.where)
+            evaluation=int(ev.evaluation), started_at=self.started, elapsed_s=time.time() - self.started, where=self.where)
         sweep = SweepDir(self.sweep_dir)
         if ev.is_best:
             sweep.write_probs(self.trial_id, ev.probs)
@@ -292,10 +306,16 @@ def _pointer_to(kept: Path, sweep_dir: Path, tmp_root: Path) -> Path:
     return write_pointer(tmp_root / "pointer", kept, sweep_dir)
 
 
-def _newest_state(states: Path) -> Path | None:
-    """A searched trial the resumed driver hands out again has no Tune checkpoint (a new Tune
-    run); it continues from the newest resumable state it wrote, if any."""
-    kept = sorted(states.glob("step_*"))
+def continue_from(states: Path, recorded: tuple[int, int] | None) -> Path | None:
+    """The state a trial of a resumed sweep continues from (a new Tune run: no Tune checkpoint):
+    the newest it wrote at or before its last evaluation the driver recorded. A trial runs up to
+    one evaluation ahead of the driver, and a state past the record would leave that evaluation
+    out of the results; training is exact from any state, so one before it replays the same
+    evaluations. None (from the start) when nothing of the trial was recorded."""
+    if recorded is None:
+        return None
+    _, step = recorded
+    kept = [p for p in sorted(states.glob("step_*")) if int(p.name.split("_")[1]) <= step]
     return kept[-1] if kept else None
 
 

@@ -72,6 +72,7 @@ class EvalEvent:
     best_epoch: float
     probs: np.ndarray  # validation-set probabilities of this evaluation (N, C)
     state: Path | None = None  # the resumable state written at this evaluation, if one was
+    evaluation: int = 0  # this run's evaluations so far, this one included (kept in the state)
 
 
 @dataclass
@@ -440,7 +441,7 @@ def evaluate(run: Run, n_batches: int) -> bool:
         run.on_evaluate(EvalEvent(step=pos.step, epoch=epoch, metrics=dict(metrics), is_best=is_best,
                                   best_dir=run.best_dir, best_metrics=dict(pos.best_metrics),
                                   best_step=pos.best_step, best_epoch=pos.best_epoch, probs=probs,
-                                  state=written))
+                                  state=written, evaluation=pos.evaluations))
     return pos.stopping
 
 
