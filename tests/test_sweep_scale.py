@@ -6,6 +6,7 @@ and redraws only after a change."""
 from __future__ import annotations
 
 import io
+import os
 import re
 
 import pytest
@@ -506,3 +507,32 @@ def test_a_grid_sweeps_tuner_carries_trial_ids_and_each_trial_finds_its_spec(tmp
     whole = {"trial": job.trials[3].spec()}
     assert tune_trial_spec(whole, {}) == job.trials[3].spec()
     assert tune_trial_id(whole) == job.trials[3].trial_id
+
+
+def test_tune_starts_without_its_default_loggers_and_tags_callbacks_by_name(monkeypatch):
+    """Tune's default loggers (CSV, JSON, TensorBoard per trial: three more writes of every result,
+    and torch imported in the driver) are off; Ray's usage tag of the callbacks is counted by
+    class name, as Ray counts it, without importing every tracker integration."""
+    import importlib
+
+    from ray.air._internal import usage
+    from ray.tune import Callback
+    from ray.tune.logger import CSVLoggerCallback, LoggerCallback
+
+    from relex.sweep import runner
+
+    monkeypatch.delenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", raising=False)
+    rays_own = importlib.reload(usage)._count_callbacks
+
+    class Mine(Callback):
+        pass
+
+    class MyLogger(LoggerCallback):
+        pass
+
+    callbacks = [Mine(), Mine(), MyLogger(), CSVLoggerCallback(), object()]
+    runner._lighter_tune_start()
+    assert os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1"
+    assert usage._count_callbacks is runner._count_callbacks_by_name
+    assert runner._count_callbacks_by_name(callbacks) == dict(rays_own(callbacks)) == {
+        "CustomCallback": 2, "CustomLoggerCallback": 1, "CSVLoggerCallback": 1}
