@@ -11,7 +11,8 @@ once (each is a Ray worker process; a 2-core machine does not hold 100 of them),
 * relex: ``relex.sweep.runner.run`` with the stub as its ``trainable`` (results writer, live
   leaderboard on a terminal, persistent ASHA, lease, retention);
 * baseline: the same stub, grid and concurrency through plain Ray Tune with its own ASHA
-  (``ASHAScheduler``, same grace period and reduction factor), no relex callback or writer.
+  (``ASHAScheduler``, same grace period and reduction factor), no relex callback or writer, and
+  Tune's default per-trial loggers off as in relex's runs.
 
 Recorded per size: wall time and wall time minus Σ trial time ÷ concurrency (overhead per
 trial) of both; relex's extra wall time per trial over the baseline; the callback's own time
@@ -285,6 +286,8 @@ def drive_tune(args) -> dict:
     from relex.sweep.job import load_job
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # as lean as relex's Tune run: without Tune's default per-trial CSV/JSON/TensorBoard loggers
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     valid = _valid_set()
     job_file = Path(args.storage) / f"{args.name}.py"
     job_file.write_text(job_text(args.name, args.trials, args.concurrent), encoding="utf-8")
