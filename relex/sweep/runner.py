@@ -9,8 +9,8 @@ Order of work (every user mistake fails before Ray starts):
 3. Ray is started (or joined: ``--address``, ``RAY_ADDRESS``), resources per trial decided;
 4. a ``Tuner`` with relex's persistent ASHA, the results callback and one grid point per trial
    still to run. ``--resume`` is a new Tune run in the same experiment directory over the trials
-   without a final result, each continuing from the newest state it wrote
-   (:func:`relex.sweep.trial.run_trial`): relex's own records say what finished, not Tune's
+   without a final result, each continuing from its last evaluation the driver recorded
+   (:func:`relex.sweep.trial.continue_from`): relex's own records say what finished, not Tune's
    experiment snapshot, which lags the trials by seconds and costs O(n) to restore.
 
 Storage: the sweep directory is ``<storage>/<name>``: relex's results (``trials.parquet``,
@@ -588,10 +588,11 @@ def _fit_quietly(tuner, callback, sweep_dir: Path) -> None:
     reports every trial, and each failed trial's full traceback stays in
     <sweep_dir>/ray/<trial_id>/error.txt."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # A trial whose fit returned before a killed driver recorded it is started again by the
-    # resume and returns at once (run_trial's guard) without a metric, which Tune's strict metric
-    # check takes for a trial that forgot to report and fails the whole sweep on. relex's trials
-    # report the ASHA metric at every evaluation (the job check names it).
+    # A trial whose fit returned before a killed driver recorded its end runs again on resume
+    # from its last recorded state; when that is its last evaluation's, fit has nothing left to
+    # train and the trial ends without a result, which Tune's strict metric check takes for a
+    # trial that forgot to report and fails the whole sweep on. relex's trials report the ASHA
+    # metric at every evaluation (the job check names it).
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     _lighter_tune_start()
     tune_log = logging.getLogger("ray.tune")

@@ -239,7 +239,7 @@ def _searcher_class():
                         elif row.get("status") == ERROR:
                             self.results[spec["trial_id"]] = None
                         else:
-                            self.queue.append(spec)  # run_trial continues it from its newest state
+                            self.queue.append(spec)  # run_trial continues it (continue_from)
                     if trial.state == TrialState.RUNNING:
                         self._tell_if_done(point, trial.number)
 

@@ -122,7 +122,8 @@ class TrialReport:
                    best={k: result.get(f"best_{k}") for k in EVAL_METRICS},
                    best_step=result.get("best_step"), best_epoch=result.get("best_epoch"),
                    checkpoint=result.get("checkpoint"), attempt=result.get("attempt"),
-                   evaluation=evaluation_of(result), started_at=result.get("started_at"), elapsed_s=result.get("elapsed_s"), where=where)
+                   evaluation=evaluation_of(result), started_at=result.get("started_at"),
+                   elapsed_s=result.get("elapsed_s"), where=where)
 
 
 EVALUATION = "evaluation"  # the result key of a trial's evaluation count
