@@ -106,11 +106,6 @@ def _area(target: np.ndarray, scores: np.ndarray) -> float:
     return _trapezoid(*_pr_curve(target, scores))
 
 
-def _average_precision(target: np.ndarray, scores: np.ndarray) -> float:
-    """One class's average precision, 0–1."""
-    return _step_sum(*_pr_curve(target, scores))
-
-
 def _class_curves(labels: np.ndarray, probs: np.ndarray) -> tuple[list[float], list[float], list[int]]:
     """KLUE's area and the average precision (0–1) of each class with a gold example, both from
     its one precision-recall curve (the sort is the cost), and the class ids skipped."""
@@ -126,27 +121,22 @@ def _class_curves(labels: np.ndarray, probs: np.ndarray) -> tuple[list[float], l
     return areas, aps, skipped
 
 
-def _auprc_of(areas: list[float]) -> float:
-    if not areas:
-        raise ValueError("AUPRC is undefined: no class has a gold example")
-    return float(np.mean(areas) * 100.0)
-
-
-def _mean_ap_of(aps: list[float]) -> float:
-    if not aps:
-        raise ValueError("mean average precision is undefined: no class has a gold example")
-    return float(np.mean(aps) * 100.0)
+def _mean_percent(per_class: list[float], what: str) -> float:
+    """The mean of a per-class figure (0–1) ×100, over the classes with a gold example."""
+    if not per_class:
+        raise ValueError(f"{what} is undefined: no class has a gold example")
+    return float(np.mean(per_class) * 100.0)
 
 
 def auprc(labels: np.ndarray, probs: np.ndarray) -> tuple[float, list[int]]:
     """Mean per-class area under the PR curve ×100, and the class ids skipped (no gold example)."""
     areas, _, skipped = _class_curves(labels, probs)
-    return _auprc_of(areas), skipped
+    return _mean_percent(areas, "AUPRC"), skipped
 
 
 def mean_ap(labels: np.ndarray, probs: np.ndarray) -> float:
     """Mean over classes with a gold example of ``average_precision_score`` ×100 (tie-free)."""
-    return _mean_ap_of(_class_curves(labels, probs)[1])
+    return _mean_percent(_class_curves(labels, probs)[1], "mean average precision")
 
 
 def has_ties(probs: np.ndarray) -> bool:
@@ -229,8 +219,8 @@ def compute(
     areas, aps, skipped = _class_curves(y, p)  # one curve per class for both
     out: dict[str, Any] = {
         "micro_f1": micro_f1(y, preds, len(names), neg_id),
-        "auprc": _auprc_of(areas),
-        "mean_ap": _mean_ap_of(aps),
+        "auprc": _mean_percent(areas, "AUPRC"),
+        "mean_ap": _mean_percent(aps, "mean average precision"),
         "accuracy": float(np.mean(preds == y) * 100.0),
         "auprc_classes": len(names) - len(skipped),
         "auprc_skipped": [names[i] for i in skipped],

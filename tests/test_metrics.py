@@ -141,7 +141,7 @@ def test_curves_match_sklearns_point_for_point_with_ties(scores, dtype):
         np.testing.assert_array_equal(mine_p, precision)
         np.testing.assert_array_equal(mine_r, recall)
         assert metrics._area(target, s) == pytest.approx(auc(recall, precision), abs=1e-15)
-        assert metrics._average_precision(target, s) == pytest.approx(
+        assert metrics._step_sum(mine_p, mine_r) == pytest.approx(
             average_precision_score(target, s), abs=1e-15)
 
 
