@@ -117,9 +117,9 @@ def test_a_resumed_trial_continues_from_its_last_recorded_evaluation(job, tmp_pa
     for step in (20, 30, 40):  # step 40's evaluation never reached the driver (killed)
         (states / f"step_{step:08d}").mkdir(parents=True)
     recorded = ResultsWriter(sweep_dir).last_recorded()  # what the resumed driver reads back
-    assert recorded == {"t000": (3, 30)}
+    assert recorded == {"t000": 30}
     assert continue_from(states, recorded["t000"]) == states / "step_00000030"
-    assert continue_from(states, (1, 10)) is None  # nothing kept that early: from the start
+    assert continue_from(states, 10) is None  # nothing kept that early: from the start
     assert continue_from(states, None) is None  # never recorded: from the start
 
     cb2 = SweepCallback(job, sweep_dir, ResultsWriter(sweep_dir), None, console=None)

@@ -497,13 +497,13 @@ def test_retry_errors_continues_failed_trials_from_their_checkpoint(cluster, e2e
 
 # ---------------------------------------------------------------------------- budgets
 def _metered_trial(config, prepared):
-    """Four evaluations, each 'taking' 15 GPU-minutes by the clock it reports; started again, it
-    continues after the last evaluation the driver recorded (Prepared.recorded), as relex's
-    trials do."""
+    """Four evaluations (step i at the i-th), each 'taking' 15 GPU-minutes by the clock it
+    reports; started again, it continues after the last step the driver recorded
+    (Prepared.recorded), as relex's trials do."""
     from ray import tune
 
     tid = tune_trial_id(config)
-    done = prepared.recorded.get(tid, (0, 0))[0]
+    done = prepared.recorded.get(tid, 0)
     log = Path(prepared.sweep_dir) / "starts.jsonl"
     with open(log, "a") as fh:
         fh.write(json.dumps({"trial": tid, "from": done}) + "\n")

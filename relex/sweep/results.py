@@ -152,12 +152,12 @@ class ResultsWriter:
             evals = self._history.get(trial_id, {})
             return [evals[i] for i in sorted(evals)]
 
-    def last_recorded(self) -> dict[str, tuple[int, int]]:
-        """Trial id -> (evaluation, step) of the last evaluation recorded for it: where a trial
-        that runs again (a resumed sweep, a retry) continues from."""
+    def last_recorded(self) -> dict[str, int]:
+        """Trial id -> the step of the last evaluation recorded for it: where a trial that runs
+        again (a resumed sweep, a retry) continues from."""
         with self._lock:
-            last = {tid: evals[max(evals)] for tid, evals in self._history.items() if evals}
-        return {tid: (int(r["iteration"]), int(r["step"] or 0)) for tid, r in last.items()}
+            return {tid: int(evals[max(evals)]["step"] or 0)
+                    for tid, evals in self._history.items() if evals}
 
     def flush(self) -> None:
         """Write every trial changed since the last flush as its fragment; compact when the

@@ -62,9 +62,9 @@ class Prepared:
     worker_failures: int = 0
     skipped_bad_rows: dict[str, int] = field(default_factory=dict)  # data file -> rows dropped
     specs: dict[str, dict] = field(default_factory=dict)  # a grid trial's spec by its id (relex.sweep.specs)
-    # trial id -> (evaluation, step) of its last evaluation the driver recorded before this run:
-    # a trial started again continues from there (:func:`continue_from`)
-    recorded: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # trial id -> the step of its last evaluation the driver recorded before this run: a trial
+    # started again continues from there (:func:`continue_from`)
+    recorded: dict[str, int] = field(default_factory=dict)
 
     def split(self, fold: int | None) -> tuple[Any, Any]:
         """(train, valid) of a trial: a fold sweep's trial trains and validates on its fold."""
@@ -280,7 +280,8 @@ class EvaluationRecord:
             trial_id=self.trial_id, step=int(ev.step), epoch=_f(ev.epoch), is_best=bool(ev.is_best),
             metrics=dict(ev.metrics), best=dict(ev.best_metrics), best_step=int(ev.best_step),
             best_epoch=_f(ev.best_epoch), checkpoint=str(ev.best_dir), attempt=self.attempt,
-            evaluation=int(ev.evaluation), started_at=self.started, elapsed_s=time.time() - self.started, where=self.where)
+            evaluation=int(ev.evaluation), started_at=self.started,
+            elapsed_s=time.time() - self.started, where=self.where)
         sweep = SweepDir(self.sweep_dir)
         if ev.is_best:
             sweep.write_probs(self.trial_id, ev.probs)
@@ -307,16 +308,15 @@ def _pointer_to(kept: Path, sweep_dir: Path, tmp_root: Path) -> Path:
     return write_pointer(tmp_root / "pointer", kept, sweep_dir)
 
 
-def continue_from(states: Path, recorded: tuple[int, int] | None) -> Path | None:
+def continue_from(states: Path, recorded_step: int | None) -> Path | None:
     """The state a trial of a resumed sweep continues from (a new Tune run: no Tune checkpoint):
     the newest it wrote at or before its last evaluation the driver recorded. A trial runs up to
     one evaluation ahead of the driver, and a state past the record would leave that evaluation
     out of the results; training is exact from any state, so one before it replays the same
     evaluations. None (from the start) when nothing of the trial was recorded."""
-    if recorded is None:
+    if recorded_step is None:
         return None
-    _, step = recorded
-    kept = [p for p in sorted(states.glob("step_*")) if int(p.name.split("_")[1]) <= step]
+    kept = [p for p in sorted(states.glob("step_*")) if int(p.name.split("_")[1]) <= recorded_step]
     return kept[-1] if kept else None
 
 
