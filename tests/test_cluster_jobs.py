@@ -55,6 +55,7 @@ from pathlib import Path
 from relex.sweep import Sweep, grid
 
 DATA = Path(os.environ.get("RELEX_DATA", "data/klue-re"))
+STEP_PAUSE = float(os.environ.get("STEP_PAUSE_S", "0"))  # read where the job is loaded
 
 def where_relex_runs(cfg, trial_id):
     # which relex each trial imports (RELEX_DATA reaches the trials through the job's runtime env)
@@ -62,6 +63,10 @@ def where_relex_runs(cfg, trial_id):
     out = DATA.parent / "relex_used"
     out.mkdir(exist_ok=True)
     (out / (trial_id + ".json")).write_text(json.dumps({"relex": relex.__file__}))
+    if STEP_PAUSE:  # a trial still training when the test kills its node, however fast the CPU
+        import time
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+        register_optimizer_step_post_hook(lambda *_: time.sleep(STEP_PAUSE))
 
 sweep = Sweep(
     name="cluster", train=DATA / "train.json", valid=0.25,
@@ -344,7 +349,8 @@ def test_node_loss_mid_trial_continues_on_another_node(cluster, workdir, submitt
     wd, data = workdir
     ref_dir = submitted[1]
     storage = tmp_path / "efs"
-    env = {**cluster.env, "RELEX_DATA": str(data), "PYTHONPATH": str(wd)}
+    # 32 steps of 0.3 s: the node goes down with about 8 s of training left, not after the end
+    env = {**cluster.env, "RELEX_DATA": str(data), "PYTHONPATH": str(wd), "STEP_PAUSE_S": "0.3"}
     sweep = subprocess.Popen(
         [str(BIN / "relex"), "sweep", "jobs/cluster_check.py", "--storage", str(storage),
          "--address", f"127.0.0.1:{cluster.gcs_port}"],
@@ -363,6 +369,7 @@ def test_node_loss_mid_trial_continues_on_another_node(cluster, workdir, submitt
             time.sleep(0.1)
         assert victim, sweep.communicate()[0][-3000:] if sweep.poll() is not None else "no start"
         time.sleep(1.0)  # the driver's processing of that report ends with the checkpoint's save
+        assert not SweepDir(sweep_dir).trial("t000").is_final(), "t000 ended before the node loss"
         name, raylet = cluster.raylet_of(victim)
         raylet.kill()  # the node is gone: its raylet (and with it every worker there) dies
         out = sweep.communicate(timeout=600)[0]

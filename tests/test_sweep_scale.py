@@ -467,10 +467,9 @@ def test_asha_decisions_since_the_state_survive_a_crash_and_are_not_doubled(tmp_
 
 
 def test_a_grid_sweeps_tuner_carries_trial_ids_and_each_trial_finds_its_spec(tmp_path, monkeypatch):
-    """Tune deep-copies a grid's values once per trial: whole specs would cost O(n²) at start-up
-    and on resume. The Tuner's space holds the ids; the trial looks its spec up in Prepared."""
-    import json
-
+    """Tune deep-copies a grid_search's whole list once per trial (O(n²) at start-up and on
+    resume, for whole specs or ids alike): a grid sweep's ids reach Tune one per trial through a
+    queue, and each trial looks its spec up in Prepared."""
     from ray import tune
 
     from relex.sweep import runner
@@ -483,20 +482,26 @@ def test_a_grid_sweeps_tuner_carries_trial_ids_and_each_trial_finds_its_spec(tmp
     made = {}
 
     class RecordingTuner:
-        def __init__(self, trainable, *, param_space, **kwargs):
-            made["space"] = param_space
+        def __init__(self, trainable, *, param_space, tune_config, **kwargs):
+            made["space"], made["config"] = param_space, tune_config
+
+    def handed_out() -> list:
+        alg, out = made["config"].search_alg, []
+        assert made["space"] == {} and made["config"].num_samples == -1  # until the queue ends
+        alg.set_search_properties(None, None, {})
+        while (s := alg.suggest(f"ray{len(out)}")) != alg.FINISHED:
+            out.append(s)
+        return out
 
     monkeypatch.setattr(tune, "Tuner", RecordingTuner)
     runner._tuner(job, sweep.path, None, None, None, concurrent=None)
-    ids = made["space"]["trial"]["grid_search"]
-    assert ids == [t.trial_id for t in job.trials]
-    assert len(json.dumps(made["space"])) < 12 * len(ids)  # ids only, no configurations
+    assert handed_out() == [{"trial": t.trial_id} for t in job.trials]  # ids only, in order
     # a resume is a new Tune run over the trials without a final result, whatever Tune recorded
     for t in job.trials[:25:2]:
         sweep.trial(t.trial_id).mark_final("TERMINATED")
     runner._tuner(job, sweep.path, None, None, None, concurrent=None)
-    assert made["space"]["trial"]["grid_search"] == [t.trial_id for i, t in enumerate(job.trials)
-                                                     if i >= 25 or i % 2]
+    assert handed_out() == [{"trial": t.trial_id} for i, t in enumerate(job.trials)
+                            if i >= 25 or i % 2]
 
     prepared = runner._prepare(job, sweep, Prepared(), None)
     for t in job.trials:

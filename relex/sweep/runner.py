@@ -39,7 +39,7 @@ from relex.sweep.job import _NAME_RE, Sweep, check_gpus_per_trial
 from relex.sweep.layout import CACHE_DIR, DEFAULT_STORAGE, ENTRIES, LEASE_FILE, TRIALS_FILE, SweepDir
 from relex.sweep.lease import Lease
 from relex.sweep.results import ERROR, FINISHED, NOT_STARTED, PAUSED, PENDING, Tables
-from relex.sweep.specs import tune_trial_id
+from relex.sweep.specs import grid_search_alg, tune_trial_id
 from relex.sweep.trial import Prepared, backbone_key
 
 
@@ -561,11 +561,11 @@ def _tuner(job: Sweep, sweep_dir: Path, trainable, scheduler, callback, *, concu
     pending = unfinished_trials(job, sweep_dir)
     if not pending:
         return None
-    space = {"trial": tune.grid_search([t.trial_id for t in pending])}  # specs: Prepared.specs
+    ids = grid_search_alg(t.trial_id for t in pending)  # specs: Prepared.specs
     return tune.Tuner(
-        trainable, param_space=space,
+        trainable, param_space={},
         tune_config=tune.TuneConfig(
-            scheduler=scheduler, max_concurrent_trials=concurrent,
+            search_alg=ids, num_samples=-1, scheduler=scheduler, max_concurrent_trials=concurrent,
             # a stopped trial's actor must end: the Ray Train run it owns ends with it
             reuse_actors=job.reuse_actors and job.workers_per_trial == 1,
             trial_name_creator=trial_name, trial_dirname_creator=trial_name),
