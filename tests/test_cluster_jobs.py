@@ -63,10 +63,12 @@ def where_relex_runs(cfg, trial_id):
     out = DATA.parent / "relex_used"
     out.mkdir(exist_ok=True)
     (out / (trial_id + ".json")).write_text(json.dumps({"relex": relex.__file__}))
-    if STEP_PAUSE:  # a trial still training when the test kills its node, however fast the CPU
+    import torch.optim.optimizer as optim
+    # a trial still training when the test kills its node, however fast the CPU
+    if STEP_PAUSE and not getattr(optim, "paused_steps", False):  # once per worker process
         import time
-        from torch.optim.optimizer import register_optimizer_step_post_hook
-        register_optimizer_step_post_hook(lambda *_: time.sleep(STEP_PAUSE))
+        optim.register_optimizer_step_post_hook(lambda *_: time.sleep(STEP_PAUSE))
+        optim.paused_steps = True
 
 sweep = Sweep(
     name="cluster", train=DATA / "train.json", valid=0.25,

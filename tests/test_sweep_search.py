@@ -30,9 +30,16 @@ JOB = '''
 from pathlib import Path
 from relex.sweep import Sweep, loguniform, uniform
 
+STEP_PAUSE = {pause!r}
+
 def fail_while_flagged(cfg, trial_id):
     if trial_id == "s001" and Path({flag!r}).exists():
         raise RuntimeError("broken trial " + trial_id)
+    import torch.optim.optimizer as optim
+    if STEP_PAUSE and not getattr(optim, "paused_steps", False):  # once per worker process
+        import time
+        optim.register_optimizer_step_post_hook(lambda *_: time.sleep(STEP_PAUSE))
+        optim.paused_steps = True
 
 sweep = Sweep(
     name="tpe", train={data!r}, valid=0.25,
@@ -73,9 +80,10 @@ def cluster():
             c.shutdown()
 
 
-def _job(tmp_path, extra, flag="no-such-flag"):
+def _job(tmp_path, extra, flag="no-such-flag", pause=0.0):
     p = tmp_path / "job.py"
-    p.write_text(JOB.format(data=str(SAMPLE_PATH), flag=str(tmp_path / flag), extra=extra))
+    p.write_text(JOB.format(data=str(SAMPLE_PATH), flag=str(tmp_path / flag), extra=extra,
+                            pause=pause))
     return p
 
 
@@ -168,7 +176,9 @@ def _wait_for(predicate, timeout=400):
 
 
 def test_sigkill_mid_study_then_resume_runs_exactly_num_samples(cluster, tmp_path):
-    job = _job(tmp_path, "num_samples=5, seeds=[7], max_concurrent=1,")
+    # 0.2 s a step: a trial's evaluations are a second apart, however fast the CPU, so the
+    # polls below find one running and the kill lands before it ends
+    job = _job(tmp_path, "num_samples=5, seeds=[7], max_concurrent=1,", pause=0.2)
     sweep_dir = tmp_path / "art" / "tpe"
 
     def mid_study():  # two suggestions finished, the third has reported an evaluation
