@@ -561,11 +561,11 @@ def _tuner(job: Sweep, sweep_dir: Path, trainable, scheduler, callback, *, concu
     pending = unfinished_trials(job, sweep_dir)
     if not pending:
         return None
-    ids = grid_search_alg(t.trial_id for t in pending)  # specs: Prepared.specs
+    queue = grid_search_alg(t.trial_id for t in pending)  # specs: Prepared.specs
     return tune.Tuner(
         trainable, param_space={},
         tune_config=tune.TuneConfig(
-            search_alg=ids, num_samples=-1, scheduler=scheduler, max_concurrent_trials=concurrent,
+            search_alg=queue, num_samples=-1, scheduler=scheduler, max_concurrent_trials=concurrent,
             # a stopped trial's actor must end: the Ray Train run it owns ends with it
             reuse_actors=job.reuse_actors and job.workers_per_trial == 1,
             trial_name_creator=trial_name, trial_dirname_creator=trial_name),
